@@ -1,0 +1,48 @@
+"""Baselines for linear regression: the least-squares optimum and the best integer pair.
+
+Random search, the third baseline, runs through the optimizer loop itself
+(``llmopt run linreg --proposer random``) so it is recorded and budgeted like an LLM run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy import stats
+
+from problems.linear_regression import LinearRegression, Pair
+
+
+@dataclass(frozen=True)
+class LeastSquares:
+    w: float
+    b: float
+    loss: float
+
+
+def least_squares(problem: LinearRegression) -> LeastSquares:
+    """The real-valued optimum (closed form, via scipy)."""
+    fit = stats.linregress(problem.x, problem.y)
+    w, b = float(fit.slope), float(fit.intercept)
+    residual = problem.y - (problem.x * w + b)
+    return LeastSquares(w, b, float(residual @ residual))
+
+
+def best_integer_pair(problem: LinearRegression, radius: int = 3) -> tuple[Pair, float]:
+    """The integer pair of least loss.
+
+    For a fixed integer w the loss is a parabola in b, so its best integer b is the floor or the
+    ceiling of the real minimiser; moving w by one costs about sum((x - mean x)^2) (~10^4 for 50
+    points), far more than rounding b can save, so w within ``radius`` of the optimum suffices.
+    """
+    fit = least_squares(problem)
+    best: tuple[Pair, float] | None = None
+    for w in range(math.floor(fit.w) - radius, math.ceil(fit.w) + radius + 1):
+        b_real = float((problem.y - w * problem.x).mean())
+        for b in (math.floor(b_real), math.ceil(b_real)):
+            loss = problem.score((w, b))
+            if best is None or loss < best[1]:
+                best = ((w, b), loss)
+    assert best is not None
+    return best

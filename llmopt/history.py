@@ -1,0 +1,125 @@
+"""Trials and the append-only solution history shared by every problem."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Hashable, Iterable, Iterator
+
+from .problem import Direction
+
+
+class TrialState(str, enum.Enum):
+    COMPLETE = "COMPLETE"  # decoded, new, scored
+    INVALID = "INVALID"  # the reply did not decode; raw text and error kept
+    DUPLICATE = "DUPLICATE"  # decoded to a solution already in the history; never re-scored
+    FAILED = "FAILED"  # the LLM call or the scoring raised; error kept
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trial:
+    """One proposal and what became of it. Immutable: the history only ever appends."""
+
+    number: int
+    step: int
+    state: TrialState
+    source: str  # "start", "user", "random", "llm:<model>", ...
+    solution: Any = None
+    text: str | None = None  # problem.encode(solution): the canonical stored form
+    key: Hashable | None = None
+    value: float | None = None
+    raw: str | None = None  # the LLM's reply, verbatim
+    error: str | None = None
+    duplicate_of: int | None = None  # trial number of the first occurrence
+
+    @property
+    def ok(self) -> bool:
+        return self.state is TrialState.COMPLETE
+
+
+class SolutionHistory:
+    """Every trial of a run, in order, with the queries the meta-prompt needs.
+
+    Only COMPLETE trials are solutions: INVALID, DUPLICATE and FAILED ones are kept for the
+    record but never shown to the LLM and never ranked.
+    """
+
+    def __init__(self, direction: Direction, trials: Iterable[Trial] = ()) -> None:
+        self.direction = Direction(direction)
+        self._trials: list[Trial] = []
+        self._by_number: dict[int, Trial] = {}
+        self._by_key: dict[Hashable, Trial] = {}
+        self._best: Trial | None = None
+        for trial in trials:
+            self.append(trial)
+
+    def append(self, trial: Trial) -> None:
+        if trial.number in self._by_number:
+            raise ValueError(f"trial number {trial.number} is already in the history")
+        if trial.ok:
+            if trial.key in self._by_key:
+                raise ValueError(f"trial {trial.number} repeats key of trial {self._by_key[trial.key].number}")
+            self._by_key[trial.key] = trial
+            if self._best is None or self._rank(trial) < self._rank(self._best):
+                self._best = trial
+        self._trials.append(trial)
+        self._by_number[trial.number] = trial
+
+    def _rank(self, trial: Trial) -> tuple[float, int]:
+        """Sort key: better values first, earlier trials first among ties."""
+        value = float(trial.value)  # type: ignore[arg-type]
+        return (value if self.direction is Direction.MINIMIZE else -value, trial.number)
+
+    # --- queries -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._trials)
+
+    def __iter__(self) -> Iterator[Trial]:
+        return iter(self._trials)
+
+    def __getitem__(self, index: int) -> Trial:
+        return self._trials[index]
+
+    @property
+    def trials(self) -> tuple[Trial, ...]:
+        return tuple(self._trials)
+
+    def completed(self) -> list[Trial]:
+        return [t for t in self._trials if t.ok]
+
+    def get(self, number: int) -> Trial | None:
+        """The trial with this number, if recorded."""
+        return self._by_number.get(number)
+
+    def find(self, key: Hashable) -> Trial | None:
+        """The COMPLETE trial with this key, if any."""
+        return self._by_key.get(key)
+
+    def best(self) -> Trial | None:
+        return self._best
+
+    def top_k(self, k: int) -> list[Trial]:
+        """The k best COMPLETE trials, unique by key, ordered worst-to-best (best last)."""
+        if k <= 0:
+            return []
+        ranked = sorted(self._by_key.values(), key=self._rank)[:k]
+        return ranked[::-1]
+
+    def best_so_far(self) -> list[tuple[int, float | None]]:
+        """(step, best value after that step) for every step present in the history."""
+        out: list[tuple[int, float | None]] = []
+        best: float | None = None
+        for trial in self._trials:
+            if trial.ok and (best is None or self.direction.better(float(trial.value), best)):  # type: ignore[arg-type]
+                best = float(trial.value)  # type: ignore[arg-type]
+            if out and out[-1][0] == trial.step:
+                out[-1] = (trial.step, best)
+            else:
+                out.append((trial.step, best))
+        return out
+
+    def counts(self) -> dict[str, int]:
+        out = {state.value: 0 for state in TrialState}
+        for trial in self._trials:
+            out[trial.state.value] += 1
+        return out

@@ -1,0 +1,269 @@
+"""The one door to language models.
+
+Every model call in llmopt goes through :class:`LLM`, which speaks litellm model strings
+(``openai/gpt-4o-mini``, ``anthropic/...``, ``ollama/...``, ``openai/<name>`` plus ``api_base``
+for any OpenAI-compatible server). It adds what a research run needs on top of litellm:
+
+* per-sample seeds, requested concurrently under a concurrency limit;
+* a persistent response cache keyed by (model, endpoint, messages, sampling parameters, seed),
+  so eight samples at temperature 1 stay eight samples and a re-run is served from the cache;
+* accounting of every call: tokens, dollars (``None`` when litellm has no price, never 0),
+  latency, cache hits, errors.
+
+litellm is imported on first use: ``import litellm`` takes seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Awaitable, Callable, Protocol, Sequence
+
+Messages = list[dict[str, str]]
+
+
+class LLMConfigError(ValueError):
+    """The model settings are unusable (unknown provider, bad numbers); raised before any call."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMConfig:
+    """Sampling settings, recorded with the run. The API key is deliberately not a field."""
+
+    model: str
+    api_base: str | None = None
+    temperature: float = 1.0
+    max_tokens: int = 1024
+    stop: tuple[str, ...] = ()
+    timeout_s: float = 120.0
+    num_retries: int = 3
+    concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.model or not isinstance(self.model, str):
+            raise LLMConfigError("model must be a non-empty litellm model string, e.g. 'openai/gpt-4o-mini'")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise LLMConfigError(f"temperature must be in [0, 2], got {self.temperature}")
+        if self.max_tokens < 1:
+            raise LLMConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.timeout_s <= 0:
+            raise LLMConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if not 0 <= self.num_retries <= 20:
+            raise LLMConfigError(f"num_retries must be in [0, 20], got {self.num_retries}")
+        if self.concurrency < 1:
+            raise LLMConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["stop"] = list(self.stop)
+        return out
+
+
+@dataclass(frozen=True)
+class BackendReply:
+    """What a backend returns for one call."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sample: the reply text or the error, with its accounting."""
+
+    seed: int
+    text: str | None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None  # None: no known price (or no call made)
+    latency_s: float = 0.0
+    cache_hit: bool = False
+    finish_reason: str | None = None
+    cache_key: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+class ResponseCache(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...
+    def put(self, key: str, entry: dict[str, Any]) -> None: ...
+
+
+Backend = Callable[[dict[str, Any]], Awaitable[BackendReply]]
+
+
+def cache_key(request: dict[str, Any]) -> str:
+    """Stable hash of everything that determines a sample (the API key is never part of it)."""
+    clean = {k: v for k, v in request.items() if k not in ("api_key", "num_retries", "timeout")}
+    blob = json.dumps(clean, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def import_litellm() -> Any:
+    """Import litellm offline-safe and quiet (bundled price map, no banners)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+def litellm_cost(litellm: Any, response: Any) -> float | None:
+    """Dollar cost from litellm's price map, or None when the model has no known price."""
+    try:
+        cost = litellm.completion_cost(completion_response=response)
+    except Exception:  # litellm raises a variety of errors for unmapped models
+        return None
+    return float(cost) if cost is not None else None
+
+
+async def litellm_backend(request: dict[str, Any]) -> BackendReply:
+    litellm = import_litellm()
+    response = await litellm.acompletion(**request)
+    choice = response.choices[0]
+    usage = getattr(response, "usage", None)
+    return BackendReply(
+        text=choice.message.content or "",
+        prompt_tokens=getattr(usage, "prompt_tokens", None),
+        completion_tokens=getattr(usage, "completion_tokens", None),
+        cost_usd=litellm_cost(litellm, response),
+        finish_reason=getattr(choice, "finish_reason", None),
+    )
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+@dataclass
+class LLM:
+    """A model behind litellm, with caching and accounting. See the module docstring."""
+
+    config: LLMConfig
+    api_key: str | None = field(default=None, repr=False)
+    cache: ResponseCache | None = None
+    backend: Backend | None = None
+
+    @classmethod
+    def from_model(cls, model: str, *, api_key: str | None = None, cache: ResponseCache | None = None,
+                   backend: Backend | None = None, **settings: Any) -> "LLM":
+        return cls(LLMConfig(model=model, **settings), api_key=api_key, cache=cache, backend=backend)
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    @property
+    def uses_litellm(self) -> bool:
+        return self.backend is None
+
+    def with_cache(self, cache: ResponseCache | None) -> "LLM":
+        return replace(self, cache=cache)
+
+    def validate(self) -> None:
+        """Fail fast, before any budget is spent, on a model string litellm cannot route."""
+        if not self.uses_litellm:
+            return
+        litellm = import_litellm()
+        try:
+            litellm.get_llm_provider(self.config.model, api_base=self.config.api_base)
+        except Exception as exc:
+            raise LLMConfigError(
+                f"unknown model {self.config.model!r}: litellm cannot route it "
+                f"(use a provider prefix such as 'openai/', 'anthropic/', 'ollama/'): {_scrub(str(exc), self.api_key)}"
+            ) from None
+
+    def request(self, messages: Messages, seed: int) -> dict[str, Any]:
+        """The litellm keyword arguments for one sample (without the API key)."""
+        c = self.config
+        req: dict[str, Any] = {
+            "model": c.model,
+            "messages": messages,
+            "temperature": c.temperature,
+            "max_tokens": c.max_tokens,
+            "seed": seed,
+        }
+        if c.stop:
+            req["stop"] = list(c.stop)
+        if c.api_base:
+            req["api_base"] = c.api_base
+        return req
+
+    # --- calls --------------------------------------------------------------------------
+    def complete(self, messages: Messages, seeds: Sequence[int],
+                 on_complete: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+        """One completion per seed, requested concurrently; results in seed order.
+
+        ``on_complete(i, completion)`` runs as each sample finishes, so a caller can persist
+        it at once (a killed run keeps every reply it paid for).
+        """
+        coro = self.acomplete(messages, seeds, on_complete)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
+        # Called from inside a running loop (a notebook): run ours on a worker thread.
+        box: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: box.update(out=asyncio.run(coro)))
+        worker.start()
+        worker.join()
+        return box["out"]
+
+    async def acomplete(self, messages: Messages, seeds: Sequence[int],
+                        on_complete: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+        limit = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(i: int, seed: int) -> Completion:
+            async with limit:
+                done = await self._one(messages, seed)
+            if on_complete is not None:
+                on_complete(i, done)
+            return done
+
+        return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(seeds))))
+
+    async def _one(self, messages: Messages, seed: int) -> Completion:
+        request = self.request(messages, seed)
+        key = cache_key(request)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return Completion(seed=seed, text=hit["text"], prompt_tokens=hit["prompt_tokens"] or 0,
+                                  completion_tokens=hit["completion_tokens"] or 0, cost_usd=hit["cost_usd"],
+                                  cache_hit=True, finish_reason=hit.get("finish_reason"), cache_key=key)
+        started = time.perf_counter()
+        try:
+            reply = await self._call(request)
+        except Exception as exc:  # a failed call is data: the proposer records a FAILED trial
+            message = _scrub(f"{type(exc).__name__}: {exc}", self.api_key)
+            return Completion(seed=seed, text=None, error=message[:2000],
+                              latency_s=time.perf_counter() - started, cache_key=key)
+        done = Completion(seed=seed, text=reply.text, prompt_tokens=reply.prompt_tokens or 0,
+                          completion_tokens=reply.completion_tokens or 0, cost_usd=reply.cost_usd,
+                          latency_s=time.perf_counter() - started, finish_reason=reply.finish_reason,
+                          cache_key=key)
+        if self.cache is not None:
+            self.cache.put(key, {"model": self.config.model, "request": request, "text": reply.text,
+                                 "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                                 "cost_usd": reply.cost_usd, "finish_reason": reply.finish_reason})
+        return done
+
+    async def _call(self, request: dict[str, Any]) -> BackendReply:
+        if self.backend is not None:
+            return await self.backend(request)
+        full = dict(request, num_retries=self.config.num_retries, timeout=self.config.timeout_s)
+        if self.api_key:
+            full["api_key"] = self.api_key
+        return await litellm_backend(full)

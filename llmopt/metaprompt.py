@@ -1,0 +1,116 @@
+"""The meta-prompt: a pure function of (problem, history, config).
+
+Layout, as in the paper: the problem's description and a sentence on how the exemplars are
+ordered; the best past solutions with their scores; the closing instruction and the answer
+format. Every knob the paper ablates is a field of :class:`MetaPromptConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from .history import SolutionHistory, Trial
+from .problem import Direction, Problem
+from .seeding import stream
+
+Order = Literal["worst_to_best", "best_to_worst", "random"]
+ScoreDisplay = Literal["exact", "rounded", "buckets", "hidden"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaPromptConfig:
+    """How past solutions are shown. Defaults are the paper's (top 20, best last, integers)."""
+
+    max_shown: int = 20
+    order: Order = "worst_to_best"
+    scores: ScoreDisplay = "rounded"
+    decimals: int = 0  # for scores="rounded"
+    buckets: int = 10  # for scores="buckets"
+    bucket_range: tuple[float, float] | None = None  # None: the range of the shown scores
+    instruction: str | None = None  # replaces the default closing instruction
+    shuffle_seed: int = 0  # for order="random"
+
+    def __post_init__(self) -> None:
+        if self.max_shown < 0:
+            raise ValueError(f"max_shown must be >= 0, got {self.max_shown}")
+        if self.order not in ("worst_to_best", "best_to_worst", "random"):
+            raise ValueError(f"order must be worst_to_best, best_to_worst or random, got {self.order!r}")
+        if self.scores not in ("exact", "rounded", "buckets", "hidden"):
+            raise ValueError(f"scores must be exact, rounded, buckets or hidden, got {self.scores!r}")
+        if self.decimals < 0:
+            raise ValueError(f"decimals must be >= 0, got {self.decimals}")
+        if self.buckets < 1:
+            raise ValueError(f"buckets must be >= 1, got {self.buckets}")
+        if self.bucket_range is not None and not self.bucket_range[0] < self.bucket_range[1]:
+            raise ValueError(f"bucket_range must be (low, high) with low < high, got {self.bucket_range}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def format_value(value: float, config: MetaPromptConfig, low: float, high: float) -> str | None:
+    """The score as the meta-prompt shows it (None when hidden)."""
+    if config.scores == "hidden":
+        return None
+    if config.scores == "exact":
+        text = repr(float(value))
+        return text[:-2] if text.endswith(".0") else text
+    if config.scores == "rounded":
+        if config.decimals == 0:
+            return str(int(round(value))) if math.isfinite(value) else str(value)
+        return f"{value:.{config.decimals}f}"
+    low, high = config.bucket_range or (low, high)
+    if not math.isfinite(value) or high <= low:
+        return "1"
+    fraction = min(max((value - low) / (high - low), 0.0), 1.0)
+    return str(min(int(fraction * config.buckets), config.buckets - 1) + 1)
+
+
+def order_sentence(problem: Problem, config: MetaPromptConfig) -> str:
+    plural = f"The {problem.solution_plural}"
+    better = "lower" if problem.direction is Direction.MINIMIZE else "higher"
+    if config.order == "random":
+        return f"{plural} are listed in random order; {better} {problem.value_noun}s are better."
+    worst_first = config.order == "worst_to_best"
+    descending = worst_first == (problem.direction is Direction.MINIMIZE)
+    if config.scores == "hidden":
+        return f"{plural} are arranged from the {'worst' if worst_first else 'best'} to the {'best' if worst_first else 'worst'}."
+    way = "descending" if descending else "ascending"
+    return f"{plural} are arranged in {way} order based on their {problem.value_noun}s, where {better} values are better."
+
+
+def closing_instruction(problem: Problem, config: MetaPromptConfig) -> str:
+    if config.instruction is not None:
+        return config.instruction
+    better = "lower" if problem.direction is Direction.MINIMIZE else "higher"
+    return (
+        f"Give me a new {problem.solution_noun} that is different from all {problem.solution_plural} above, "
+        f"and has a {problem.value_noun} {better} than any of the above."
+    )
+
+
+def shown_trials(history: SolutionHistory, config: MetaPromptConfig) -> list[Trial]:
+    """The exemplars in the order they appear in the prompt."""
+    trials = history.top_k(config.max_shown)  # worst-to-best
+    if config.order == "best_to_worst":
+        return trials[::-1]
+    if config.order == "random":
+        rng = stream(config.shuffle_seed, "metaprompt-order", len(history))
+        return [trials[i] for i in rng.permutation(len(trials))]
+    return trials
+
+
+def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPromptConfig) -> str:
+    """Render the meta-prompt. Same inputs, same string: it is recorded with every step."""
+    trials = shown_trials(history, config)
+    values = [float(t.value) for t in trials if t.value is not None and math.isfinite(t.value)]
+    low, high = (min(values), max(values)) if values else (0.0, 0.0)
+    exemplars = "\n\n".join(
+        problem.render(t.text or "", format_value(float(t.value), config, low, high)) for t in trials  # type: ignore[arg-type]
+    )
+    head = f"{problem.describe()} {order_sentence(problem, config)}"
+    tail = f"{closing_instruction(problem, config)} {problem.answer_format()}".strip()
+    parts = [head, exemplars, tail] if exemplars else [head, tail]
+    return "\n\n".join(parts)

@@ -1,0 +1,470 @@
+"""The ask/tell optimizer and its budgets.
+
+``ask(n)`` runs one OPRO step's proposals (drawing again, a bounded number of rounds, until it
+has ``n`` new valid candidates) and records every invalid or duplicate reply on the way;
+``tell(candidate, value)`` records a score; ``suggest(solution)`` adds a warm start or a
+baseline's solution; ``run()`` is a thin loop over them that stops on the first budget that
+runs out and says which.
+
+Numbering makes runs reproducible and resumable: each proposal gets its trial number before it
+is drawn, all its randomness derives from (seed, number), and a resumed run replays the open
+step from the stored meta-prompt, skipping the numbers already recorded.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.metadata
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Hashable, Iterable
+
+from .history import SolutionHistory, Trial, TrialState
+from .problem import Problem
+from .proposers import Proposal, Proposer
+from .seeding import stream
+from .storage import RunRecord, RunStore, StoreError, Usage
+
+
+class StopReason(str, enum.Enum):
+    SOLVED = "solved"  # the problem's known optimum was proposed
+    TARGET = "target"
+    PATIENCE = "patience"
+    MAX_STEPS = "max_steps"
+    MAX_EVALS = "max_evals"
+    MAX_CALLS = "max_calls"
+    MAX_TOKENS = "max_tokens"
+    MAX_USD = "max_usd"
+    MAX_SECONDS = "max_seconds"
+    LLM_FAILURE = "llm_failure"  # every call of a round failed (after litellm's retries)
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """Every limit of a run; ``None`` means no limit. The first one reached stops the run.
+
+    Calls, tokens and dollars count every call of the run, cached or not, so a re-run served
+    from the cache stops exactly where the original did. Token and dollar limits are checked
+    before each round of calls, so a round may overshoot them by at most its own calls.
+    """
+
+    max_steps: int | None = 50
+    max_evals: int | None = None
+    max_calls: int | None = None
+    max_tokens: int | None = None
+    max_usd: float | None = None
+    max_seconds: float | None = None
+    target: float | None = None
+    patience: int | None = None
+    stop_when_solved: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "max_evals", "max_calls", "max_tokens", "max_usd", "max_seconds", "patience"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value < 0 or value != value):
+                raise ValueError(f"budget {name} must be a non-negative number or None, got {value!r}")
+        hard = (self.max_steps, self.max_evals, self.max_calls, self.max_tokens, self.max_usd, self.max_seconds)
+        if all(limit is None for limit in hard):
+            raise ValueError("budget has no limit: set at least one of max_steps, max_evals, max_calls, "
+                             "max_tokens, max_usd, max_seconds")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"budget patience must be >= 1, got {self.patience}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A new, valid, not-yet-scored proposal handed out by ``ask``."""
+
+    number: int
+    step: int
+    solution: Any
+    text: str
+    key: Hashable
+    source: str
+    raw: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    name: str | None
+    stop_reason: StopReason
+    stop_detail: str
+    best: Trial | None
+    steps: int
+    solved_step: int | None
+    counts: dict[str, int]
+    usage: Usage
+    elapsed_s: float
+    metrics: dict[str, Any]
+    history: SolutionHistory = field(repr=False)
+
+    @property
+    def evaluations(self) -> int:
+        return self.counts[TrialState.COMPLETE.value]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("llmopt", "numpy", "scipy", "litellm"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+@dataclass
+class _OpenStep:
+    step: int
+    prompt: str | None
+
+
+class Optimizer:
+    """Ask/tell OPRO optimizer. See the module docstring."""
+
+    def __init__(self, problem: Problem, proposer: Proposer, *, seed: int = 0, budget: Budget | None = None,
+                 proposals_per_step: int = 8, max_rounds: int = 3, store: RunStore | None = None,
+                 name: str | None = None, resume: bool = False, starts: bool = True) -> None:
+        if proposals_per_step < 1:
+            raise ValueError(f"proposals_per_step must be >= 1, got {proposals_per_step}")
+        if max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+        if resume and store is None:
+            raise ValueError("resume=True needs a store")
+        self.problem, self.proposer = problem, proposer
+        self.seed, self.budget = int(seed), budget or Budget()
+        self.proposals_per_step, self.max_rounds, self.starts = proposals_per_step, max_rounds, starts
+        self.store, self.history = store, SolutionHistory(problem.direction)
+        self.proposer.validate()  # unknown model etc.: fail before anything is written or spent
+        self._step, self._next_number, self._open = 0, 0, None  # type: tuple[int, int, _OpenStep | None]
+        self._pending: dict[int, Candidate] = {}
+        self._usage, self._elapsed_base = Usage(), 0.0
+        self._session_start = time.monotonic()
+        self._solved_step: int | None = None
+        self._failure: str | None = None
+        self._started = False
+        self.run_record: RunRecord | None = None
+        if store is not None:
+            self.proposer.bind_cache(store.cache())
+            self._open_store(store, name, resume)
+
+    # --- configuration and the store -----------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {"seed": self.seed, "proposals_per_step": self.proposals_per_step, "max_rounds": self.max_rounds,
+                "starts": self.starts, "budget": asdict(self.budget), "problem": self.problem.config(),
+                "proposer": self.proposer.config()}
+
+    @property
+    def name(self) -> str | None:
+        return self.run_record.name if self.run_record else None
+
+    def _open_store(self, store: RunStore, name: str | None, resume: bool) -> None:
+        if resume:
+            if name is None:
+                raise StoreError("resume needs the run's name (--name)")
+            self.run_record = store.get_run(name)
+            self._check_same_config(self.run_record.config)
+            self._load(store, self.run_record)
+            return
+        if name is None:
+            base = f"{self.problem.name}-{self.proposer.kind}-seed{self.seed}"
+            taken = {r.name for r in store.runs()}
+            name = next(n for n in (base if i == 0 else f"{base}-{i + 1}" for i in range(len(taken) + 1))
+                        if n not in taken)
+        self.run_record = store.create_run(name, self.problem.name, self.config(), versions())
+
+    def _check_same_config(self, stored: dict[str, Any]) -> None:
+        """A resumed run must be the same experiment; only its budget may change."""
+        mine = {k: v for k, v in _jsonable(self.config()).items() if k != "budget"}
+        theirs = {k: v for k, v in stored.items() if k != "budget"}
+        diffs = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if diffs:
+            details = "; ".join(f"{k}: stored {theirs.get(k)!r}, given {mine.get(k)!r}" for k in diffs)
+            raise StoreError(f"cannot resume run {self.run_record.name!r} with different settings ({details})")
+
+    def _load(self, store: RunStore, run: RunRecord) -> None:
+        for row in store.trial_rows(run.id):
+            solution = self.problem.decode(row["text"]) if row["text"] is not None else None
+            trial = Trial(number=row["number"], step=row["step"], state=TrialState(row["state"]),
+                          source=row["source"], solution=solution, text=row["text"],
+                          key=None if solution is None else self.problem.key(solution), value=row["value"],
+                          raw=row["raw"], error=row["error"], duplicate_of=row["duplicate_of"])
+            self._remember(trial)
+        self._usage = store.usage(run.id, only_recorded_trials=True)
+        self._elapsed_base = run.elapsed_s
+        steps = store.steps(run.id)
+        self._next_number = max((t.number for t in self.history), default=-1) + 1
+        if steps:
+            last = steps[-1]
+            self._step = last.step
+            self._started = last.step > 0 or last.finished
+            if not last.finished:  # replay the open step from its recorded meta-prompt
+                self._open = _OpenStep(last.step, last.prompt)
+                self._next_number = last.first_number
+
+    # --- recording -----------------------------------------------------------------------
+    def _remember(self, trial: Trial) -> None:
+        self.history.append(trial)
+        if trial.ok and self._solved_step is None and self.problem.is_solved(trial.solution):
+            self._solved_step = trial.step
+
+    def _record(self, trial: Trial) -> Trial:
+        if self.store is not None and self.run_record is not None:
+            self.store.add_trial(self.run_record.id, trial)
+        self._remember(trial)
+        return trial
+
+    def _on_call(self, number: int, model: str, completion: Any) -> None:
+        self._usage = self._usage.add(completion)
+        if self.store is not None and self.run_record is not None:
+            self.store.add_call(self.run_record.id, number, self._step, model, completion)
+
+    # --- ask / tell / suggest ------------------------------------------------------------
+    def start(self) -> None:
+        """Evaluate the problem's starting solutions as step 0 (once; a resume skips or finishes it)."""
+        if self._started:
+            return
+        self._started = True
+        if not self.starts:
+            return
+        step = self._open if self._open is not None else self._begin_step(0, None)
+        solutions = self.problem.initial_solutions(stream(self.seed, "start"))
+        numbers = [self._take_number() for _ in solutions]
+        fresh = [Proposal(n, "start", solution=s) for n, s in zip(numbers, solutions) if self.history.get(n) is None]
+        self._evaluate(self._admit_all(fresh, step.step), None)
+        self._finish_step_if_done()
+
+    def ask(self, n: int | None = None) -> list[Candidate]:
+        """Propose up to ``n`` new valid candidates for one step (fewer if a budget runs out).
+
+        Invalid, failed and duplicate proposals are recorded on the way and never returned.
+        """
+        if self._pending:
+            raise RuntimeError(f"tell the {len(self._pending)} pending candidates before asking again")
+        self.start()
+        want = self.proposals_per_step if n is None else n
+        if self._open is None:
+            prompt = self.proposer.begin_step(self.problem, self.history, self._step + 1)
+            self._begin_step(self._step + 1, prompt)
+        step = self._open
+        assert step is not None
+        valid, out = 0, []
+        for _ in range(self.max_rounds):
+            size = min(want - valid, self._round_allowance())
+            if size <= 0 or self._failure is not None:
+                break
+            numbers = [self._take_number() for _ in range(size)]
+            known = [self.history.get(x) for x in numbers]  # recorded before an interruption
+            valid += sum(1 for t in known if t is not None and t.ok)
+            todo = [x for x, t in zip(numbers, known) if t is None]
+            proposals = self.proposer.propose(self.problem, step.prompt, todo, self.seed, self._on_call) if todo else []
+            if proposals and all(p.call_failed for p in proposals):
+                self._failure = proposals[0].error or "LLM call failed"
+            admitted = self._admit_all(proposals, step.step)
+            valid += len(admitted)
+            out += admitted
+        self._finish_step_if_done()
+        return out
+
+    def tell(self, candidate: Candidate, value: float | None = None, error: str | None = None) -> Trial:
+        """Record the score of an asked candidate (or why it could not be scored)."""
+        if self._pending.pop(candidate.number, None) is None:
+            raise ValueError(f"candidate {candidate.number} is not pending (already told, or not from ask)")
+        if error is None and (value is None or not math.isfinite(float(value))):
+            error = f"score is {value!r}, not a finite number"
+        base = dict(number=candidate.number, step=candidate.step, source=candidate.source,
+                    solution=candidate.solution, text=candidate.text, key=candidate.key, raw=candidate.raw)
+        if error is not None:
+            trial = self._record(Trial(state=TrialState.FAILED, error=error[:2000], **base))
+        else:
+            trial = self._record(Trial(state=TrialState.COMPLETE, value=float(value), **base))  # type: ignore[arg-type]
+        self._finish_step_if_done()
+        return trial
+
+    def suggest(self, solution: Any, value: float | None = None, source: str = "user") -> Trial:
+        """Add a solution from outside (a warm start, a baseline); scored unless ``value`` is given."""
+        self.start()
+        number = self._take_number()
+        admitted = self._admit_all([Proposal(number, source, solution=solution)], self._step)
+        if not admitted:  # a duplicate or an unencodable solution, already recorded
+            return self.history.get(number)  # type: ignore[return-value]
+        if value is not None:
+            return self.tell(admitted[0], value)
+        self._evaluate(admitted, None)
+        return self.history.get(number)  # type: ignore[return-value]
+
+    # --- step plumbing -------------------------------------------------------------------
+    def _take_number(self) -> int:
+        self._next_number += 1
+        return self._next_number - 1
+
+    def _begin_step(self, step: int, prompt: str | None) -> _OpenStep:
+        if self.store is not None and self.run_record is not None:
+            self.store.begin_step(self.run_record.id, step, self._next_number, prompt)
+        self._step, self._open = step, _OpenStep(step, prompt)
+        return self._open
+
+    def _finish_step_if_done(self) -> None:
+        if self._open is None or self._pending:
+            return
+        if self.store is not None and self.run_record is not None:
+            self.store.finish_step(self.run_record.id, self._open.step)
+            self.store.set_elapsed(self.run_record.id, self.elapsed_s)
+        self._open = None
+
+    def _admit_all(self, proposals: Iterable[Proposal], step: int) -> list[Candidate]:
+        """Record invalid, failed and duplicate proposals; return the new valid ones as pending."""
+        out = []
+        for p in proposals:
+            base = dict(number=p.number, step=step, source=p.source, raw=p.raw)
+            if p.error is not None:
+                state = TrialState.FAILED if p.call_failed else TrialState.INVALID
+                self._record(Trial(state=state, error=p.error, **base))
+                continue
+            try:
+                text, key = self.problem.encode(p.solution), self.problem.key(p.solution)
+            except Exception as exc:
+                self._record(Trial(state=TrialState.INVALID, error=f"cannot encode: {exc}"[:1000], **base))
+                continue
+            first = self.history.find(key)
+            twin = first.number if first else next((c.number for c in self._pending.values() if c.key == key), None)
+            if twin is not None:
+                self._record(Trial(state=TrialState.DUPLICATE, solution=p.solution, text=text, key=key,
+                                   duplicate_of=twin, **base))
+                continue
+            candidate = Candidate(p.number, step, p.solution, text, key, p.source, p.raw)
+            self._pending[p.number] = candidate
+            out.append(candidate)
+        return out
+
+    # --- budgets -------------------------------------------------------------------------
+    @property
+    def elapsed_s(self) -> float:
+        return self._elapsed_base + (time.monotonic() - self._session_start)
+
+    @property
+    def usage(self) -> Usage:
+        return self._usage
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+    def _evaluations(self) -> int:
+        return self.history.counts()[TrialState.COMPLETE.value] + len(self._pending)
+
+    def _round_allowance(self) -> int:
+        """How many proposals the next round may draw before a budget is exceeded."""
+        b, allowance = self.budget, 1 << 30
+        if b.max_evals is not None:
+            allowance = min(allowance, int(b.max_evals) - self._evaluations())
+        if self.proposer.uses_llm():
+            if b.max_calls is not None:
+                allowance = min(allowance, int(b.max_calls) - self._usage.calls)
+            if self._spend_exhausted() is not None:
+                return 0
+        if b.max_seconds is not None and self.elapsed_s >= b.max_seconds:
+            return 0
+        return allowance
+
+    def _spend_exhausted(self) -> StopReason | None:
+        b, u = self.budget, self._usage
+        if b.max_tokens is not None and u.tokens >= b.max_tokens:
+            return StopReason.MAX_TOKENS
+        if b.max_usd is not None and u.cost_usd >= b.max_usd:
+            return StopReason.MAX_USD
+        return None
+
+    def stop_reason(self) -> tuple[StopReason, str] | None:
+        """The first limit reached (success first), with a one-line explanation; None to go on."""
+        b, best = self.budget, self.history.best()
+        if b.stop_when_solved and self._solved_step is not None:
+            return StopReason.SOLVED, f"the optimum was proposed at step {self._solved_step}"
+        if b.target is not None and best is not None and not self.problem.direction.better(b.target, best.value):
+            return StopReason.TARGET, f"best {best.value:g} reached target {b.target:g}"
+        if b.patience is not None and self._step - self._last_improvement() >= b.patience:
+            return StopReason.PATIENCE, f"no improvement in {b.patience} steps"
+        if self._failure is not None:
+            return StopReason.LLM_FAILURE, f"every call of a round failed: {self._failure}"
+        checks = [
+            (b.max_steps, self._step, StopReason.MAX_STEPS, "steps"),
+            (b.max_evals, self._evaluations(), StopReason.MAX_EVALS, "evaluations"),
+            (b.max_calls, self._usage.calls, StopReason.MAX_CALLS, "LLM calls"),
+            (b.max_tokens, self._usage.tokens, StopReason.MAX_TOKENS, "tokens"),
+            (b.max_usd, self._usage.cost_usd, StopReason.MAX_USD, "dollars"),
+            (b.max_seconds, self.elapsed_s, StopReason.MAX_SECONDS, "seconds"),
+        ]
+        for limit, used, reason, what in checks:
+            if limit is not None and used >= limit:
+                if reason in (StopReason.MAX_CALLS, StopReason.MAX_TOKENS, StopReason.MAX_USD) \
+                        and not self.proposer.uses_llm():
+                    continue
+                return reason, f"{what} budget used: {used:.6g} of {limit:g}"
+        return None
+
+    def _last_improvement(self) -> int:
+        last, best = 0, None
+        for step, value in self.history.best_so_far():
+            if value is not None and value != best:
+                last, best = step, value
+        return last
+
+    # --- the loop ------------------------------------------------------------------------
+    def run(self, *, executor: Any = None, on_step: Callable[["Optimizer"], None] | None = None) -> RunResult:
+        """Ask, score, tell until a budget stops the run. Ctrl-C stops cleanly; resume later.
+
+        ``executor``: anything with ``submit(fn, *args)`` returning futures
+        (``concurrent.futures`` pools, ``dask.distributed.Client``) to score a step in parallel.
+        """
+        reason: tuple[StopReason, str] | None = None
+        try:
+            self.start()
+            while True:
+                if self._open is None and (reason := self.stop_reason()) is not None:
+                    break  # an open step (a resumed run's) is always finished first
+                candidates = self.ask()
+                self._evaluate(candidates, executor)
+                if on_step is not None:
+                    on_step(self)
+        except KeyboardInterrupt:
+            resume = f" (resume with --resume --name {self.name})" if self.name else ""
+            reason = (StopReason.INTERRUPTED, f"interrupted at step {self._step}; every recorded trial is kept{resume}")
+        assert reason is not None
+        if self.store is not None and self.run_record is not None:
+            status = "interrupted" if reason[0] is StopReason.INTERRUPTED else "finished"
+            self.store.set_status(self.run_record.id, status, reason[0].value, reason[1], self.elapsed_s)
+        return self.result(reason)
+
+    def _evaluate(self, candidates: list[Candidate], executor: Any) -> None:
+        if executor is None:
+            for c in candidates:
+                self._tell_scored(c, lambda c=c: self.problem.score(c.solution))
+            return
+        futures = [executor.submit(self.problem.score, c.solution) for c in candidates]
+        for c, future in zip(candidates, futures):  # record in proposal order: reproducible numbering
+            self._tell_scored(c, future.result)
+
+    def _tell_scored(self, candidate: Candidate, compute: Callable[[], float]) -> None:
+        try:
+            value = float(compute())
+        except Exception as exc:  # a scoring error is a FAILED trial, not a dead run
+            self.tell(candidate, error=f"score raised {type(exc).__name__}: {exc}")
+            return
+        self.tell(candidate, value)
+
+    def result(self, reason: tuple[StopReason, str] | None = None) -> RunResult:
+        reason = reason or self.stop_reason() or (StopReason.INTERRUPTED, "not finished")
+        return RunResult(name=self.name, stop_reason=reason[0], stop_detail=reason[1], best=self.history.best(),
+                         steps=self._step, solved_step=self._solved_step, counts=self.history.counts(),
+                         usage=self._usage, elapsed_s=self.elapsed_s, metrics=self.problem.metrics(self.history),
+                         history=self.history)
+
+
+def _jsonable(value: Any) -> Any:
+    """Normalise a config the way a JSON round trip through the store would."""
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True))

@@ -1,0 +1,105 @@
+"""The Problem interface: everything llmopt needs to know about one optimization problem.
+
+llmopt itself knows nothing about linear regression, tours or instructions. A problem turns
+solutions into text for the meta-prompt (``encode``), turns LLM replies back into solutions
+(``decode``, which may only raise :class:`ParseError`), gives each solution a canonical ``key``
+for de-duplication, and scores it.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from typing import Any, Generic, Hashable, TypeVar
+
+import numpy as np
+
+S = TypeVar("S")
+
+
+class ParseError(ValueError):
+    """An LLM reply (or any text) could not be decoded into a solution.
+
+    Problems raise this, or a subclass, from ``decode`` and nothing else: the optimizer records
+    the reply as an INVALID trial with this message.
+    """
+
+
+class Direction(str, enum.Enum):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+    def better(self, a: float, b: float) -> bool:
+        """True if value ``a`` is strictly better than ``b``."""
+        return a < b if self is Direction.MINIMIZE else a > b
+
+
+class Problem(ABC, Generic[S]):
+    """One optimization problem, as the OPRO loop sees it.
+
+    Subclasses set ``name`` and ``direction`` and implement the abstract methods. The defaults
+    of the other methods render the paper's linear-regression layout (``input:`` / ``value:``).
+    """
+
+    name: str = "problem"
+    direction: Direction = Direction.MINIMIZE
+    #: What one solution is called in the meta-prompt ("(w, b) pair", "trace", "text").
+    solution_noun: str = "solution"
+    solution_plural: str = "solutions"
+    #: What the score is called ("function value", "length", "score").
+    value_noun: str = "value"
+    #: Label above a solution and above its score in the meta-prompt.
+    solution_label: str = "input"
+    value_label: str = "value"
+
+    # --- text ---------------------------------------------------------------------------
+    @abstractmethod
+    def describe(self) -> str:
+        """The task description that opens the meta-prompt (what is optimized, how to read it)."""
+
+    @abstractmethod
+    def answer_format(self) -> str:
+        """The sentence telling the LLM how to write its answer (closes the meta-prompt)."""
+
+    @abstractmethod
+    def encode(self, solution: S) -> str:
+        """Solution -> the text shown in the meta-prompt. ``decode(encode(s))`` must equal ``s``."""
+
+    @abstractmethod
+    def decode(self, text: str) -> S:
+        """LLM reply -> solution. Raises :class:`ParseError` (only) when the reply has none."""
+
+    def key(self, solution: S) -> Hashable:
+        """Canonical identity for de-duplication (two solutions with one key are one solution)."""
+        return self.encode(solution)
+
+    def render(self, text: str, value: str | None) -> str:
+        """One exemplar of the meta-prompt; ``value`` is None when scores are hidden."""
+        if value is None:
+            return f"{self.solution_label}:\n{text}"
+        return f"{self.solution_label}:\n{text}\n{self.value_label}:\n{value}"
+
+    # --- search space -------------------------------------------------------------------
+    @abstractmethod
+    def score(self, solution: S) -> float:
+        """The objective value (lower is better when minimizing)."""
+
+    @abstractmethod
+    def initial_solutions(self, rng: np.random.Generator) -> list[S]:
+        """Starting solutions (the paper's warm start), drawn from the given generator."""
+
+    @abstractmethod
+    def random_solution(self, rng: np.random.Generator) -> S:
+        """One draw of the random-search control."""
+
+    def is_solved(self, solution: S) -> bool:
+        """True if ``solution`` is the known optimum (the paper's success criterion)."""
+        return False
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able parameters that identify the instance; recorded with every run."""
+        return {"name": self.name}
+
+    def metrics(self, history: Any) -> dict[str, Any]:
+        """Problem-specific summary numbers of a finished run (steps to optimum, gap, ...)."""
+        return {}

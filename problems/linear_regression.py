@@ -1,0 +1,130 @@
+"""Linear regression from scores alone, as in the paper (Section 3.1) and its code.
+
+Fifty points x = 1..50, y = w_true * x + b_true + N(0, 1); the LLM sees only (w, b) pairs and
+their losses (the sum of squared errors, shown as integers), never the data or the formula
+("black-box" meta-prompt). Solutions are integer pairs. A run is solved when the exact
+(w_true, b_true) pair is proposed: the paper's criterion, even where noise makes a neighbouring
+integer pair's loss slightly lower.
+
+Differences from the official code, on purpose: the noise and the starting pairs come from
+named streams of one seed (the official code calls ``np.random.seed(rep + 1)``), and a reply
+may give the pair as ``[w, b]``, ``[w=.., b=..]`` (the paper's format) or ``w=.., b=..``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from llmopt.history import SolutionHistory, TrialState
+from llmopt.problem import Direction, ParseError, Problem
+from llmopt.seeding import stream
+
+Pair = tuple[int, int]
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_BRACKET = re.compile(r"\[([^\[\]]*)\]")
+_NAMED = re.compile(rf"w\s*=\s*({_NUMBER})\s*,?\s*(?:and\s+)?b\s*=\s*({_NUMBER})", re.IGNORECASE)
+_PLAIN = re.compile(rf"^\s*({_NUMBER})\s*,\s*({_NUMBER})\s*$")
+#: Larger magnitudes are refused rather than scored: their losses overflow float64 precision.
+MAX_ABS = 10**9
+
+
+class LinearRegression(Problem[Pair]):
+    name = "linreg"
+    direction = Direction.MINIMIZE
+    solution_noun = "(w, b) pair"
+    solution_plural = "pairs"
+    value_noun = "function value"
+
+    def __init__(self, *, w_true: int = 15, b_true: int = 14, num_points: int = 50, seed: int = 0,
+                 num_starts: int = 5, start_range: tuple[int, int] = (10, 20),
+                 random_range: tuple[int, int] | None = None) -> None:
+        if num_points < 2:
+            raise ValueError(f"num_points must be >= 2, got {num_points}")
+        if num_starts < 0:
+            raise ValueError(f"num_starts must be >= 0, got {num_starts}")
+        for label, (low, high) in (("start_range", start_range), ("random_range", random_range or start_range)):
+            if not low <= high:
+                raise ValueError(f"{label} must be (low, high) with low <= high, got {(low, high)}")
+        self.w_true, self.b_true, self.num_points, self.seed = int(w_true), int(b_true), num_points, int(seed)
+        self.num_starts, self.start_range = num_starts, (int(start_range[0]), int(start_range[1]))
+        self.random_range = tuple(random_range) if random_range else self.start_range
+        self.x = np.arange(1, num_points + 1, dtype=float)
+        noise = stream(self.seed, "linreg-noise").standard_normal(num_points)
+        self.y = self.w_true * self.x + self.b_true + noise
+
+    # --- text ----------------------------------------------------------------------------
+    def describe(self) -> str:
+        return ("Now you will help me minimize a function with two input variables w, b. "
+                "I have some (w, b) pairs and the function values at those points.")
+
+    def answer_format(self) -> str:
+        return "Do not write code. The output must end with a pair [w, b], where w and b are numerical values."
+
+    def encode(self, solution: Pair) -> str:
+        w, b = solution
+        return f"w={w}, b={b}"
+
+    def decode(self, text: str) -> Pair:
+        """The last ``[w, b]`` in the reply (the paper's rule), else the last ``w=.., b=..``."""
+        if not isinstance(text, str):
+            raise ParseError(f"expected text, got {type(text).__name__}")
+        for inner in reversed(_BRACKET.findall(text)):
+            pair = _NAMED.search(inner) or _PLAIN.match(inner)
+            if pair:
+                return self._pair(pair.group(1), pair.group(2))
+        named = _NAMED.findall(text)
+        if named:
+            return self._pair(*named[-1])
+        raise ParseError("no (w, b) pair found: expected '[w, b]' or 'w=<number>, b=<number>'")
+
+    @staticmethod
+    def _pair(w_text: str, b_text: str) -> Pair:
+        w, b = float(w_text), float(b_text)
+        if not (math.isfinite(w) and math.isfinite(b)) or max(abs(w), abs(b)) > MAX_ABS:
+            raise ParseError(f"pair ({w_text}, {b_text}) is out of range (|w|, |b| <= {MAX_ABS})")
+        return int(round(w)), int(round(b))  # the paper rounds proposals to its 0 input decimals
+
+    def key(self, solution: Pair) -> Pair:
+        return (int(solution[0]), int(solution[1]))
+
+    # --- search space --------------------------------------------------------------------
+    def score(self, solution: Pair) -> float:
+        w, b = solution
+        residual = self.y - (self.x * w + b)
+        return float(residual @ residual)
+
+    def initial_solutions(self, rng: np.random.Generator) -> list[Pair]:
+        """Uniform reals in the start range, rounded, duplicates dropped (as the official code)."""
+        low, high = self.start_range
+        pairs = np.round(rng.uniform(low, high, size=(self.num_starts, 2))).astype(int)
+        seen: dict[Pair, None] = {}
+        for w, b in pairs:
+            seen.setdefault((int(w), int(b)), None)
+        return list(seen)
+
+    def random_solution(self, rng: np.random.Generator) -> Pair:
+        low, high = self.random_range
+        w, b = rng.integers(low, high + 1, size=2)
+        return int(w), int(b)
+
+    def is_solved(self, solution: Pair) -> bool:
+        return tuple(solution) == (self.w_true, self.b_true)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "w_true": self.w_true, "b_true": self.b_true, "num_points": self.num_points,
+                "seed": self.seed, "num_starts": self.num_starts, "start_range": list(self.start_range),
+                "random_range": list(self.random_range)}
+
+    def metrics(self, history: SolutionHistory) -> dict[str, Any]:
+        solved = [t for t in history if t.ok and self.is_solved(t.solution)]
+        unique = {t.key for t in history if t.state in (TrialState.COMPLETE, TrialState.DUPLICATE)}
+        return {
+            "exact_pair_step": solved[0].step if solved else None,
+            "unique_pairs": len(unique),
+            "loss_at_true_pair": self.score((self.w_true, self.b_true)),
+        }
