@@ -182,7 +182,8 @@ class LLM:
         except Exception as exc:
             raise LLMConfigError(
                 f"unknown model {self.config.model!r}: litellm cannot route it "
-                f"(use a provider prefix such as 'openai/', 'anthropic/', 'ollama/'): {_scrub(str(exc), self.api_key)}"
+                f"(use a provider prefix such as 'openai/', 'anthropic/', 'ollama/'): "
+                f"{_scrub(str(exc).strip().splitlines()[0], self.api_key)}"
             ) from None
 
     def request(self, messages: Messages, seed: int) -> dict[str, Any]:

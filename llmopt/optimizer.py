@@ -153,7 +153,8 @@ class Optimizer:
 
     # --- configuration and the store -----------------------------------------------------
     def config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "proposals_per_step": self.proposals_per_step, "max_rounds": self.max_rounds,
+        return {"seed": self.seed, "direction": self.problem.direction.value,
+                "proposals_per_step": self.proposals_per_step, "max_rounds": self.max_rounds,
                 "starts": self.starts, "budget": asdict(self.budget), "problem": self.problem.config(),
                 "proposer": self.proposer.config()}
 

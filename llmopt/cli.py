@@ -1,0 +1,208 @@
+"""The ``llmopt`` command.
+
+Problems plug in through the ``llmopt.problems`` entry-point group: each entry names an object
+with ``add_arguments(parser)`` and ``from_args(args) -> Problem``, so llmopt never imports a
+problem module by name and a new problem needs no change here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import sys
+from typing import Any, Sequence
+
+from .llm import LLM, LLMConfigError
+from .metaprompt import MetaPromptConfig
+from .optimizer import Budget, Optimizer, StopReason
+from .proposers import LLMProposer, Proposer, RandomProposer
+from .report import format_table, run_summary, runs_table, steps_table
+from .storage import RunStore, StoreError
+
+DEFAULT_STORE = "runs.db"
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit status 2."""
+
+
+def problem_plugins() -> dict[str, Any]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group="llmopt.problems")}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--proposer", choices=("llm", "random"), default="llm",
+                   help="llm: OPRO; random: the random-search control (default: llm)")
+    g.add_argument("--seed", type=_positive_int, default=0, help="seed of the instance and the run (default 0)")
+    g.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite run store (default {DEFAULT_STORE})")
+    g.add_argument("--name", help="run name in the store (default: <problem>-<proposer>-seed<S>)")
+    g.add_argument("--resume", action="store_true", help="continue the named run (same settings; budgets may grow)")
+    g.add_argument("--proposals", type=_positive_int, default=8, help="valid proposals per step (default 8)")
+    g.add_argument("--max-rounds", type=_positive_int, default=3,
+                   help="sampling rounds per step to replace invalid or duplicate replies (default 3)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    b = p.add_argument_group("budget (the first limit reached stops the run)")
+    b.add_argument("--steps", type=_positive_int, default=50, help="max steps (default 50)")
+    b.add_argument("--max-evals", type=_positive_int, help="max scored solutions, starting ones included")
+    b.add_argument("--max-calls", type=_positive_int, help="max LLM calls")
+    b.add_argument("--max-tokens", type=_positive_int, help="max LLM tokens, prompt + completion")
+    b.add_argument("--max-usd", type=_non_negative, help="max dollars (calls with a known price)")
+    b.add_argument("--max-seconds", type=_non_negative, help="max wall time")
+    b.add_argument("--target", type=float, help="stop once the best value reaches this")
+    b.add_argument("--patience", type=_positive_int, help="stop after this many steps without improvement")
+    b.add_argument("--no-stop-when-solved", action="store_true",
+                   help="keep going after the known optimum is proposed")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", help="litellm model string, e.g. openai/gpt-4o-mini, ollama/llama3, "
+                                    "openai/<name> with --api-base for any OpenAI-compatible server")
+    m.add_argument("--api-base", help="endpoint of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+    m.add_argument("--api-key-env", help="read the API key from this environment variable "
+                                         "(default: the provider's usual variable, e.g. OPENAI_API_KEY)")
+    m.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    m.add_argument("--max-output-tokens", type=_positive_int, default=1024, help="max tokens per reply")
+    m.add_argument("--concurrency", type=_positive_int, default=8, help="concurrent LLM calls (default 8)")
+    m.add_argument("--num-retries", type=_positive_int, default=3, help="retries per call, with backoff")
+    m.add_argument("--timeout", type=_non_negative, default=120.0, help="seconds per call attempt")
+    m.add_argument("--no-cache", action="store_true", help="do not serve replies from the store's cache")
+    mp = p.add_argument_group("meta-prompt")
+    mp.add_argument("--show", type=_positive_int, default=20, help="past solutions shown (default 20)")
+    mp.add_argument("--order", choices=("worst_to_best", "best_to_worst", "random"), default="worst_to_best")
+    mp.add_argument("--scores", choices=("exact", "rounded", "buckets", "hidden"), default="rounded")
+    mp.add_argument("--decimals", type=_positive_int, default=0, help="decimals for --scores rounded")
+    mp.add_argument("--buckets", type=_positive_int, default=10, help="buckets for --scores buckets")
+    mp.add_argument("--instruction", help="replace the closing instruction of the meta-prompt")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
+    problems = run.add_subparsers(dest="problem", required=True, metavar="PROBLEM")
+    for name, ep in sorted(problem_plugins().items()):
+        plugin = ep.load()
+        pp = problems.add_parser(name, help=getattr(plugin, "HELP", None),
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        plugin.add_arguments(pp.add_argument_group(name))
+        add_run_arguments(pp)
+        pp.set_defaults(plugin=plugin)
+    show = sub.add_parser("show", help="list the runs of a store, or one run step by step")
+    show.add_argument("name", nargs="?", help="a run name (omit to list all runs)")
+    show.add_argument("--store", default=DEFAULT_STORE)
+    return parser
+
+
+def make_proposer(args: argparse.Namespace) -> Proposer:
+    if args.proposer == "random":
+        return RandomProposer()
+    if not args.model:
+        raise UsageError("--model is required for --proposer llm (e.g. --model openai/gpt-4o-mini, or "
+                         "--model openai/<name> --api-base http://127.0.0.1:8080/v1); "
+                         "--proposer random runs the control offline")
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise UsageError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
+    llm = LLM.from_model(args.model, api_key=api_key, api_base=args.api_base, temperature=args.temperature,
+                         max_tokens=args.max_output_tokens, concurrency=args.concurrency,
+                         num_retries=args.num_retries, timeout_s=args.timeout)
+    meta = MetaPromptConfig(max_shown=args.show, order=args.order, scores=args.scores, decimals=args.decimals,
+                            buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)
+    return LLMProposer(llm, meta, use_store_cache=not args.no_cache)
+
+
+def make_budget(args: argparse.Namespace) -> Budget:
+    return Budget(max_steps=args.steps, max_evals=args.max_evals, max_calls=args.max_calls,
+                  max_tokens=args.max_tokens, max_usd=args.max_usd, max_seconds=args.max_seconds,
+                  target=args.target, patience=args.patience or None, stop_when_solved=not args.no_stop_when_solved)
+
+
+class Progress:
+    """A tqdm bar over steps showing best value, calls, tokens and dollars."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, opt: Optimizer) -> None:
+        if self.bar is None:
+            return
+        best = opt.history.best()
+        u = opt.usage
+        self.bar.n = opt.step
+        self.bar.set_postfix_str(f"best={'-' if best is None else f'{best.value:.6g}'} calls={u.calls} "
+                                 f"tokens={u.tokens} cost={u.dollars()}", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        problem = args.plugin.from_args(args)
+        proposer = make_proposer(args)
+        budget = make_budget(args)
+    except (ValueError, LLMConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    with RunStore(args.store) as store:
+        opt = Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals or 1,
+                        max_rounds=args.max_rounds or 1, store=store, name=args.name, resume=args.resume)
+        progress = Progress(budget.max_steps, enabled=not args.quiet)
+        progress(opt)
+        try:
+            result = opt.run(on_step=progress)
+        finally:
+            progress.close()
+        print(format_table(run_summary(result, problem), header=False))
+        if result.stop_reason is StopReason.INTERRUPTED:
+            print(f"\ninterrupted: resume with  llmopt run {args.problem} ... --store {args.store} "
+                  f"--name {result.name} --resume", file=sys.stderr)
+            return 130
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    if not os.path.exists(args.store):
+        raise UsageError(f"no store at {args.store}")
+    with RunStore(args.store) as store:
+        if args.name is None:
+            print(format_table(runs_table(store)))
+        else:
+            run = store.get_run(args.name)
+            print(format_table(steps_table(store, run)))
+            print(f"\nstop: {run.stop_reason or run.status}: {run.stop_detail or ''}".rstrip())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return cmd_run(args) if args.command == "run" else cmd_show(args)
+    except (UsageError, StoreError, LLMConfigError) as exc:
+        print(f"llmopt: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
