@@ -1,0 +1,71 @@
+"""Test doubles for the LLM door: scripted replies that depend only on (prompt, seed).
+
+They replace the network, never the loop: the optimizer, cache, accounting and store see them
+exactly as they see litellm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Callable
+
+import numpy as np
+
+from llmopt.llm import LLM, BackendReply
+
+Script = Callable[[str, int], str]
+
+
+def prompt_of(request: dict[str, Any]) -> str:
+    return request["messages"][-1]["content"]
+
+
+def linreg_script(prompt: str, seed: int) -> str:
+    """A crude 'optimizer': perturbs the best pair shown (the last one), sometimes babbles."""
+    rng = np.random.default_rng(seed)
+    pairs = re.findall(r"w=(-?\d+), b=(-?\d+)", prompt)
+    w, b = (int(x) for x in pairs[-1]) if pairs else (10, 10)
+    roll = rng.random()
+    if roll < 0.15:
+        return "I think the answer is somewhere around there."  # invalid
+    if roll < 0.25:
+        return f"Keep the best one: [w={w}, b={b}]"  # a duplicate
+    dw, db = rng.integers(-3, 4, size=2)
+    return f"Let me try a nearby point.\n[{w + int(dw)}, {b + int(db)}]"
+
+
+class ScriptedBackend:
+    """An async backend: reply = script(prompt, seed); counts calls; optional latency/failures."""
+
+    def __init__(self, script: Script = linreg_script, *, latency_s: float = 0.0,
+                 fail: Callable[[dict[str, Any]], Exception | None] | None = None,
+                 cost_per_call: float | None = None) -> None:
+        self.script, self.latency_s, self.fail, self.cost_per_call = script, latency_s, fail, cost_per_call
+        self.requests: list[dict[str, Any]] = []
+
+    async def __call__(self, request: dict[str, Any]) -> BackendReply:
+        self.requests.append(request)
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        if self.fail is not None and (exc := self.fail(request)) is not None:
+            raise exc
+        prompt = prompt_of(request)
+        text = self.script(prompt, request["seed"])
+        return BackendReply(text=text, prompt_tokens=len(prompt.split()), completion_tokens=len(text.split()),
+                            cost_usd=self.cost_per_call, finish_reason="stop")
+
+
+def scripted_llm(script: Script = linreg_script, model: str = "fake/scripted", **kwargs: Any) -> tuple[LLM, ScriptedBackend]:
+    backend = ScriptedBackend(script, **{k: kwargs.pop(k) for k in ("latency_s", "fail", "cost_per_call") if k in kwargs})
+    return LLM.from_model(model, backend=backend, **kwargs), backend
+
+
+def litellm_mock_backend(script: Script = linreg_script):
+    """Through litellm itself: its ``mock_response`` carries the scripted reply."""
+    from llmopt.llm import litellm_backend
+
+    async def backend(request: dict[str, Any]) -> BackendReply:
+        return await litellm_backend({**request, "mock_response": script(prompt_of(request), request["seed"])})
+
+    return backend
