@@ -1,0 +1,59 @@
+"""Run OPRO on linear regression with the scripted LLM, optionally killing itself mid-run.
+
+Used by the resume and reproducibility tests: ``--kill-at N`` sends SIGKILL to this process at
+the N-th write to the store (trial, call, or step boundary), the harshest interruption there is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fakes import scripted_llm  # noqa: E402
+from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore  # noqa: E402
+from problems.linear_regression import LinearRegression  # noqa: E402
+
+
+def arm_kill(at: int) -> None:
+    writes = {"n": 0}
+
+    def wrap(method):
+        def inner(self, *args, **kwargs):
+            out = method(self, *args, **kwargs)
+            writes["n"] += 1
+            if writes["n"] == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+        return inner
+
+    for name in ("add_trial", "add_call", "begin_step", "finish_step"):
+        setattr(RunStore, name, wrap(getattr(RunStore, name)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--name", default="run")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--proposer", default="llm")
+    ap.add_argument("--kill-at", type=int)
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    if args.kill_at:
+        arm_kill(args.kill_at)
+    llm, _ = scripted_llm(latency_s=0.001)
+    proposer = LLMProposer(llm) if args.proposer == "llm" else RandomProposer()
+    store = RunStore(args.store)
+    opt = Optimizer(LinearRegression(seed=args.seed), proposer, seed=args.seed, store=store, name=args.name,
+                    resume=args.resume, budget=Budget(max_steps=args.steps, stop_when_solved=False))
+    result = opt.run()
+    print(result.stop_reason.value, result.steps, len(result.history))
+
+
+if __name__ == "__main__":
+    main()
