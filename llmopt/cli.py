@@ -27,6 +27,13 @@ class UsageError(Exception):
     """Bad command-line input: printed as one line, exit status 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is one --help away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def problem_plugins() -> dict[str, Any]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group="llmopt.problems")}
 
@@ -90,7 +97,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
+    parser = Parser(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
     problems = run.add_subparsers(dest="problem", required=True, metavar="PROBLEM")
