@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baselines.linear_regression import best_integer_pair, least_squares
+from contract import ProblemContract
 from llmopt import ParseError
 from llmopt.seeding import stream
 from problems.linear_regression import MAX_ABS, LinearRegression
@@ -102,3 +103,8 @@ def test_bad_settings_are_refused() -> None:
         LinearRegression(num_points=1)
     with pytest.raises(ValueError, match="start_range"):
         LinearRegression(start_range=(20, 10))
+
+
+class TestLinearRegressionContract(ProblemContract):
+    problem = LinearRegression(seed=3)
+    solutions = pairs
