@@ -76,9 +76,11 @@ def order_sentence(problem: Problem, config: MetaPromptConfig) -> str:
     worst_first = config.order == "worst_to_best"
     descending = worst_first == (problem.direction is Direction.MINIMIZE)
     if config.scores == "hidden":
-        return f"{plural} are arranged from the {'worst' if worst_first else 'best'} to the {'best' if worst_first else 'worst'}."
+        first, last = ("worst", "best") if worst_first else ("best", "worst")
+        return f"{plural} are arranged from the {first} to the {last}."
     way = "descending" if descending else "ascending"
-    return f"{plural} are arranged in {way} order based on their {problem.value_noun}s, where {better} values are better."
+    return (f"{plural} are arranged in {way} order based on their {problem.value_noun}s, "
+            f"where {better} values are better.")
 
 
 def closing_instruction(problem: Problem, config: MetaPromptConfig) -> str:

@@ -139,7 +139,8 @@ class Optimizer:
         self.proposals_per_step, self.max_rounds, self.starts = proposals_per_step, max_rounds, starts
         self.store, self.history = store, SolutionHistory(problem.direction)
         self.proposer.validate()  # unknown model etc.: fail before anything is written or spent
-        self._step, self._next_number, self._open = 0, 0, None  # type: tuple[int, int, _OpenStep | None]
+        self._step, self._next_number = 0, 0
+        self._open: _OpenStep | None = None  # the step whose proposals are not all recorded yet
         self._pending: dict[int, Candidate] = {}
         self._usage, self._elapsed_base = Usage(), 0.0
         self._session_start = time.monotonic()

@@ -14,9 +14,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from .history import Trial, TrialState
+from .history import Trial
 from .llm import Completion
 
 SCHEMA = """
@@ -281,9 +281,6 @@ class RunStore:
     # --- cache ---------------------------------------------------------------------------
     def cache(self) -> "SQLiteCache":
         return SQLiteCache(self)
-
-    def iter_runs(self) -> Iterator[RunRecord]:
-        yield from self.runs()
 
 
 def _completion(row: sqlite3.Row) -> Completion:
