@@ -14,6 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from .llm import LLM, LLMConfigError
+from .local import DEFAULT_MODEL, set_threads
 from .metaprompt import MetaPromptConfig
 from .optimizer import Budget, Optimizer, StopReason
 from .proposers import LLMProposer, Proposer, RandomProposer
@@ -76,13 +77,20 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--no-stop-when-solved", action="store_true",
                    help="keep going after the known optimum is proposed")
     m = p.add_argument_group("model")
-    m.add_argument("--model", help="litellm model string, e.g. openai/gpt-4o-mini, ollama/llama3, "
-                                    "openai/<name> with --api-base for any OpenAI-compatible server")
+    m.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"litellm model string (default {DEFAULT_MODEL}, the embedded offline model), e.g. "
+                        "openai/gpt-4o-mini, ollama/llama3, openai/<name> with --api-base for any "
+                        "OpenAI-compatible server, local//path/to/model.gguf")
+    m.add_argument("--structured", choices=("auto", "on", "off"), default="auto",
+                   help="structured output (a JSON schema / grammar) where the model supports it (auto), always "
+                        "(on) or never (off: the paper's free-text replies)")
+    m.add_argument("--local-threads", type=_positive_int, default=1,
+                   help="CPU threads of the embedded model (1 is the robust choice on 2 shared cores)")
     m.add_argument("--api-base", help="endpoint of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
     m.add_argument("--api-key-env", help="read the API key from this environment variable "
                                          "(default: the provider's usual variable, e.g. OPENAI_API_KEY)")
     m.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    m.add_argument("--max-output-tokens", type=_positive_int, default=1024, help="max tokens per reply")
+    m.add_argument("--max-output-tokens", type=_positive_int, default=512, help="max tokens per reply")
     m.add_argument("--concurrency", type=_positive_int, default=8, help="concurrent LLM calls (default 8)")
     m.add_argument("--num-retries", type=_positive_int, default=3, help="retries per call, with backoff")
     m.add_argument("--timeout", type=_non_negative, default=120.0, help="seconds per call attempt")
@@ -117,10 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def make_proposer(args: argparse.Namespace) -> Proposer:
     if args.proposer == "random":
         return RandomProposer()
-    if not args.model:
-        raise UsageError("--model is required for --proposer llm (e.g. --model openai/gpt-4o-mini, or "
-                         "--model openai/<name> --api-base http://127.0.0.1:8080/v1); "
-                         "--proposer random runs the control offline")
+    set_threads(args.local_threads or 1)
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)
@@ -131,7 +136,7 @@ def make_proposer(args: argparse.Namespace) -> Proposer:
                          num_retries=args.num_retries, timeout_s=args.timeout)
     meta = MetaPromptConfig(max_shown=args.show, order=args.order, scores=args.scores, decimals=args.decimals,
                             buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)
-    return LLMProposer(llm, meta, use_store_cache=not args.no_cache)
+    return LLMProposer(llm, meta, use_store_cache=not args.no_cache, structured=args.structured)
 
 
 def make_budget(args: argparse.Namespace) -> Budget:

@@ -131,6 +131,9 @@ def litellm_cost(litellm: Any, response: Any) -> float | None:
 
 async def litellm_backend(request: dict[str, Any]) -> BackendReply:
     litellm = import_litellm()
+    local = _local_module(request["model"])
+    if local is not None:
+        local.register()
     response = await litellm.acompletion(**request)
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
@@ -138,9 +141,18 @@ async def litellm_backend(request: dict[str, Any]) -> BackendReply:
         text=choice.message.content or "",
         prompt_tokens=getattr(usage, "prompt_tokens", None),
         completion_tokens=getattr(usage, "completion_tokens", None),
-        cost_usd=litellm_cost(litellm, response),
+        cost_usd=0.0 if local is not None else litellm_cost(litellm, response),  # in-process: free
         finish_reason=getattr(choice, "finish_reason", None),
     )
+
+
+def _local_module(model: str) -> Any:
+    """llmopt.local if ``model`` is an embedded model (``local/...``), else None."""
+    if not model.startswith("local/"):
+        return None
+    from . import local
+
+    return local
 
 
 def _scrub(text: str, secret: str | None) -> str:
@@ -177,6 +189,11 @@ class LLM:
         """Fail fast, before any budget is spent, on a model string litellm cannot route."""
         if not self.uses_litellm:
             return
+        local = _local_module(self.config.model)
+        if local is not None:
+            local.model_path(self.config.model.split("/", 1)[1])  # raises a clear error if missing
+            local.register()
+            return
         litellm = import_litellm()
         try:
             litellm.get_llm_provider(self.config.model, api_base=self.config.api_base)
@@ -187,7 +204,19 @@ class LLM:
                 f"{_scrub(str(exc).strip().splitlines()[0], self.api_key)}"
             ) from None
 
-    def request(self, messages: Messages, seed: int) -> dict[str, Any]:
+    def supports_structured(self) -> bool:
+        """Can this model be asked for output that follows a JSON schema?"""
+        if _local_module(self.config.model) is not None:
+            return True  # llama.cpp grammars
+        if not self.uses_litellm:
+            return False
+        litellm = import_litellm()
+        try:
+            return bool(litellm.supports_response_schema(model=self.config.model))
+        except Exception:  # unmapped model: assume not
+            return False
+
+    def request(self, messages: Messages, seed: int, schema: dict[str, Any] | None = None) -> dict[str, Any]:
         """The litellm keyword arguments for one sample (without the API key)."""
         c = self.config
         req: dict[str, Any] = {
@@ -201,17 +230,21 @@ class LLM:
             req["stop"] = list(c.stop)
         if c.api_base:
             req["api_base"] = c.api_base
+        if schema is not None:
+            req["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": "answer", "schema": schema, "strict": True}}
         return req
 
     # --- calls --------------------------------------------------------------------------
     def complete(self, messages: Messages, seeds: Sequence[int],
-                 on_complete: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+                 on_complete: Callable[[int, Completion], None] | None = None,
+                 schema: dict[str, Any] | None = None) -> list[Completion]:
         """One completion per seed, requested concurrently; results in seed order.
 
         ``on_complete(i, completion)`` runs as each sample finishes, so a caller can persist
         it at once (a killed run keeps every reply it paid for).
         """
-        coro = self.acomplete(messages, seeds, on_complete)
+        coro = self.acomplete(messages, seeds, on_complete, schema)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -224,20 +257,21 @@ class LLM:
         return box["out"]
 
     async def acomplete(self, messages: Messages, seeds: Sequence[int],
-                        on_complete: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+                        on_complete: Callable[[int, Completion], None] | None = None,
+                        schema: dict[str, Any] | None = None) -> list[Completion]:
         limit = asyncio.Semaphore(self.config.concurrency)
 
         async def one(i: int, seed: int) -> Completion:
             async with limit:
-                done = await self._one(messages, seed)
+                done = await self._one(messages, seed, schema)
             if on_complete is not None:
                 on_complete(i, done)
             return done
 
         return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(seeds))))
 
-    async def _one(self, messages: Messages, seed: int) -> Completion:
-        request = self.request(messages, seed)
+    async def _one(self, messages: Messages, seed: int, schema: dict[str, Any] | None) -> Completion:
+        request = self.request(messages, seed, schema)
         key = cache_key(request)
         if self.cache is not None:
             hit = self.cache.get(key)

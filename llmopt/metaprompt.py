@@ -31,6 +31,7 @@ class MetaPromptConfig:
     bucket_range: tuple[float, float] | None = None  # None: the range of the shown scores
     instruction: str | None = None  # replaces the default closing instruction
     shuffle_seed: int = 0  # for order="random"
+    structured: bool = False  # answer format for structured output (set by the proposer)
 
     def __post_init__(self) -> None:
         if self.max_shown < 0:
@@ -113,6 +114,7 @@ def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPr
         problem.render(t.text or "", format_value(float(t.value), config, low, high)) for t in trials  # type: ignore[arg-type]
     )
     head = f"{problem.describe()} {order_sentence(problem, config)}"
-    tail = f"{closing_instruction(problem, config)} {problem.answer_format()}".strip()
+    answer = problem.structured_answer_format() if config.structured else problem.answer_format()
+    tail = f"{closing_instruction(problem, config)} {answer}".strip()
     parts = [head, exemplars, tail] if exemplars else [head, tail]
     return "\n\n".join(parts)

@@ -9,6 +9,7 @@ for de-duplication, and scores it.
 from __future__ import annotations
 
 import enum
+import json
 from abc import ABC, abstractmethod
 from typing import Any, Generic, Hashable, TypeVar
 
@@ -60,6 +61,18 @@ class Problem(ABC, Generic[S]):
     @abstractmethod
     def answer_format(self) -> str:
         """The sentence telling the LLM how to write its answer (closes the meta-prompt)."""
+
+    def answer_schema(self) -> dict[str, Any] | None:
+        """JSON schema of a structured answer (None: this problem has no structured form).
+
+        Where the model supports it the LLM door asks for output matching it: a grammar for the
+        embedded model, ``response_format`` for hosted providers. ``decode`` must accept it.
+        """
+        return None
+
+    def structured_answer_format(self) -> str:
+        """The answer-format sentence used instead of ``answer_format`` under structured output."""
+        return f"Reply with only a JSON object that follows this schema: {json.dumps(self.answer_schema())}"
 
     @abstractmethod
     def encode(self, solution: S) -> str:

@@ -9,8 +9,8 @@ randomness from (run seed, trial number), so a resumed run proposes exactly what
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Literal
 
 from .history import SolutionHistory
 from .llm import LLM, Completion, ResponseCache
@@ -46,6 +46,9 @@ class Proposer(ABC):
 
     def validate(self) -> None:
         """Raise a clear error for unusable settings, before any budget is spent."""
+
+    def prepare(self, problem: Problem) -> None:
+        """Adapt to the problem before the run (e.g. decide on structured output)."""
 
     def uses_llm(self) -> bool:
         return False
@@ -98,11 +101,16 @@ class LLMProposer(Proposer):
     kind = "llm"
 
     def __init__(self, llm: LLM, metaprompt: MetaPromptConfig | None = None, *,
-                 system_prompt: str | None = None, use_store_cache: bool = True) -> None:
+                 system_prompt: str | None = None, use_store_cache: bool = True,
+                 structured: Literal["auto", "on", "off"] = "auto") -> None:
+        if structured not in ("auto", "on", "off"):
+            raise ValueError(f"structured must be auto, on or off, got {structured!r}")
         self.llm = llm
         self.metaprompt = metaprompt or MetaPromptConfig()
         self.system_prompt = system_prompt
         self.use_store_cache = use_store_cache
+        self.structured = structured
+        self._schema: dict[str, Any] | None = None  # decided per problem in prepare()
 
     @property
     def source(self) -> str:
@@ -118,6 +126,17 @@ class LLMProposer(Proposer):
         if self.use_store_cache and self.llm.cache is None:
             self.llm = self.llm.with_cache(cache)
 
+    def prepare(self, problem: Problem) -> None:
+        """Decide structured output: on where the problem has a schema and the model supports it."""
+        schema = problem.answer_schema()
+        if schema is None or self.structured == "off":
+            self._schema = None
+        elif self.structured == "on" or self.llm.supports_structured():
+            self._schema = schema
+        else:
+            self._schema = None
+        self.metaprompt = replace(self.metaprompt, structured=self._schema is not None)
+
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
         return build_meta_prompt(problem, history, self.metaprompt)
 
@@ -131,7 +150,7 @@ class LLMProposer(Proposer):
             raise ValueError("LLMProposer.propose needs the step's meta-prompt")
         seeds = [derive_seed(seed, "llm", n) for n in numbers]
         hook = None if on_call is None else (lambda i, c: on_call(numbers[i], self.llm.model, c))
-        completions = self.llm.complete(self.messages(prompt), seeds, on_complete=hook)
+        completions = self.llm.complete(self.messages(prompt), seeds, on_complete=hook, schema=self._schema)
         out = []
         for n, c in zip(numbers, completions):
             if c.text is None:
@@ -142,4 +161,4 @@ class LLMProposer(Proposer):
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "llm": self.llm.config.to_dict(), "metaprompt": self.metaprompt.to_dict(),
-                "system_prompt": self.system_prompt}
+                "system_prompt": self.system_prompt, "structured": self.structured, "schema": self._schema}

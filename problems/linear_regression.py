@@ -13,6 +13,7 @@ may give the pair as ``[w, b]``, ``[w=.., b=..]`` (the paper's format) or ``w=..
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -28,9 +29,23 @@ Pair = tuple[int, int]
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 _NAMED = re.compile(rf"w\s*=\s*({_NUMBER})\s*,?\s*(?:and\s+)?b\s*=\s*({_NUMBER})", re.IGNORECASE)
+_JSON = re.compile(r"\{[^{}]*\}")
 _PLAIN = re.compile(rf"^\s*({_NUMBER})\s*,\s*({_NUMBER})\s*$")
 #: Larger magnitudes are refused rather than scored: their losses overflow float64 precision.
 MAX_ABS = 10**9
+
+
+def _json_pair(text: str) -> tuple[str, str] | None:
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    w, b = obj.get("w"), obj.get("b")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (w, b)):
+        return None
+    return repr(w) if isinstance(w, float) else str(w), repr(b) if isinstance(b, float) else str(b)
 
 
 class LinearRegression(Problem[Pair]):
@@ -66,14 +81,26 @@ class LinearRegression(Problem[Pair]):
     def answer_format(self) -> str:
         return "Do not write code. The output must end with a pair [w, b], where w and b are numerical values."
 
+    def answer_schema(self) -> dict[str, Any]:
+        return {"type": "object", "properties": {"w": {"type": "integer"}, "b": {"type": "integer"}},
+                "required": ["w", "b"], "additionalProperties": False}
+
+    def structured_answer_format(self) -> str:
+        return 'Do not write code. Reply with only a JSON object of the form {"w": <integer>, "b": <integer>}.'
+
     def encode(self, solution: Pair) -> str:
         w, b = solution
         return f"w={w}, b={b}"
 
     def decode(self, text: str) -> Pair:
-        """The last ``[w, b]`` in the reply (the paper's rule), else the last ``w=.., b=..``."""
+        """A structured ``{"w": .., "b": ..}``, else the last ``[w, b]`` in the reply (the paper's
+        rule), else the last ``w=.., b=..``."""
         if not isinstance(text, str):
             raise ParseError(f"expected text, got {type(text).__name__}")
+        for candidate in reversed(_JSON.findall(text)):
+            pair = _json_pair(candidate)
+            if pair is not None:
+                return self._pair(*pair)
         for inner in reversed(_BRACKET.findall(text)):
             pair = _NAMED.search(inner) or _PLAIN.match(inner)
             if pair:
@@ -81,7 +108,7 @@ class LinearRegression(Problem[Pair]):
         named = _NAMED.findall(text)
         if named:
             return self._pair(*named[-1])
-        raise ParseError("no (w, b) pair found: expected '[w, b]' or 'w=<number>, b=<number>'")
+        raise ParseError('no (w, b) pair found: expected {"w": <int>, "b": <int>}, [w, b] or w=<number>, b=<number>')
 
     @staticmethod
     def _pair(w_text: str, b_text: str) -> Pair:
