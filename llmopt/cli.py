@@ -17,7 +17,7 @@ from .llm import LLM, LLMConfigError
 from .local import DEFAULT_MODEL, set_threads
 from .metaprompt import MetaPromptConfig
 from .optimizer import Budget, Optimizer, StopReason
-from .proposers import LLMProposer, Proposer, RandomProposer
+from .proposers import STRUCTURED, LLMProposer, Proposer, RandomProposer
 from .report import format_table, run_summary, runs_table, steps_table
 from .storage import RunStore, StoreError
 
@@ -81,9 +81,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"litellm model string (default {DEFAULT_MODEL}, the embedded offline model), e.g. "
                         "openai/gpt-4o-mini, ollama/llama3, openai/<name> with --api-base for any "
                         "OpenAI-compatible server, local//path/to/model.gguf")
-    m.add_argument("--structured", choices=("auto", "on", "off"), default="auto",
-                   help="structured output (a JSON schema / grammar) where the model supports it (auto), always "
-                        "(on) or never (off: the paper's free-text replies)")
+    m.add_argument("--structured", choices=STRUCTURED, default="auto",
+                   help="structured output (the problem's JSON schema; a grammar for the embedded model): where "
+                        "supported (auto), always in OpenAI's json_schema style (on), in llama.cpp-server's "
+                        "json_object style, or never (off: the paper's free-text replies)")
     m.add_argument("--local-threads", type=_positive_int, default=1,
                    help="CPU threads of the embedded model (1 is the robust choice on 2 shared cores)")
     m.add_argument("--api-base", help="endpoint of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")

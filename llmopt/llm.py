@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Literal, Protocol, Sequence
 
 Messages = list[dict[str, str]]
 
@@ -45,8 +45,9 @@ class LLMConfig:
     concurrency: int = 8
 
     def __post_init__(self) -> None:
-        if not self.model or not isinstance(self.model, str):
-            raise LLMConfigError("model must be a non-empty litellm model string, e.g. 'openai/gpt-4o-mini'")
+        if not isinstance(self.model, str) or not self.model.strip() or self.model.strip().endswith("/"):
+            raise LLMConfigError(f"model must be a litellm model string such as 'openai/gpt-4o-mini', "
+                                 f"got {self.model!r}")
         if not 0.0 <= self.temperature <= 2.0:
             raise LLMConfigError(f"temperature must be in [0, 2], got {self.temperature}")
         if self.max_tokens < 1:
@@ -146,6 +147,17 @@ async def litellm_backend(request: dict[str, Any]) -> BackendReply:
     )
 
 
+SchemaStyle = Literal["json_schema", "json_object"]
+
+
+def response_format(schema: dict[str, Any], style: SchemaStyle = "json_schema") -> dict[str, Any]:
+    """How a JSON schema is asked for: OpenAI's ``json_schema`` (OpenAI, vLLM, litellm's adapters)
+    or ``json_object`` with a ``schema`` (llama.cpp's server, which rejects the former)."""
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+
+
 def _local_module(model: str) -> Any:
     """llmopt.local if ``model`` is an embedded model (``local/...``), else None."""
     if not model.startswith("local/"):
@@ -216,7 +228,7 @@ class LLM:
         except Exception:  # unmapped model: assume not
             return False
 
-    def request(self, messages: Messages, seed: int, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    def request(self, messages: Messages, seed: int, response_format: dict[str, Any] | None = None) -> dict[str, Any]:
         """The litellm keyword arguments for one sample (without the API key)."""
         c = self.config
         req: dict[str, Any] = {
@@ -230,21 +242,20 @@ class LLM:
             req["stop"] = list(c.stop)
         if c.api_base:
             req["api_base"] = c.api_base
-        if schema is not None:
-            req["response_format"] = {"type": "json_schema",
-                                      "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        if response_format is not None:
+            req["response_format"] = response_format
         return req
 
     # --- calls --------------------------------------------------------------------------
     def complete(self, messages: Messages, seeds: Sequence[int],
                  on_complete: Callable[[int, Completion], None] | None = None,
-                 schema: dict[str, Any] | None = None) -> list[Completion]:
+                 response_format: dict[str, Any] | None = None) -> list[Completion]:
         """One completion per seed, requested concurrently; results in seed order.
 
         ``on_complete(i, completion)`` runs as each sample finishes, so a caller can persist
         it at once (a killed run keeps every reply it paid for).
         """
-        coro = self.acomplete(messages, seeds, on_complete, schema)
+        coro = self.acomplete(messages, seeds, on_complete, response_format)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -258,20 +269,20 @@ class LLM:
 
     async def acomplete(self, messages: Messages, seeds: Sequence[int],
                         on_complete: Callable[[int, Completion], None] | None = None,
-                        schema: dict[str, Any] | None = None) -> list[Completion]:
+                        response_format: dict[str, Any] | None = None) -> list[Completion]:
         limit = asyncio.Semaphore(self.config.concurrency)
 
         async def one(i: int, seed: int) -> Completion:
             async with limit:
-                done = await self._one(messages, seed, schema)
+                done = await self._one(messages, seed, response_format)
             if on_complete is not None:
                 on_complete(i, done)
             return done
 
         return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(seeds))))
 
-    async def _one(self, messages: Messages, seed: int, schema: dict[str, Any] | None) -> Completion:
-        request = self.request(messages, seed, schema)
+    async def _one(self, messages: Messages, seed: int, response_format: dict[str, Any] | None) -> Completion:
+        request = self.request(messages, seed, response_format)
         key = cache_key(request)
         if self.cache is not None:
             hit = self.cache.get(key)

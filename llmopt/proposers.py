@@ -13,10 +13,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal
 
 from .history import SolutionHistory
-from .llm import LLM, Completion, ResponseCache
+from .llm import LLM, Completion, ResponseCache, response_format
 from .metaprompt import MetaPromptConfig, build_meta_prompt
 from .problem import ParseError, Problem
 from .seeding import derive_seed, stream
+
+#: Structured output: auto (where supported), on / json_schema (OpenAI style), json_object
+#: (llama.cpp server style), off (free text, as in the paper).
+Structured = Literal["auto", "on", "json_schema", "json_object", "off"]
+STRUCTURED = ("auto", "on", "json_schema", "json_object", "off")
 
 #: Called as each LLM call finishes: (trial number, model, completion).
 CallHook = Callable[[int, str, Completion], None]
@@ -102,15 +107,15 @@ class LLMProposer(Proposer):
 
     def __init__(self, llm: LLM, metaprompt: MetaPromptConfig | None = None, *,
                  system_prompt: str | None = None, use_store_cache: bool = True,
-                 structured: Literal["auto", "on", "off"] = "auto") -> None:
-        if structured not in ("auto", "on", "off"):
-            raise ValueError(f"structured must be auto, on or off, got {structured!r}")
+                 structured: Structured = "auto") -> None:
+        if structured not in STRUCTURED:
+            raise ValueError(f"structured must be one of {', '.join(STRUCTURED)}, got {structured!r}")
         self.llm = llm
         self.metaprompt = metaprompt or MetaPromptConfig()
         self.system_prompt = system_prompt
         self.use_store_cache = use_store_cache
         self.structured = structured
-        self._schema: dict[str, Any] | None = None  # decided per problem in prepare()
+        self._format: dict[str, Any] | None = None  # the response_format, decided in prepare()
 
     @property
     def source(self) -> str:
@@ -128,14 +133,12 @@ class LLMProposer(Proposer):
 
     def prepare(self, problem: Problem) -> None:
         """Decide structured output: on where the problem has a schema and the model supports it."""
-        schema = problem.answer_schema()
-        if schema is None or self.structured == "off":
-            self._schema = None
-        elif self.structured == "on" or self.llm.supports_structured():
-            self._schema = schema
-        else:
-            self._schema = None
-        self.metaprompt = replace(self.metaprompt, structured=self._schema is not None)
+        schema, mode = problem.answer_schema(), self.structured
+        if mode == "auto":
+            mode = "json_schema" if self.llm.supports_structured() else "off"
+        self._format = None if schema is None or mode == "off" else response_format(
+            schema, "json_object" if mode == "json_object" else "json_schema")
+        self.metaprompt = replace(self.metaprompt, structured=self._format is not None)
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
         return build_meta_prompt(problem, history, self.metaprompt)
@@ -150,7 +153,7 @@ class LLMProposer(Proposer):
             raise ValueError("LLMProposer.propose needs the step's meta-prompt")
         seeds = [derive_seed(seed, "llm", n) for n in numbers]
         hook = None if on_call is None else (lambda i, c: on_call(numbers[i], self.llm.model, c))
-        completions = self.llm.complete(self.messages(prompt), seeds, on_complete=hook, schema=self._schema)
+        completions = self.llm.complete(self.messages(prompt), seeds, on_complete=hook, response_format=self._format)
         out = []
         for n, c in zip(numbers, completions):
             if c.text is None:
@@ -161,4 +164,4 @@ class LLMProposer(Proposer):
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "llm": self.llm.config.to_dict(), "metaprompt": self.metaprompt.to_dict(),
-                "system_prompt": self.system_prompt, "structured": self.structured, "schema": self._schema}
+                "system_prompt": self.system_prompt, "structured": self.structured, "response_format": self._format}

@@ -1,0 +1,76 @@
+"""The embedded model for real: in-process through litellm, and behind llama.cpp's server."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmopt import LLM, Budget, LLMConfigError, LLMProposer, Optimizer, RunStore, StopReason, TrialState
+from llmopt.local import DEFAULT_MODEL, model_path
+from problems.linear_regression import LinearRegression
+
+pytestmark = pytest.mark.slow
+MESSAGES = [{"role": "user", "content": "Give me two integers as JSON."}]
+
+
+def run(store: RunStore, name: str, llm: LLM, steps: int = 2, **kw) -> tuple[Optimizer, object]:
+    opt = Optimizer(LinearRegression(seed=0), LLMProposer(llm, **kw), store=store, name=name,
+                    budget=Budget(max_steps=steps, stop_when_solved=False))
+    return opt, opt.run()
+
+
+def test_weights_come_from_the_installed_package() -> None:
+    path = model_path("smollm2")
+    assert path.suffix == ".gguf" and path.stat().st_size > 90_000_000 and "site-packages" in str(path)
+    with pytest.raises(LLMConfigError, match="unknown local model"):
+        model_path("gpt-5")
+
+
+def test_embedded_model_runs_opro_with_structured_output(tmp_path) -> None:
+    store = RunStore(tmp_path / "r.db")
+    opt, result = run(store, "structured", LLM.from_model(DEFAULT_MODEL, max_tokens=48))
+    assert result.stop_reason is StopReason.MAX_STEPS and result.usage.calls >= 16
+    assert opt.proposer.config()["response_format"]["type"] == "json_schema"
+    llm_trials = [t for t in result.history if t.source == f"llm:{DEFAULT_MODEL}"]
+    invalid = sum(t.state is TrialState.INVALID for t in llm_trials)
+    assert invalid <= len(llm_trials) // 4  # the grammar makes replies parseable
+    assert all(t.raw.lstrip().startswith("{") for t in llm_trials if t.raw)
+    prompt = store.steps(opt.run_record.id)[1].prompt
+    assert 'JSON object of the form {"w": <integer>, "b": <integer>}' in prompt and "[w, b]" not in prompt
+    rows = store.call_rows(opt.run_record.id)
+    assert all(r["cost_usd"] == 0.0 and r["prompt_tokens"] > 100 for r in rows)  # free, and known to be
+    # same seed again: served from the cache, the same trials
+    _, again = run(store, "again", LLM.from_model(DEFAULT_MODEL, max_tokens=48))
+    assert again.usage.cache_hits == again.usage.calls == result.usage.calls
+    assert [(t.state, t.raw) for t in again.history] == [(t.state, t.raw) for t in result.history]
+
+
+def test_structured_off_is_the_papers_free_text(tmp_path) -> None:
+    store = RunStore(tmp_path / "r.db")
+    opt, result = run(store, "free", LLM.from_model(DEFAULT_MODEL, max_tokens=48), steps=1, structured="off")
+    assert opt.proposer.config()["response_format"] is None
+    prompt = store.steps(opt.run_record.id)[1].prompt
+    assert prompt.endswith("The output must end with a pair [w, b], where w and b are numerical values.")
+    assert 8 <= result.usage.calls <= 8 * 3  # one to three rounds
+    replies = [t.raw for t in result.history if t.raw]
+    assert len(replies) == result.usage.calls and not all(r.lstrip().startswith("{") for r in replies)
+
+
+def test_a_per_call_seed_fixes_the_sample() -> None:
+    llm = LLM.from_model(DEFAULT_MODEL, max_tokens=24)
+    texts = [c.text for c in llm.complete(MESSAGES, [11, 11, 12, 13])]
+    assert texts[0] == texts[1] and len(set(texts)) >= 2
+
+
+def test_opro_against_llama_cpp_server_on_loopback(tmp_path, llama_server: str) -> None:
+    """The server path Ollama, vLLM and llama.cpp-server users take: openai/<name> + api_base."""
+    store = RunStore(tmp_path / "r.db")
+    llm = LLM.from_model("openai/smollm2", api_base=llama_server, api_key="sk-no-key", max_tokens=48)
+    opt, result = run(store, "server", llm, structured="json_object")  # llama.cpp's server style
+    assert result.stop_reason is StopReason.MAX_STEPS and result.usage.failed_calls == 0
+    llm_trials = [t for t in result.history if t.source == "llm:openai/smollm2"]
+    assert len(llm_trials) == result.usage.calls >= 16
+    assert sum(t.state is TrialState.INVALID for t in llm_trials) <= len(llm_trials) // 4
+    assert result.usage.unpriced_calls == result.usage.calls  # litellm has no price for it: unknown, not $0
+    # the server ignores n > 1 but honours a per-call seed: samples are separate seeded calls
+    texts = [c.text for c in llm.complete(MESSAGES, [5, 5, 6])]
+    assert texts[0] == texts[1]
