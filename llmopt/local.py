@@ -13,6 +13,7 @@ shared cores, two threads collapsed under any competing process (see README).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -121,6 +122,15 @@ def _schema_of(response_format: Any) -> dict[str, Any] | None:
 
 _engines: dict[tuple[str, int, int], _Engine] = {}
 _engines_lock = threading.Lock()
+
+
+@atexit.register
+def _close_engines() -> None:
+    """Free the models before interpreter teardown (llama-cpp-python's __del__ fails during it)."""
+    for eng in _engines.values():
+        if eng._llama is not None:
+            eng._llama.close()
+            eng._llama = None
 
 
 def engine(name: str, n_threads: int | None = None) -> _Engine:
