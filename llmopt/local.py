@@ -85,6 +85,7 @@ class _Engine:
         self.path, self.n_ctx, self.n_threads = path, n_ctx, n_threads
         self.lock = threading.Lock()
         self._llama: Any = None
+        self.busy_s = 0.0  # time spent generating (inside the lock), for benchmarks
 
     def llama(self) -> Any:
         if self._llama is None:
@@ -107,7 +108,11 @@ class _Engine:
         if schema is not None:  # llama.cpp turns the JSON schema into a GBNF grammar
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         with self.lock:
-            return self.llama().create_chat_completion(**kwargs)
+            started = time.perf_counter()
+            try:
+                return self.llama().create_chat_completion(**kwargs)
+            finally:
+                self.busy_s += time.perf_counter() - started
 
 
 def _schema_of(response_format: Any) -> dict[str, Any] | None:
