@@ -39,15 +39,15 @@ def engine_seconds() -> float:
     return sum(e.busy_s for e in local._engines.values())
 
 
-def one_run(config: str, seed: int, steps: int, max_tokens: int, store_path: str) -> dict[str, Any]:
+def one_run(config: str, seed: int, steps: int, max_tokens: int, store_path: str, model: str) -> dict[str, Any]:
     problem = LinearRegression(seed=seed)
     if config == "random":
         proposer: Any = RandomProposer()
     else:
-        llm = LLM.from_model(DEFAULT_MODEL, max_tokens=max_tokens)
+        llm = LLM.from_model(model, max_tokens=max_tokens)
         proposer = LLMProposer(llm, structured="auto" if config == "structured" else "off")
     store = RunStore(store_path)
-    name = f"{config.replace(' ', '-')}-seed{seed}"
+    name = f"{model}-{config.replace(' ', '-')}-seed{seed}"
     opt = Optimizer(problem, proposer, seed=seed, store=store, name=name,
                     proposals_per_step=8, max_rounds=1, budget=Budget(max_steps=steps))
     started = time.perf_counter()
@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=128, help="max tokens per reply")
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="any local/... model (default: the embedded one)")
     ap.add_argument("--store", help="default: a temporary file")
     args = ap.parse_args()
     store = args.store or str(Path(tempfile.mkdtemp()) / "bench.db")
@@ -121,7 +122,7 @@ def main() -> None:
     tasks = [(c, s) for c in args.configs.split(",") for s in range(args.seeds)]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(one_run, c, s, args.steps, args.max_tokens, store) for c, s in tasks]
+        futures = [pool.submit(one_run, c, s, args.steps, args.max_tokens, store, args.model) for c, s in tasks]
         rows = []
         for future in futures:
             rows.append(future.result())

@@ -74,3 +74,14 @@ def test_opro_against_llama_cpp_server_on_loopback(tmp_path, llama_server: str) 
     # the server ignores n > 1 but honours a per-call seed: samples are separate seeded calls
     texts = [c.text for c in llm.complete(MESSAGES, [5, 5, 6])]
     assert texts[0] == texts[1]
+
+
+def test_llmopt_run_linreg_defaults_to_the_embedded_model(tmp_path, capsys) -> None:
+    from llmopt.cli import main
+
+    store = tmp_path / "r.db"
+    assert main(["run", "linreg", "--steps", "1", "--store", str(store), "--quiet"]) == 0
+    assert "linreg-llm-seed0" in capsys.readouterr().out
+    run = RunStore(store).get_run("linreg-llm-seed0")
+    assert run.config["proposer"]["llm"]["model"] == DEFAULT_MODEL == "local/smollm2"
+    assert run.config["proposer"]["response_format"] is not None  # structured output by default
