@@ -50,9 +50,11 @@ def one_run(config: str, seed: int, steps: int, max_tokens: int, store_path: str
     name = f"{model}-{config.replace(' ', '-')}-seed{seed}"
     opt = Optimizer(problem, proposer, seed=seed, store=store, name=name,
                     proposals_per_step=8, max_rounds=1, budget=Budget(max_steps=steps))
+    engine_before = engine_seconds()  # workers are reused: count this run's model time only
     started = time.perf_counter()
     result = opt.run()
     wall = time.perf_counter() - started
+    model_s = engine_seconds() - engine_before
     store.close()
     llm_trials = [t for t in result.history if t.source.startswith("llm:")]
     evals, solved_eval = 0, None
@@ -67,7 +69,7 @@ def one_run(config: str, seed: int, steps: int, max_tokens: int, store_path: str
         "valid": (sum(t.state is not TrialState.INVALID and t.state is not TrialState.FAILED for t in llm_trials)
                   / len(llm_trials)) if llm_trials else None,
         "tokens": result.usage.tokens, "calls": result.usage.calls, "wall": wall,
-        "s_per_step": wall / max(result.steps, 1), "framework_share": (1 - engine_seconds() / wall) if llm_trials else None,
+        "s_per_step": wall / max(result.steps, 1), "framework_share": (1 - model_s / wall) if llm_trials else None,
         "best": result.best.value if result.best else None,
         "curve": {c: curve.get(min((s for s in curve if s <= c), default=0, key=lambda s: c - s)) for c in CHECKPOINTS
                   if c <= result.steps},
