@@ -192,7 +192,3 @@ def register() -> None:
     entries = [e for e in litellm.custom_provider_map if e.get("provider") != PROVIDER]
     litellm.custom_provider_map = entries + [{"provider": PROVIDER, "custom_handler": _provider_class()()}]
     _registered = True
-
-
-def is_local(model: str) -> bool:
-    return model.startswith(f"{PROVIDER}/")
