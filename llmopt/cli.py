@@ -35,8 +35,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def problem_plugins() -> dict[str, Any]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group="llmopt.problems")}
+def entry_points(group: str) -> dict[str, Any]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
 
 
 def _positive_int(text: str) -> int:
@@ -110,13 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
     problems = run.add_subparsers(dest="problem", required=True, metavar="PROBLEM")
-    for name, ep in sorted(problem_plugins().items()):
+    for name, ep in sorted(entry_points("llmopt.problems").items()):
         plugin = ep.load()
         pp = problems.add_parser(name, help=getattr(plugin, "HELP", None),
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         plugin.add_arguments(pp.add_argument_group(name))
         add_run_arguments(pp)
         pp.set_defaults(plugin=plugin)
+    baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
+    kinds = baselines.add_subparsers(dest="problem", required=True, metavar="PROBLEM")
+    for name, ep in sorted(entry_points("llmopt.baselines").items()):
+        plugin = ep.load()
+        bp = kinds.add_parser(name, help=getattr(plugin, "HELP", None),
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        plugin.add_arguments(bp)
+        bp.set_defaults(plugin=plugin)
     show = sub.add_parser("show", help="list the runs of a store, or one run step by step")
     show.add_argument("name", nargs="?", help="a run name (omit to list all runs)")
     show.add_argument("--store", default=DEFAULT_STORE)
@@ -211,8 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "baselines":
+            return args.plugin.run(args)
         return cmd_run(args) if args.command == "run" else cmd_show(args)
-    except (UsageError, StoreError, LLMConfigError) as exc:
+    except (UsageError, StoreError, LLMConfigError, ValueError) as exc:
         print(f"llmopt: error: {exc}", file=sys.stderr)
         return 2
 

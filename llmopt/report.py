@@ -63,7 +63,9 @@ def runs_table(store: RunStore) -> Table:
 
 def steps_table(store: RunStore, run: RunRecord) -> Table:
     """One run's best-so-far per step."""
-    rows: Table = [["step", "complete", "invalid", "duplicate", "failed", "step best", "best so far", "calls"]]
+    optimum = run.config.get("problem", {}).get("optimum")
+    rows: Table = [["step", "complete", "invalid", "duplicate", "failed", "step best", "best so far", "calls"]
+                   + (["gap %"] if optimum else [])]
     calls_per_step: dict[int, int] = {}
     for call in store.call_rows(run.id):
         calls_per_step[call["step"]] = calls_per_step.get(call["step"], 0) + 1
@@ -79,7 +81,8 @@ def steps_table(store: RunStore, run: RunRecord) -> Table:
             best = step_best if best is None else _best([best, step_best], run)
         rows.append([step, count["COMPLETE"], count["INVALID"], count["DUPLICATE"], count["FAILED"],
                      "-" if step_best is None else f"{step_best:.6g}", "-" if best is None else f"{best:.6g}",
-                     calls_per_step.get(step, 0)])
+                     calls_per_step.get(step, 0)]
+                    + ([("-" if best is None else f"{100 * (best - optimum) / optimum:.2f}")] if optimum else []))
     return rows
 
 

@@ -162,3 +162,38 @@ class TravellingSalesman(Problem[Tour]):
             gap = 100.0 * (best.value - self.optimum) / self.optimum
         return {"optimum": self.optimum, "optimum_proved": self.optimum_proved, "gap_pct": gap,
                 "optimum_step": solved[0] if solved else None}
+
+
+def optimum_of(instance: TSPInstance, time_limit_s: float) -> tuple[float, bool]:
+    """The exact optimum (Held-Karp for small n, else the integer program), and whether it was proved."""
+    from baselines import tsp as solvers
+
+    result = solvers.held_karp(instance) if instance.n <= 12 else solvers.exact(instance, time_limit_s=time_limit_s)
+    return result.length, result.proved_optimal
+
+
+class CLI:
+    """``llmopt run tsp``: a generated instance (--n, --seed) or a TSPLIB file (--tsplib)."""
+
+    HELP = "travelling salesman: LLM tours against the exact optimum (the paper's Section 3.2)"
+
+    @staticmethod
+    def add_arguments(group: Any) -> None:
+        group.add_argument("--n", type=int, default=10, help="cities of a generated instance")
+        group.add_argument("--tsplib", help="a TSPLIB file instead of a generated instance")
+        group.add_argument("--truncate", action="store_true",
+                           help="coordinates as the official code draws them (uniform reals cut by int())")
+        group.add_argument("--num-starts", type=int, default=5, help="random starting traces")
+        group.add_argument("--any-start", action="store_true", help="accept traces that do not start at city 0")
+        group.add_argument("--exact-time", type=float, default=60.0,
+                           help="seconds for proving the optimum before the run (else: best known)")
+
+    @staticmethod
+    def from_args(args: Any) -> TravellingSalesman:
+        from problems.tsp_instances import random_instance, read_tsplib
+
+        instance = read_tsplib(args.tsplib) if args.tsplib else random_instance(args.n, args.seed,
+                                                                               truncate=args.truncate)
+        optimum, proved = optimum_of(instance, args.exact_time)
+        return TravellingSalesman(instance, optimum=optimum, optimum_proved=proved, num_starts=args.num_starts,
+                                  start_at_zero=not args.any_start)

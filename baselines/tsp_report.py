@@ -1,0 +1,123 @@
+"""``llmopt baselines tsp``: classical solvers against the exact optimum, in the paper's Table 3 layout.
+
+Rows are methods, columns are instance sizes (or TSPLIB files); a cell is the median optimality
+gap over seeds and the median wall time. With ``--store``, the OPRO runs and random controls
+recorded there on the same instances are added as rows of the same table.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from llmopt.report import format_table
+from llmopt.storage import RunStore
+from problems.tsp_instances import TSPInstance, random_instance, read_tour, read_tsplib, tour_length
+
+Cell = list[tuple[float, float]]  # (gap %, seconds) per instance
+
+
+def _optimum(inst: TSPInstance, exact_time_s: float) -> tuple[str, Any]:
+    from baselines import tsp as solvers
+
+    if inst.n <= 12:
+        return "Held-Karp (exact)", solvers.held_karp(inst)
+    return "integer program (exact, HiGHS)", solvers.exact(inst, time_limit_s=exact_time_s)
+
+
+def solve(inst: TSPInstance, gls_time_s: float, exact_time_s: float) -> tuple[float, bool, dict[str, tuple[float, float]]]:
+    """(optimum, proved, {method: (gap %, seconds)}) for one instance."""
+    from baselines import tsp as solvers
+
+    label, best = _optimum(inst, exact_time_s)
+    rows = {label: (0.0, best.seconds)}
+    for result in solvers.all_baselines(inst, gls_time_s=gls_time_s, exact_time_s=exact_time_s):
+        if result.method in ("held_karp", "exact"):
+            continue
+        rows[result.method] = (100.0 * (result.length - best.length) / best.length, result.seconds)
+    return best.length, best.proved_optimal, rows
+
+
+def store_rows(store_path: str, columns: dict[str, list[str]]) -> dict[str, dict[str, Cell]]:
+    """Best gap of every stored TSP run whose instance is one of the table's, by proposer."""
+    wanted = {name: column for column, names in columns.items() for name in names}
+    out: dict[str, dict[str, Cell]] = defaultdict(lambda: defaultdict(list))
+    with RunStore(store_path) as store:
+        for run in store.runs():
+            problem = run.config.get("problem", {})
+            column = wanted.get(problem.get("instance"))
+            optimum = problem.get("optimum")
+            if problem.get("name") != "tsp" or column is None or not optimum:
+                continue
+            values = [r["value"] for r in store.trial_rows(run.id) if r["state"] == "COMPLETE"]
+            proposer = run.config.get("proposer", {})
+            label = f"OPRO {proposer['llm']['model']}" if proposer.get("kind") == "llm" else "random search (loop)"
+            if values:
+                out[label][column].append((100.0 * (min(values) - optimum) / optimum, run.elapsed_s))
+    return out
+
+
+def table(results: dict[str, dict[str, Cell]], columns: list[str]) -> list[list[str]]:
+    rows = [["method", *columns]]
+    for method, cells in results.items():
+        row = [method]
+        for column in columns:
+            cell = cells.get(column, [])
+            if not cell:
+                row.append("-")
+                continue
+            gap = statistics.median(g for g, _ in cell)
+            seconds = statistics.median(s for _, s in cell)
+            row.append(f"{gap:.1f}% ({seconds:.2g}s)")
+        rows.append(row)
+    return rows
+
+
+class CLI:
+    HELP = "classical TSP solvers against the exact optimum (the paper's Table 3 layout)"
+
+    @staticmethod
+    def add_arguments(p: Any) -> None:
+        p.add_argument("--n", type=int, nargs="+", default=[10, 15, 20, 50], help="instance sizes")
+        p.add_argument("--seeds", type=int, default=5, help="instances per size (seeds 0..S-1)")
+        p.add_argument("--truncate", action="store_true", help="the official code's int()-truncated coordinates")
+        p.add_argument("--tsplib", nargs="+", help="TSPLIB files instead of generated instances")
+        p.add_argument("--store", help="add the TSP runs of this store as rows (same instances)")
+        p.add_argument("--gls-time", type=float, default=2.0, help="seconds for OR-Tools guided local search")
+        p.add_argument("--exact-time", type=float, default=60.0, help="seconds for proving each optimum")
+
+    @staticmethod
+    def run(args: Any) -> int:
+        results: dict[str, dict[str, Cell]] = defaultdict(lambda: defaultdict(list))
+        columns: dict[str, list[str]] = {}
+        notes: list[str] = []
+        instances: list[tuple[str, TSPInstance, Path | None]] = []
+        if args.tsplib:
+            for file in args.tsplib:
+                inst = read_tsplib(file)
+                instances.append((inst.name, inst, Path(file)))
+        else:
+            for n in args.n:
+                instances += [(f"n={n}", random_instance(n, s, truncate=args.truncate), None)
+                              for s in range(args.seeds)]
+        for column, inst, path in instances:
+            columns.setdefault(column, []).append(inst.name)
+            optimum, proved, rows = solve(inst, args.gls_time, args.exact_time)
+            for method, cell in rows.items():
+                results[method][column].append(cell)
+            if not proved:
+                notes.append(f"{inst.name}: optimum not proved in {args.exact_time:g}s; gaps are to the best known")
+            opt_tour = path.with_suffix(".opt.tour") if path is not None else None
+            if opt_tour is not None and opt_tour.exists():
+                known = tour_length(inst.dist, read_tour(opt_tour, inst.n))
+                notes.append(f"{inst.name}: {'proved ' if proved else ''}optimum {optimum:g}; "
+                             f"{opt_tour.name} has length {known:g}")
+        if args.store:
+            for method, cells in store_rows(args.store, columns).items():
+                results[method].update(cells)
+        print(format_table(table(results, list(columns))))
+        for note in notes:
+            print(note)
+        return 0
