@@ -19,24 +19,19 @@ from problems.tsp_instances import TSPInstance, random_instance, read_tour, read
 Cell = list[tuple[float, float]]  # (gap %, seconds) per instance
 
 
-def _optimum(inst: TSPInstance, exact_time_s: float) -> tuple[str, Any]:
-    from baselines import tsp as solvers
-
-    if inst.n <= 12:
-        return "Held-Karp (exact)", solvers.held_karp(inst)
-    return "integer program (exact, HiGHS)", solvers.exact(inst, time_limit_s=exact_time_s)
+EXACT_LABELS = {"held_karp": "Held-Karp (exact)", "exact": "integer program (exact, HiGHS)"}
 
 
 def solve(inst: TSPInstance, gls_time_s: float, exact_time_s: float) -> tuple[float, bool, dict[str, tuple[float, float]]]:
-    """(optimum, proved, {method: (gap %, seconds)}) for one instance."""
+    """(optimum, proved, {method: (gap %, seconds)}) for one instance; the optimum is solved once."""
     from baselines import tsp as solvers
 
-    label, best = _optimum(inst, exact_time_s)
-    rows = {label: (0.0, best.seconds)}
-    for result in solvers.all_baselines(inst, gls_time_s=gls_time_s, exact_time_s=exact_time_s):
-        if result.method in ("held_karp", "exact"):
-            continue
-        rows[result.method] = (100.0 * (result.length - best.length) / best.length, result.seconds)
+    results = solvers.all_baselines(inst, gls_time_s=gls_time_s, exact_time_s=exact_time_s)
+    best = next(r for r in results if r.method in EXACT_LABELS)
+    rows = {}
+    for r in results:
+        label = EXACT_LABELS.get(r.method, r.method)
+        rows[label] = (100.0 * (r.length - best.length) / best.length, r.seconds)
     return best.length, best.proved_optimal, rows
 
 

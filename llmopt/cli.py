@@ -105,26 +105,29 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     mp.add_argument("--instruction", help="replace the closing instruction of the meta-prompt")
 
 
+def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[str, Any, argparse.ArgumentParser]]:
+    """One sub-command per entry point of ``group``; each remembers its plugin object."""
+    sub = parent.add_subparsers(dest="problem", required=True, metavar="PROBLEM")
+    out = []
+    for name, ep in sorted(entry_points(group).items()):
+        plugin = ep.load()
+        parser = sub.add_parser(name, help=getattr(plugin, "HELP", None),
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        parser.set_defaults(plugin=plugin)
+        out.append((name, plugin, parser))
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
-    problems = run.add_subparsers(dest="problem", required=True, metavar="PROBLEM")
-    for name, ep in sorted(entry_points("llmopt.problems").items()):
-        plugin = ep.load()
-        pp = problems.add_parser(name, help=getattr(plugin, "HELP", None),
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for name, plugin, pp in plugin_commands(run, "llmopt.problems"):
         plugin.add_arguments(pp.add_argument_group(name))
         add_run_arguments(pp)
-        pp.set_defaults(plugin=plugin)
     baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
-    kinds = baselines.add_subparsers(dest="problem", required=True, metavar="PROBLEM")
-    for name, ep in sorted(entry_points("llmopt.baselines").items()):
-        plugin = ep.load()
-        bp = kinds.add_parser(name, help=getattr(plugin, "HELP", None),
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for _, plugin, bp in plugin_commands(baselines, "llmopt.baselines"):
         plugin.add_arguments(bp)
-        bp.set_defaults(plugin=plugin)
     show = sub.add_parser("show", help="list the runs of a store, or one run step by step")
     show.add_argument("name", nargs="?", help="a run name (omit to list all runs)")
     show.add_argument("--store", default=DEFAULT_STORE)
@@ -170,7 +173,9 @@ class Progress:
         best = opt.history.best()
         u = opt.usage
         self.bar.n = opt.step
-        self.bar.set_postfix_str(f"best={'-' if best is None else f'{best.value:.6g}'} calls={u.calls} "
+        optimum = opt.problem.config().get("optimum")
+        gap = f" gap={100 * (best.value - optimum) / optimum:.2f}%" if best is not None and optimum else ""
+        self.bar.set_postfix_str(f"best={'-' if best is None else f'{best.value:.6g}'}{gap} calls={u.calls} "
                                  f"tokens={u.tokens} cost={u.dollars()}", refresh=True)
 
     def close(self) -> None:
