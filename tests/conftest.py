@@ -61,3 +61,4 @@ def llama_server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
     sink.close()
+

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datadir import data_dir
+
 import itertools
 import math
 from pathlib import Path
@@ -19,7 +21,7 @@ from problems.tsp_instances import (
     tour_length,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tsplib"
+DATA = data_dir() / "tsplib"
 FAST = settings(deadline=None, max_examples=30)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datadir import data_dir
+
 from pathlib import Path
 
 from llmopt import RunStore
 from llmopt.cli import main
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tsplib"
+DATA = data_dir() / "tsplib"
 
 
 def test_run_tsp_reports_the_gap_and_the_store_feeds_the_table(tmp_path: Path, capsys) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datadir import data_dir
+
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from llmopt.metaprompt import build_meta_prompt
 from problems.tsp import TravellingSalesman, canonical
 from problems.tsp_instances import TSPLIBError, random_instance, read_tour, read_tsplib, tour_length
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tsplib"
+DATA = data_dir() / "tsplib"
 PROBLEM = TravellingSalesman(random_instance(8, 1))
 
 
