@@ -17,6 +17,7 @@ from .llm import LLM, LLMConfigError
 from .local import DEFAULT_MODEL, set_threads
 from .metaprompt import MetaPromptConfig
 from .optimizer import Budget, Optimizer, StopReason
+from .problem import Problem
 from .proposers import STRUCTURED, LLMProposer, Proposer, RandomProposer
 from .report import format_table, run_summary, runs_table, steps_table
 from .storage import RunStore, StoreError
@@ -97,7 +98,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--timeout", type=_non_negative, default=120.0, help="seconds per call attempt")
     m.add_argument("--no-cache", action="store_true", help="do not serve replies from the store's cache")
     mp = p.add_argument_group("meta-prompt")
-    mp.add_argument("--show", type=_positive_int, default=20, help="past solutions shown (default 20)")
+    mp.add_argument("--show", type=_positive_int,
+                    help="past solutions shown (default: the paper's for the problem, 20 for linreg, 10 for tsp)")
     mp.add_argument("--order", choices=("worst_to_best", "best_to_worst", "random"), default="worst_to_best")
     mp.add_argument("--scores", choices=("exact", "rounded", "buckets", "hidden"), default="rounded")
     mp.add_argument("--decimals", type=_positive_int, default=0, help="decimals for --scores rounded")
@@ -134,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_proposer(args: argparse.Namespace) -> Proposer:
+def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
     if args.proposer == "random":
         return RandomProposer()
     set_threads(args.local_threads or 1)
@@ -146,7 +148,8 @@ def make_proposer(args: argparse.Namespace) -> Proposer:
     llm = LLM.from_model(args.model, api_key=api_key, api_base=args.api_base, temperature=args.temperature,
                          max_tokens=args.max_output_tokens, concurrency=args.concurrency,
                          num_retries=args.num_retries, timeout_s=args.timeout)
-    meta = MetaPromptConfig(max_shown=args.show, order=args.order, scores=args.scores, decimals=args.decimals,
+    shown = problem.default_shown if args.show is None else args.show
+    meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=args.scores, decimals=args.decimals,
                             buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)
     return LLMProposer(llm, meta, use_store_cache=not args.no_cache, structured=args.structured)
 
@@ -186,7 +189,7 @@ class Progress:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         problem = args.plugin.from_args(args)
-        proposer = make_proposer(args)
+        proposer = make_proposer(args, problem)
         budget = make_budget(args)
     except (ValueError, LLMConfigError) as exc:
         raise UsageError(str(exc)) from None

@@ -52,6 +52,8 @@ class Problem(ABC, Generic[S]):
     #: Label above a solution and above its score in the meta-prompt.
     solution_label: str = "input"
     value_label: str = "value"
+    #: Past solutions the paper shows for this problem (the CLI's default for --show).
+    default_shown: int = 20
 
     # --- text ---------------------------------------------------------------------------
     @abstractmethod

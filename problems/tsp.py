@@ -44,6 +44,7 @@ class TravellingSalesman(Problem[Tour]):
     solution_plural = "traces"
     value_noun = "length"
     value_label = "length"
+    default_shown = 10  # the paper shows the 10 best traces
 
     def __init__(self, instance: TSPInstance, *, optimum: float | None = None, optimum_proved: bool = False,
                  num_starts: int = 5, start_at_zero: bool = True) -> None:

@@ -40,3 +40,13 @@ def test_a_malformed_tsplib_file_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["run", "tsp", "--tsplib", str(bad), "--proposer", "random", "--store", str(tmp_path / "r.db")]) == 2
     err = capsys.readouterr().err
     assert "bad.tsp:6" in err and len(err.strip().splitlines()) == 1
+
+
+def test_tsp_shows_the_papers_ten_best_traces(tmp_path: Path, capsys) -> None:
+    from llmopt.cli import build_parser, make_proposer
+    from problems.tsp import CLI as TSP
+
+    args = build_parser().parse_args(["run", "tsp", "--n", "6", "--store", str(tmp_path / "r.db")])
+    assert make_proposer(args, TSP.from_args(args)).metaprompt.max_shown == 10
+    args = build_parser().parse_args(["run", "tsp", "--n", "6", "--show", "3"])
+    assert make_proposer(args, TSP.from_args(args)).metaprompt.max_shown == 3
