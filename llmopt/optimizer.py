@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import importlib.metadata
+import json
 import math
 import platform
 import time
@@ -468,6 +469,4 @@ class Optimizer:
 
 def _jsonable(value: Any) -> Any:
     """Normalise a config the way a JSON round trip through the store would."""
-    import json
-
     return json.loads(json.dumps(value, sort_keys=True))

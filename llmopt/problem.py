@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from abc import ABC, abstractmethod
 from typing import Any, Generic, Hashable, TypeVar
 
@@ -24,6 +25,26 @@ class ParseError(ValueError):
     Problems raise this, or a subclass, from ``decode`` and nothing else: the optimizer records
     the reply as an INVALID trial with this message.
     """
+
+
+_FLAT_OBJECT = re.compile(r"\{[^{}]*\}")
+
+
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """The flat JSON objects in a reply, in order: how a structured answer is found in any text.
+
+    Only brace pairs with no nesting are tried, so hostile replies (deep nesting, huge numbers)
+    cost one bounded ``json.loads`` each and never raise.
+    """
+    out = []
+    for blob in _FLAT_OBJECT.findall(text):
+        try:
+            obj = json.loads(blob)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
 
 
 class Direction(str, enum.Enum):

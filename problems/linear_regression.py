@@ -13,7 +13,6 @@ may give the pair as ``[w, b]``, ``[w=.., b=..]`` (the paper's format) or ``w=..
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from llmopt.history import SolutionHistory, TrialState
-from llmopt.problem import Direction, ParseError, Problem
+from llmopt.problem import Direction, ParseError, Problem, json_objects
 from llmopt.seeding import stream
 
 Pair = tuple[int, int]
@@ -29,19 +28,12 @@ Pair = tuple[int, int]
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 _NAMED = re.compile(rf"w\s*=\s*({_NUMBER})\s*,?\s*(?:and\s+)?b\s*=\s*({_NUMBER})", re.IGNORECASE)
-_JSON = re.compile(r"\{[^{}]*\}")
 _PLAIN = re.compile(rf"^\s*({_NUMBER})\s*,\s*({_NUMBER})\s*$")
 #: Larger magnitudes are refused rather than scored: their losses overflow float64 precision.
 MAX_ABS = 10**9
 
 
-def _json_pair(text: str) -> tuple[str, str] | None:
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(obj, dict):
-        return None
+def _json_pair(obj: dict[str, Any]) -> tuple[str, str] | None:
     w, b = obj.get("w"), obj.get("b")
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (w, b)):
         return None
@@ -97,8 +89,8 @@ class LinearRegression(Problem[Pair]):
         rule), else the last ``w=.., b=..``."""
         if not isinstance(text, str):
             raise ParseError(f"expected text, got {type(text).__name__}")
-        for candidate in reversed(_JSON.findall(text)):
-            pair = _json_pair(candidate)
+        for obj in reversed(json_objects(text)):
+            pair = _json_pair(obj)
             if pair is not None:
                 return self._pair(*pair)
         for inner in reversed(_BRACKET.findall(text)):

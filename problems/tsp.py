@@ -9,20 +9,18 @@ are one tour (one dedup key). The score is the closed tour's length.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 import numpy as np
 
 from llmopt.history import SolutionHistory
-from llmopt.problem import Direction, ParseError, Problem
+from llmopt.problem import Direction, ParseError, Problem, json_objects
 from problems.tsp_instances import TSPInstance, tour_length
 
 Tour = tuple[int, ...]
 
 _TRACE = re.compile(r"<trace>(.*?)</trace>", re.DOTALL)
-_JSON = re.compile(r"\{[^{}]*\}", re.DOTALL)
 
 
 def canonical(tour: Tour) -> Tour:
@@ -89,8 +87,8 @@ class TravellingSalesman(Problem[Tour]):
         """The first ``<trace> ... </trace>`` (the paper's rule), or a JSON ``{"trace": [...]}``."""
         if not isinstance(text, str):
             raise ParseError(f"expected text, got {type(text).__name__}")
-        for blob in _JSON.findall(text):
-            items = self._json_trace(blob)
+        for obj in json_objects(text):
+            items = self._json_trace(obj)
             if items is not None:
                 return self._check(items)
         match = _TRACE.search(text)
@@ -105,12 +103,8 @@ class TravellingSalesman(Problem[Tour]):
         return self._check(items)
 
     @staticmethod
-    def _json_trace(blob: str) -> list[int] | None:
-        try:
-            obj = json.loads(blob)
-        except (ValueError, RecursionError):
-            return None
-        items = obj.get("trace") if isinstance(obj, dict) else None
+    def _json_trace(obj: dict[str, Any]) -> list[int] | None:
+        items = obj.get("trace")
         if not isinstance(items, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
             return None
         return items

@@ -6,7 +6,6 @@ from datadir import data_dir
 
 import itertools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datadir import data_dir
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +90,9 @@ def test_random_control_runs_through_the_loop() -> None:
 
 
 def test_gap_and_optimum_step() -> None:
-    p = TravellingSalesman(random_instance(5, 3), optimum=0.0)
-    best = min((p.score(t), t) for t in [(0, *r) for r in __import__("itertools").permutations(range(1, 5))])
-    p = TravellingSalesman(random_instance(5, 3), optimum=best[0], optimum_proved=True)
+    inst = random_instance(5, 3)
+    best = min(tour_length(inst.dist, (0, *rest)) for rest in itertools.permutations(range(1, 5)))
+    p = TravellingSalesman(inst, optimum=best, optimum_proved=True)
     result = Optimizer(p, RandomProposer(), budget=Budget(max_steps=20)).run()
     assert result.stop_reason.value == "solved" and result.metrics["gap_pct"] == pytest.approx(0.0)
     assert result.metrics["optimum_step"] == result.solved_step
