@@ -255,7 +255,13 @@ class LLM:
         ``on_complete(i, completion)`` runs as each sample finishes, so a caller can persist
         it at once (a killed run keeps every reply it paid for).
         """
-        coro = self.acomplete(messages, seeds, on_complete, response_format)
+        return self.complete_batch([(messages, s) for s in seeds], on_complete, response_format)
+
+    def complete_batch(self, items: Sequence[tuple[Messages, int]],
+                       on_complete: Callable[[int, Completion], None] | None = None,
+                       response_format: dict[str, Any] | None = None) -> list[Completion]:
+        """One completion per (messages, seed) item, concurrently; results in item order."""
+        coro = self.acomplete_batch(items, on_complete, response_format)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -270,16 +276,21 @@ class LLM:
     async def acomplete(self, messages: Messages, seeds: Sequence[int],
                         on_complete: Callable[[int, Completion], None] | None = None,
                         response_format: dict[str, Any] | None = None) -> list[Completion]:
+        return await self.acomplete_batch([(messages, s) for s in seeds], on_complete, response_format)
+
+    async def acomplete_batch(self, items: Sequence[tuple[Messages, int]],
+                              on_complete: Callable[[int, Completion], None] | None = None,
+                              response_format: dict[str, Any] | None = None) -> list[Completion]:
         limit = asyncio.Semaphore(self.config.concurrency)
 
-        async def one(i: int, seed: int) -> Completion:
+        async def one(i: int, messages: Messages, seed: int) -> Completion:
             async with limit:
                 done = await self._one(messages, seed, response_format)
             if on_complete is not None:
                 on_complete(i, done)
             return done
 
-        return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(seeds))))
+        return list(await asyncio.gather(*(one(i, m, s) for i, (m, s) in enumerate(items))))
 
     async def _one(self, messages: Messages, seed: int, response_format: dict[str, Any] | None) -> Completion:
         request = self.request(messages, seed, response_format)

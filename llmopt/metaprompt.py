@@ -113,8 +113,10 @@ def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPr
     exemplars = "\n\n".join(
         problem.render(t.text or "", format_value(float(t.value), config, low, high)) for t in trials  # type: ignore[arg-type]
     )
-    head = f"{problem.describe()} {order_sentence(problem, config)}"
+    head = problem.describe()
+    if problem.states_order:
+        head = f"{head} {order_sentence(problem, config)}"
+    context = problem.context(stream(config.shuffle_seed, "metaprompt-context", len(history)))
     answer = problem.structured_answer_format() if config.structured else problem.answer_format()
     tail = f"{closing_instruction(problem, config)} {answer}".strip()
-    parts = [head, exemplars, tail] if exemplars else [head, tail]
-    return "\n\n".join(parts)
+    return "\n\n".join(part for part in (head, exemplars, context, tail) if part)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Hashable, Iterable
 
 from .history import SolutionHistory, Trial, TrialState
-from .problem import Problem
+from .problem import Evaluation, Problem
 from .proposers import Proposal, Proposer
 from .seeding import stream
 from .storage import RunRecord, RunStore, StoreError, Usage
@@ -101,6 +101,7 @@ class RunResult:
     elapsed_s: float
     metrics: dict[str, Any]
     history: SolutionHistory = field(repr=False)
+    usage_by_role: dict[str, Usage] = field(default_factory=dict)  # "optimizer" (proposals), "scorer"
 
     @property
     def evaluations(self) -> int:
@@ -145,6 +146,7 @@ class Optimizer:
         self._open: _OpenStep | None = None  # the step whose proposals are not all recorded yet
         self._pending: dict[int, Candidate] = {}
         self._usage, self._elapsed_base = Usage(), 0.0
+        self._role_usage: dict[str, Usage] = {}
         self._session_start = time.monotonic()
         self._solved_step: int | None = None
         self._failure: str | None = None
@@ -152,6 +154,7 @@ class Optimizer:
         self.run_record: RunRecord | None = None
         if store is not None:
             self.proposer.bind_cache(store.cache())
+            self.problem.bind_cache(store.cache())
             self._open_store(store, name, resume)
 
     # --- configuration and the store -----------------------------------------------------
@@ -198,6 +201,10 @@ class Optimizer:
                           raw=row["raw"], error=row["error"], duplicate_of=row["duplicate_of"])
             self._remember(trial)
         self._usage = store.usage(run.id, only_recorded_trials=True)
+        for role in ("optimizer", "scorer"):
+            used = store.usage(run.id, only_recorded_trials=True, role=role)
+            if used.calls:
+                self._role_usage[role] = used
         self._elapsed_base = run.elapsed_s
         steps = store.steps(run.id)
         self._next_number = max((t.number for t in self.history), default=-1) + 1
@@ -221,10 +228,11 @@ class Optimizer:
         self._remember(trial)
         return trial
 
-    def _on_call(self, number: int, model: str, completion: Any) -> None:
+    def _on_call(self, number: int, model: str, completion: Any, role: str = "optimizer", item: int = 0) -> None:
         self._usage = self._usage.add(completion)
+        self._role_usage[role] = self._role_usage.get(role, Usage()).add(completion)
         if self.store is not None and self.run_record is not None:
-            self.store.add_call(self.run_record.id, number, self._step, model, completion)
+            self.store.add_call(self.run_record.id, number, self._step, model, completion, role, item)
 
     # --- ask / tell / suggest ------------------------------------------------------------
     def start(self) -> None:
@@ -365,7 +373,7 @@ class Optimizer:
         b, allowance = self.budget, 1 << 30
         if b.max_evals is not None:
             allowance = min(allowance, int(b.max_evals) - self._evaluations())
-        if self.proposer.uses_llm():
+        if self._uses_llm():
             if b.max_calls is not None:
                 allowance = min(allowance, int(b.max_calls) - self._usage.calls)
             if self._spend_exhausted() is not None:
@@ -404,7 +412,7 @@ class Optimizer:
         for limit, used, reason, what in checks:
             if limit is not None and used >= limit:
                 if reason in (StopReason.MAX_CALLS, StopReason.MAX_TOKENS, StopReason.MAX_USD) \
-                        and not self.proposer.uses_llm():
+                        and not self._uses_llm():
                     continue
                 return reason, f"{what} budget used: {used:.6g} of {limit:g}"
         return None
@@ -442,20 +450,31 @@ class Optimizer:
             self.store.set_status(self.run_record.id, status, reason[0].value, reason[1], self.elapsed_s)
         return self.result(reason)
 
+    def _uses_llm(self) -> bool:
+        """Whether call, token and dollar budgets apply: the proposer or the problem calls a model."""
+        return self.proposer.uses_llm() or self._role_usage.get("scorer", Usage()).calls > 0
+
     def _evaluate(self, candidates: list[Candidate], executor: Any) -> None:
         if executor is None:
             for c in candidates:
-                self._tell_scored(c, lambda c=c: self.problem.score(c.solution))
+                self._tell_scored(c, lambda c=c: self.problem.evaluate(c.solution))
             return
-        futures = [executor.submit(self.problem.score, c.solution) for c in candidates]
+        futures = [executor.submit(self.problem.evaluate, c.solution) for c in candidates]
         for c, future in zip(candidates, futures):  # record in proposal order: reproducible numbering
             self._tell_scored(c, future.result)
 
-    def _tell_scored(self, candidate: Candidate, compute: Callable[[], float]) -> None:
+    def _tell_scored(self, candidate: Candidate, compute: Callable[[], Evaluation]) -> None:
         try:
-            value = float(compute())
+            done = compute()
+            value = float(done.value if isinstance(done, Evaluation) else done)
         except Exception as exc:  # a scoring error is a FAILED trial, not a dead run
             self.tell(candidate, error=f"score raised {type(exc).__name__}: {exc}")
+            return
+        for item, model, completion in done.calls if isinstance(done, Evaluation) else ():
+            self._on_call(candidate.number, model, completion, "scorer", item)
+        failed = [c for _, _, c in getattr(done, "calls", ()) if not c.ok]
+        if failed:  # a partial score would be biased; the answered calls are cached for a re-score
+            self.tell(candidate, error=f"{len(failed)} of {len(done.calls)} scorer calls failed: {failed[0].error}")
             return
         self.tell(candidate, value)
 
@@ -464,7 +483,7 @@ class Optimizer:
         return RunResult(name=self.name, stop_reason=reason[0], stop_detail=reason[1], best=self.history.best(),
                          steps=self._step, solved_step=self._solved_step, counts=self.history.counts(),
                          usage=self._usage, elapsed_s=self.elapsed_s, metrics=self.problem.metrics(self.history),
-                         history=self.history)
+                         history=self.history, usage_by_role=dict(self._role_usage))
 
 
 def _jsonable(value: Any) -> Any:

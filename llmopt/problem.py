@@ -12,6 +12,7 @@ import enum
 import json
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Generic, Hashable, TypeVar
 
 import numpy as np
@@ -47,6 +48,18 @@ def json_objects(text: str) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """A score, with the LLM calls made to compute it (a scorer model's, for prompt optimization).
+
+    ``calls`` holds ``(item, model, completion)``: ``item`` numbers the call within this
+    evaluation (an example index), so a re-scored solution's calls are recorded once.
+    """
+
+    value: float
+    calls: tuple[tuple[int, str, Any], ...] = ()
+
+
 class Direction(str, enum.Enum):
     MINIMIZE = "minimize"
     MAXIMIZE = "maximize"
@@ -75,6 +88,9 @@ class Problem(ABC, Generic[S]):
     value_label: str = "value"
     #: Past solutions the paper shows for this problem (the CLI's default for --show).
     default_shown: int = 20
+    #: Whether the meta-prompt adds the generic "arranged in ascending order" sentence after
+    #: ``describe()`` (False: the description words it itself, as the prompt-optimization paper does).
+    states_order: bool = True
 
     # --- text ---------------------------------------------------------------------------
     @abstractmethod
@@ -115,10 +131,24 @@ class Problem(ABC, Generic[S]):
             return f"{self.solution_label}:\n{text}"
         return f"{self.solution_label}:\n{text}\n{self.value_label}:\n{value}"
 
+    def context(self, rng: np.random.Generator) -> str | None:
+        """Text placed between the past solutions and the closing instruction (None: nothing).
+
+        Drawn anew each step from ``rng`` (prompt optimization shows 3 random training examples).
+        """
+        return None
+
     # --- search space -------------------------------------------------------------------
     @abstractmethod
     def score(self, solution: S) -> float:
         """The objective value (lower is better when minimizing)."""
+
+    def evaluate(self, solution: S) -> Evaluation:
+        """The score with the LLM calls it took; problems that call a model override this."""
+        return Evaluation(float(self.score(solution)))
+
+    def bind_cache(self, cache: Any) -> None:
+        """Offered the run store's response cache (problems that call a model keep it)."""
 
     @abstractmethod
     def initial_solutions(self, rng: np.random.Generator) -> list[S]:

@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE TABLE IF NOT EXISTS calls (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     number INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    item INTEGER NOT NULL,
     step INTEGER NOT NULL,
     model TEXT NOT NULL,
     seed INTEGER NOT NULL,
@@ -71,7 +73,7 @@ CREATE TABLE IF NOT EXISTS calls (
     cache_hit INTEGER NOT NULL,
     error TEXT,
     created REAL NOT NULL,
-    PRIMARY KEY (run_id, number)
+    PRIMARY KEY (run_id, number, role, item)
 );
 CREATE TABLE IF NOT EXISTS cache (
     key TEXT PRIMARY KEY,
@@ -85,6 +87,10 @@ CREATE TABLE IF NOT EXISTS cache (
     created REAL NOT NULL
 );
 """
+
+
+#: Bumped whenever a table changes; a store of another version is refused with a clear error.
+SCHEMA_VERSION = 2
 
 
 class StoreError(RuntimeError):
@@ -162,11 +168,20 @@ class RunStore:
                                        isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._check_version()
             self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+
+    def _check_version(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        if has_tables and version != SCHEMA_VERSION:
+            raise StoreError(f"store {self.path} has schema version {version}, this llmopt writes version "
+                             f"{SCHEMA_VERSION}: use a new --store (or the llmopt that wrote it)")
 
     def close(self) -> None:
         with self._lock:
@@ -256,25 +271,32 @@ class RunStore:
         return self._read("SELECT * FROM trials WHERE run_id = ? ORDER BY number", (run_id,))
 
     # --- calls ---------------------------------------------------------------------------
-    def add_call(self, run_id: int, number: int, step: int, model: str, c: Completion) -> None:
-        """Record one LLM call (first record wins: a resumed run replays from the cache)."""
+    def add_call(self, run_id: int, number: int, step: int, model: str, c: Completion,
+                 role: str = "optimizer", item: int = 0) -> None:
+        """Record one LLM call made for trial ``number``: the optimizer's proposal, or the
+        scorer's ``item``-th call while scoring it. First record wins: a resumed run replays
+        from the cache and is not counted twice."""
         self._write(
-            "INSERT OR IGNORE INTO calls (run_id, number, step, model, seed, cache_key, prompt_tokens,"
-            " completion_tokens, cost_usd, latency_s, cache_hit, error, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (run_id, number, step, model, c.seed, c.cache_key, c.prompt_tokens, c.completion_tokens, c.cost_usd,
-             c.latency_s, int(c.cache_hit), c.error, time.time()),
+            "INSERT OR IGNORE INTO calls (run_id, number, role, item, step, model, seed, cache_key, prompt_tokens,"
+            " completion_tokens, cost_usd, latency_s, cache_hit, error, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, number, role, item, step, model, c.seed, c.cache_key, c.prompt_tokens, c.completion_tokens,
+             c.cost_usd, c.latency_s, int(c.cache_hit), c.error, time.time()),
         )
 
     def call_rows(self, run_id: int) -> list[sqlite3.Row]:
-        return self._read("SELECT * FROM calls WHERE run_id = ? ORDER BY number", (run_id,))
+        return self._read("SELECT * FROM calls WHERE run_id = ? ORDER BY number, role, item", (run_id,))
 
-    def usage(self, run_id: int, only_recorded_trials: bool = False) -> Usage:
-        """Totals over a run's calls (optionally only calls whose trial was recorded)."""
-        sql = "SELECT * FROM calls WHERE run_id = ?"
+    def usage(self, run_id: int, only_recorded_trials: bool = False, role: str | None = None) -> Usage:
+        """Totals over a run's calls (optionally only calls whose trial was recorded, or one role)."""
+        sql, params = "SELECT * FROM calls WHERE run_id = ?", [run_id]
         if only_recorded_trials:
             sql += " AND number IN (SELECT number FROM trials WHERE run_id = ?)"
+            params.append(run_id)
+        if role is not None:
+            sql += " AND role = ?"
+            params.append(role)
         usage = Usage()
-        for row in self._read(sql, (run_id, run_id) if only_recorded_trials else (run_id,)):
+        for row in self._read(sql, tuple(params)):
             usage = usage.add(_completion(row))
         return usage
 
