@@ -78,7 +78,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--no-stop-when-solved", action="store_true",
                    help="keep going after the known optimum is proposed")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=DEFAULT_MODEL,
+    m.add_argument("--model", "--optimizer", dest="model", default=DEFAULT_MODEL,
                    help=f"litellm model string (default {DEFAULT_MODEL}, the embedded offline model), e.g. "
                         "openai/gpt-4o-mini, ollama/llama3, openai/<name> with --api-base for any "
                         "OpenAI-compatible server, local//path/to/model.gguf")
@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
     for _, plugin, bp in plugin_commands(baselines, "llmopt.baselines"):
         plugin.add_arguments(bp)
+    for name, ep in sorted(entry_points("llmopt.commands").items()):
+        plugin = ep.load()
+        cp = sub.add_parser(name, help=getattr(plugin, "HELP", None))
+        cp.set_defaults(plugin=plugin)
+        plugin.add_arguments(cp)
     show = sub.add_parser("show", help="list the runs of a store, or one run step by step")
     show.add_argument("name", nargs="?", help="a run name (omit to list all runs)")
     show.add_argument("--store", default=DEFAULT_STORE)
@@ -191,6 +196,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         problem = args.plugin.from_args(args)
         proposer = make_proposer(args, problem)
         budget = make_budget(args)
+        preflight = getattr(args.plugin, "preflight", None)
+        if preflight is not None:  # e.g. a cost estimate that may refuse the run
+            preflight(args, problem, proposer, budget)
     except (ValueError, LLMConfigError) as exc:
         raise UsageError(str(exc)) from None
     with RunStore(args.store) as store:
@@ -227,9 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "baselines":
-            return args.plugin.run(args)
-        return cmd_run(args) if args.command == "run" else cmd_show(args)
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "show":
+            return cmd_show(args)
+        return args.plugin.run(args)  # baselines and plugin commands
     except (UsageError, StoreError, LLMConfigError, ValueError) as exc:
         print(f"llmopt: error: {exc}", file=sys.stderr)
         return 2

@@ -87,6 +87,9 @@ def order_sentence(problem: Problem, config: MetaPromptConfig) -> str:
 def closing_instruction(problem: Problem, config: MetaPromptConfig) -> str:
     if config.instruction is not None:
         return config.instruction
+    own = problem.closing_instruction()
+    if own is not None:
+        return own
     better = "lower" if problem.direction is Direction.MINIMIZE else "higher"
     return (
         f"Give me a new {problem.solution_noun} that is different from all {problem.solution_plural} above, "

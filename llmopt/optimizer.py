@@ -194,7 +194,7 @@ class Optimizer:
 
     def _load(self, store: RunStore, run: RunRecord) -> None:
         for row in store.trial_rows(run.id):
-            solution = self.problem.decode(row["text"]) if row["text"] is not None else None
+            solution = self.problem.from_text(row["text"]) if row["text"] is not None else None
             trial = Trial(number=row["number"], step=row["step"], state=TrialState(row["state"]),
                           source=row["source"], solution=solution, text=row["text"],
                           key=None if solution is None else self.problem.key(solution), value=row["value"],

@@ -101,6 +101,12 @@ class Problem(ABC, Generic[S]):
     def answer_format(self) -> str:
         """The sentence telling the LLM how to write its answer (closes the meta-prompt)."""
 
+    def closing_instruction(self) -> str | None:
+        """The request for a new solution that closes the meta-prompt (None: the generic one,
+        "Give me a new <solution> that is different from all <solutions> above, and has a
+        <value> lower/higher than any of the above.")."""
+        return None
+
     def answer_schema(self) -> dict[str, Any] | None:
         """JSON schema of a structured answer (None: this problem has no structured form).
 
@@ -120,6 +126,10 @@ class Problem(ABC, Generic[S]):
     @abstractmethod
     def decode(self, text: str) -> S:
         """LLM reply -> solution. Raises :class:`ParseError` (only) when the reply has none."""
+
+    def from_text(self, text: str) -> S:
+        """The solution whose ``encode`` is ``text`` (how stored trials are read back on resume)."""
+        return self.decode(text)
 
     def key(self, solution: S) -> Hashable:
         """Canonical identity for de-duplication (two solutions with one key are one solution)."""

@@ -42,6 +42,12 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
         ["LLM calls", calls],
         ["tokens", tokens],
         ["cost", cost],
+    ]
+    if len(result.usage_by_role) > 1 or "scorer" in result.usage_by_role:
+        for role, used in sorted(result.usage_by_role.items()):
+            role_calls, role_tokens, role_cost = _usage_cells(used)
+            rows.append([f"  {role}", f"{role_calls}; {used.tokens} tokens; {role_cost}"])
+    rows += [
         ["wall time", f"{result.elapsed_s:.1f} s"],
     ]
     rows += [[k, "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)] for k, v in result.metrics.items()]

@@ -1,0 +1,314 @@
+"""Command line of prompt optimization: ``llmopt run prompt`` and ``llmopt evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from llmopt.llm import LLM, Completion, import_litellm
+from llmopt.local import DEFAULT_MODEL, set_threads
+from llmopt.seeding import stream
+from llmopt.storage import RunStore, StoreError, Usage
+from problems.prompt_optimization.data import DataError, Example, Task, load_task
+from problems.prompt_optimization.problem import STYLES, PromptOptimization
+from problems.prompt_optimization.scorer import POSITIONS, Scorer, scorer_prompt
+
+TRANSFER = ("multiarith", "aqua")
+
+
+# --- shared arguments ------------------------------------------------------------------------
+def add_task_arguments(g: Any, task_required: bool = True) -> None:
+    g.add_argument("--task", required=task_required,
+                   help="gsm8k, bbh/<task> (e.g. bbh/navigate), multiarith or aqua")
+    g.add_argument("--data-dir", help="directory with gsm8k/, bbh/, multiarith/, aqua/ (default: $LLMOPT_DATA)")
+    g.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the train/test split (kept apart from --seed so runs share one split)")
+    g.add_argument("--train-fraction", type=float,
+                   help="training share (default: the paper's, 0.035 for gsm8k and 0.2 for BBH)")
+    g.add_argument("--max-train", type=int, help="score instructions on at most this many training examples")
+    g.add_argument("--position", choices=POSITIONS, default="Q_begin",
+                   help="where the instruction goes in the scorer's prompt")
+    s = g
+    s.add_argument("--scorer", default=DEFAULT_MODEL, help="scorer model, any litellm model string "
+                                                            f"(default {DEFAULT_MODEL}, the embedded model)")
+    s.add_argument("--scorer-api-base", help="endpoint of an OpenAI-compatible server for the scorer")
+    s.add_argument("--scorer-api-key-env", help="environment variable holding the scorer's API key")
+    s.add_argument("--scorer-max-tokens", type=int, default=64, help="max tokens of each scorer reply")
+    s.add_argument("--scorer-concurrency", type=int, default=8, help="concurrent scorer calls")
+    s.add_argument("--scorer-retries", type=int, default=3, help="retries per scorer call, with backoff")
+    s.add_argument("--scorer-timeout", type=float, default=120.0, help="seconds per scorer call attempt")
+
+
+def _api_key(env: str | None) -> str | None:
+    if not env:
+        return None
+    key = os.environ.get(env)
+    if not key:
+        raise ValueError(f"{env}: that environment variable is not set")
+    return key
+
+
+def make_task(args: argparse.Namespace, name: str | None = None) -> Task:
+    return load_task(name or args.task, args.data_dir, train_fraction=args.train_fraction, seed=args.split_seed,
+                     max_train=args.max_train)
+
+
+def make_scorer(args: argparse.Namespace) -> Scorer:
+    set_threads(getattr(args, "local_threads", 1) or 1)
+    llm = LLM.from_model(args.scorer, api_key=_api_key(args.scorer_api_key_env), api_base=args.scorer_api_base,
+                         temperature=0.0, max_tokens=args.scorer_max_tokens, concurrency=args.scorer_concurrency,
+                         num_retries=args.scorer_retries, timeout_s=args.scorer_timeout)
+    llm.validate()
+    return Scorer(llm, args.position)
+
+
+# --- cost estimate ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    role: str
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float | None  # None: litellm has no price for the model
+
+
+def _tokens(model: str, text: str) -> int:
+    litellm = import_litellm()
+    try:
+        return int(litellm.token_counter(model=model, messages=[{"role": "user", "content": text}]))
+    except Exception:  # a tokenizer litellm cannot load offline: about 4 characters a token
+        return len(text) // 4 + 4
+
+
+def _price(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    if model.startswith("local/"):
+        return 0.0
+    litellm = import_litellm()
+    try:
+        a, b = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return float(a) + float(b)
+    except Exception:
+        return None
+
+
+def estimate(problem: PromptOptimization, proposer: Any, steps: int, proposals: int, max_rounds: int,
+             max_evals: int | None = None) -> list[Estimate]:
+    """Upper bounds of a run's calls and tokens (every instruction new, every reply max length)."""
+    scored = len(problem.initial) + steps * proposals
+    if max_evals is not None:
+        scored = min(scored, max_evals)
+    train = problem.task.train
+    sample = [train[i] for i in stream(0, "estimate").choice(len(train), size=min(20, len(train)), replace=False)]
+    scorer_model, scorer_cfg = problem.scorer.model, problem.scorer.llm.config
+    typical = "Let's think step by step and answer the question carefully."
+    per_prompt = sum(_tokens(scorer_model, scorer_prompt(typical, ex.question, problem.position)) for ex in sample)
+    per_prompt = math.ceil(per_prompt / len(sample))
+    calls = scored * len(train)
+    out = [Estimate("scorer", scorer_model, calls, calls * per_prompt, calls * scorer_cfg.max_tokens,
+                    _price(scorer_model, calls * per_prompt, calls * scorer_cfg.max_tokens))]
+    llm = getattr(proposer, "llm", None)
+    if llm is not None:
+        shown = min(proposer.metaprompt.max_shown, scored)
+        exemplars = "\n".join(f"input:\nQ: <INS>\n{ex.question}\nA:\nGround truth answer:\n{ex.answer}"
+                              for ex in sample[:problem.exemplars])
+        meta = f"{problem.describe()}\n" + f"text:\n{typical}\nscore:\n50\n" * shown + exemplars + \
+            problem.closing_instruction() + problem.answer_format()
+        opt_calls = steps * proposals * max_rounds
+        p_tok, c_tok = opt_calls * _tokens(llm.model, meta), opt_calls * llm.config.max_tokens
+        out.append(Estimate("optimizer", llm.model, opt_calls, p_tok, c_tok, _price(llm.model, p_tok, c_tok)))
+    return out
+
+
+def _usd(value: float | None) -> str:
+    return "unknown price" if value is None else f"${value:.4f}"
+
+
+def print_estimate(rows: Sequence[Estimate], file: Any = sys.stderr) -> None:
+    print("estimate (upper bound: every instruction new, every reply at max tokens):", file=file)
+    for r in rows:
+        print(f"  {r.role:9s} {r.model}: <= {r.calls} calls, <= {r.prompt_tokens + r.completion_tokens} tokens "
+              f"({r.prompt_tokens} prompt + {r.completion_tokens} completion), <= {_usd(r.usd)}", file=file)
+
+
+def check_estimate(rows: Sequence[Estimate], max_calls: int | None, max_usd: float | None) -> None:
+    """Refuse a run whose estimate exceeds the given limits, before any call."""
+    calls = sum(r.calls for r in rows)
+    if max_calls is not None and calls > max_calls:
+        raise ValueError(f"the run may make up to {calls} calls, more than --max-calls {max_calls}: raise the limit, "
+                         "or lower --steps, --proposals or --max-train")
+    if max_usd is not None:
+        unknown = [r.model for r in rows if r.usd is None]
+        if unknown:
+            raise ValueError(f"--max-usd {max_usd} cannot be checked: litellm has no price for {', '.join(unknown)}")
+        usd = sum(r.usd or 0.0 for r in rows)
+        if usd > max_usd:
+            raise ValueError(f"the run may cost up to ${usd:.4f}, more than --max-usd {max_usd}: raise the limit, "
+                             "or lower --steps, --proposals or --max-train")
+
+
+# --- llmopt run prompt -----------------------------------------------------------------------
+class CLI:
+    """``llmopt run prompt``: OPRO on GSM8K, a BBH task, MultiArith or AQuA."""
+
+    HELP = "prompt optimization: instructions scored by a model's accuracy (the paper's Section 4)"
+
+    @staticmethod
+    def add_arguments(group: Any) -> None:
+        add_task_arguments(group)
+        group.add_argument("--style", choices=STYLES, default="ins",
+                           help="meta-prompt: ins (the official prompt for chat optimizers, <INS> tags) or "
+                                "brackets (the paper's Figure 3, square brackets)")
+        group.add_argument("--exemplars", type=int, default=3, help="training examples shown in each meta-prompt")
+        group.add_argument("--max-length", type=int, default=500, help="longest instruction kept (characters)")
+        group.add_argument("--digits", choices=("auto", "allow", "forbid"), default="auto",
+                           help="instructions with digits (auto: forbidden for gsm8k, as in the official code)")
+        group.add_argument("--initial", action="append",
+                           help="starting instruction (repeatable; default: the paper's, '' for BBH and "
+                                "\"Let's solve the problem.\" for GSM8K)")
+
+    @staticmethod
+    def from_args(args: argparse.Namespace) -> PromptOptimization:
+        try:
+            task = make_task(args)
+        except DataError as exc:
+            raise ValueError(str(exc)) from None
+        digits = {"auto": None, "allow": False, "forbid": True}[args.digits]
+        return PromptOptimization(task, make_scorer(args), style=args.style, exemplars=args.exemplars,
+                                  max_length=args.max_length, forbid_digits=digits, initial=args.initial)
+
+    @staticmethod
+    def preflight(args: argparse.Namespace, problem: PromptOptimization, proposer: Any, budget: Any) -> None:
+        steps = budget.max_steps if budget.max_steps is not None else 10**6
+        rows = estimate(problem, proposer, steps, args.proposals or 1, args.max_rounds or 1, budget.max_evals)
+        if not args.quiet:
+            print(f"task {problem.task.name}: {len(problem.task.train)} training examples "
+                  f"({problem.task.kind} answers), {len(problem.task.test)} test", file=sys.stderr)
+            print_estimate(rows)
+        check_estimate(rows, args.max_calls, args.max_usd)
+
+
+# --- llmopt evaluate -------------------------------------------------------------------------
+def wilson(correct: int, total: int) -> tuple[float, float]:
+    """95% Wilson interval of an accuracy (scipy's)."""
+    if total == 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest
+
+    ci = binomtest(correct, total).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    instruction: str
+    task: str
+    split: str
+    correct: int
+    total: int
+    failed: int
+
+    def cells(self) -> list[str]:
+        low, high = wilson(self.correct, self.total)
+        acc = 100.0 * self.correct / self.total if self.total else 0.0
+        text = self.instruction if len(self.instruction) <= 60 else self.instruction[:57] + "..."
+        return [self.label, repr(text), self.task, self.split, str(self.total), f"{acc:.1f}",
+                f"[{100 * low:.1f}, {100 * high:.1f}]", str(self.failed)]
+
+
+class Evaluate:
+    """``llmopt evaluate``: instructions (given, a run's top-k, the fixed baselines) on held-out data."""
+
+    HELP = "accuracy of instructions on a task's test split and on transfer sets, next to the baselines"
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("task and scorer")
+        add_task_arguments(g, task_required=False)
+        g.add_argument("--local-threads", type=int, default=1, help="CPU threads of the embedded model")
+        w = p.add_argument_group("what to evaluate")
+        w.add_argument("--instruction", action="append", default=[], help="an instruction (repeatable)")
+        w.add_argument("--run", help="a prompt run in the store: evaluate its top instructions (task from the run)")
+        w.add_argument("--top", type=int, default=3, help="how many of the run's best instructions (default 3)")
+        w.add_argument("--no-baselines", action="store_true", help="leave out the fixed baseline instructions")
+        w.add_argument("--split", choices=("test", "train", "validation", "all"), default="test")
+        w.add_argument("--max-examples", type=int,
+                       help="evaluate on a seeded sample of at most this many examples of each dataset")
+        w.add_argument("--transfer", nargs="*", choices=TRANSFER, default=[],
+                       help="also evaluate on these datasets (all their examples), e.g. a GSM8K instruction")
+        w.add_argument("--store", default="llmopt.db", help="run store: runs to read, and the reply cache")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        with RunStore(args.store) as store:
+            instructions = _instructions(args, store)
+            if not args.task:
+                raise ValueError("which task? pass --task (or --run NAME of a prompt run)")
+            try:
+                datasets = [(args.task, args.split, make_task(args))]
+                datasets += [(name, "all", load_task(name, args.data_dir)) for name in args.transfer]
+            except DataError as exc:
+                raise ValueError(str(exc)) from None
+            scorer = make_scorer(args)
+            scorer.bind_cache(store.cache())
+            rows, usage = [], Usage()
+            for name, split, task in datasets:
+                examples = _sample(task.examples(split), args.max_examples, args.split_seed)
+                if not examples:
+                    raise ValueError(f"{name}: the {split} split is empty")
+                print(f"{name} ({split}): {len(examples)} examples x {len(instructions)} instructions, "
+                      f"scorer {scorer.model}", file=sys.stderr)
+                for label, text in instructions:
+                    result = scorer.score(text, examples, task.kind)
+                    for c in result.completions:
+                        usage = usage.add(c)
+                    rows.append(Row(label, text, name, split, result.correct, result.total, result.failed))
+        from llmopt.report import format_table
+
+        head = ["instruction", "text", "dataset", "split", "n", "accuracy %", "95% CI (Wilson)", "failed calls"]
+        print(format_table([head] + [r.cells() for r in rows]))
+        print(f"\nscorer calls: {usage.calls} ({usage.cache_hits} from the cache, {usage.failed_calls} failed), "
+              f"{usage.tokens} tokens, {usage.dollars()}")
+        return 0
+
+
+def _instructions(args: argparse.Namespace, store: RunStore) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if args.run:
+        run = store.get_run(args.run)
+        problem = run.config.get("problem", {})
+        if problem.get("name") != "prompt":
+            raise StoreError(f"run {args.run!r} is not a prompt-optimization run")
+        if args.task is None:
+            args.task = problem["task"]
+            split = problem.get("split", {})
+            args.split_seed, args.train_fraction = split.get("seed", 0), split.get("train_fraction")
+        rows = [r for r in store.trial_rows(run.id) if r["state"] == "COMPLETE"]
+        rows.sort(key=lambda r: (-r["value"], r["number"]))
+        for rank, r in enumerate(rows[:args.top], start=1):
+            out.append((f"{args.run} #{rank} (train {r['value']:.1f})", r["text"]))
+    out += [("given", text) for text in args.instruction]
+    if not args.no_baselines:
+        from baselines.prompts import BASELINES
+
+        out += [(f"baseline: {name}", text) for name, text in BASELINES.items()]
+    if not out:
+        raise ValueError("nothing to evaluate: pass --instruction, --run, or drop --no-baselines")
+    seen, unique = set(), []
+    for label, text in out:
+        if text not in seen:
+            seen.add(text)
+            unique.append((label, text))
+    return unique
+
+
+def _sample(examples: Sequence[Example], limit: int | None, seed: int) -> tuple[Example, ...]:
+    if limit is None or limit >= len(examples):
+        return tuple(examples)
+    picks = sorted(stream(seed, "evaluate-sample").choice(len(examples), size=limit, replace=False))
+    return tuple(examples[i] for i in picks)

@@ -1,0 +1,111 @@
+"""The scorer: a model's accuracy on examples with an instruction inserted into each prompt.
+
+Instruction positions, as in the paper (``Q:``/``A:`` format, its official prompt layout):
+
+* ``Q_begin``: ``Q: {instruction}\\n{question}\\n\\nA:``
+* ``Q_end``: ``Q: {question}\\n{instruction}\\n\\nA:``
+* ``A_begin``: ``Q: {question}\\n\\nA: {instruction}``; a chat model gets this whole text as the
+  user message, so the instruction stands where its answer would begin (no assistant prefill,
+  which few providers support).
+
+Every call is at temperature 0 with one fixed seed, so a prompt is one cache key: within a
+store, the same (instruction, example) pair is asked once, whichever run or evaluation asks.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+from llmopt.llm import LLM, Completion
+from problems.prompt_optimization.data import Example
+from problems.prompt_optimization.grading import Grade, Kind, grade
+
+Position = Literal["Q_begin", "Q_end", "A_begin"]
+POSITIONS: tuple[str, ...] = ("Q_begin", "Q_end", "A_begin")
+SCORER_SEED = 0
+
+
+def scorer_prompt(instruction: str, question: str, position: Position) -> str:
+    """The scorer's prompt for one example."""
+    instruction = instruction.strip()
+    if not instruction:
+        return f"Q: {question}\n\nA:"
+    if position == "Q_begin":
+        return f"Q: {instruction}\n{question}\n\nA:"
+    if position == "Q_end":
+        return f"Q: {question}\n{instruction}\n\nA:"
+    if position == "A_begin":
+        return f"Q: {question}\n\nA: {instruction}"
+    raise ValueError(f"unknown instruction position {position!r} (expected one of {', '.join(POSITIONS)})")
+
+
+class MemoryCache:
+    """A response cache for a scorer without a run store (the same pair is still asked once)."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._data.get(key)
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._data.setdefault(key, entry)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """An instruction's result on a set of examples."""
+
+    correct: int
+    total: int
+    grades: tuple[Grade | None, ...]  # None where the call failed
+    completions: tuple[Completion, ...]
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for c in self.completions if not c.ok)
+
+
+class Scorer:
+    """Scores instructions with a model behind :class:`llmopt.llm.LLM` (any litellm model)."""
+
+    def __init__(self, llm: LLM, position: Position = "Q_begin") -> None:
+        if position not in POSITIONS:
+            raise ValueError(f"unknown instruction position {position!r} (expected one of {', '.join(POSITIONS)})")
+        if llm.config.temperature != 0.0:
+            raise ValueError(f"the scorer samples at temperature 0 (got {llm.config.temperature})")
+        self.llm = llm if llm.cache is not None else llm.with_cache(MemoryCache())
+        self.position = position
+
+    @property
+    def model(self) -> str:
+        return self.llm.model
+
+    def bind_cache(self, cache: Any) -> None:
+        """Use a run store's cache (replies persist: a resumed run or a later evaluation reuses them)."""
+        if isinstance(self.llm.cache, MemoryCache):
+            self.llm = self.llm.with_cache(cache)
+
+    def messages(self, instruction: str, example: Example) -> list[dict[str, str]]:
+        return [{"role": "user", "content": scorer_prompt(instruction, example.question, self.position)}]
+
+    def score(self, instruction: str, examples: Sequence[Example], kind: Kind) -> ScoreResult:
+        """Ask the model every example (concurrently, cached) and grade the replies."""
+        items = [(self.messages(instruction, ex), SCORER_SEED) for ex in examples]
+        completions = self.llm.complete_batch(items)
+        grades = tuple(None if c.text is None else grade(c.text, ex.answer, kind, ex.question)
+                       for c, ex in zip(completions, examples))
+        correct = sum(1 for g in grades if g is not None and g.correct)
+        return ScoreResult(correct, len(examples), grades, tuple(completions))
+
+    def config(self) -> dict[str, Any]:
+        return {"llm": self.llm.config.to_dict(), "position": self.position, "seed": SCORER_SEED}
