@@ -128,7 +128,8 @@ def _usd(value: float | None) -> str:
     return "unknown price" if value is None else f"${value:.4f}"
 
 
-def print_estimate(rows: Sequence[Estimate], file: Any = sys.stderr) -> None:
+def print_estimate(rows: Sequence[Estimate], file: Any = None) -> None:
+    file = file or sys.stderr
     print("estimate (upper bound: every instruction new, every reply at max tokens):", file=file)
     for r in rows:
         print(f"  {r.role:9s} {r.model}: <= {r.calls} calls, <= {r.prompt_tokens + r.completion_tokens} tokens "

@@ -1,0 +1,133 @@
+"""``llmopt run prompt`` and ``llmopt evaluate``: over real HTTP (loopback) and on the embedded model."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+from datadir import data_dir
+from llmopt import RunStore
+from llmopt.cli import main
+from openai_server import OpenAIServer
+from problems.prompt_optimization.data import load_bbh
+
+DATA = str(data_dir())
+KEY_ENV = "LLMOPT_TEST_FAKE_KEY"
+
+
+_PROPOSALS = itertools.count()
+
+
+ANSWERS = {ex.question: ex.answer for ex in load_bbh(Path(DATA) / "bbh" / "navigate.json")}
+
+
+def serve(prompt: str, seed: int) -> str:
+    """Optimizer replies to meta-prompts (in turn: good, bad, invalid); the scorer answers right
+    only when told to 'look twice', and otherwise says something ungradable."""
+    if "generate the instruction <INS>" in prompt:
+        return ["<INS>Look twice before you answer.</INS>", "<INS>Answer now.</INS>",
+                "no instruction\nhere"][next(_PROPOSALS) % 3]
+    if "look twice" in prompt.lower():
+        question = next(q for q in ANSWERS if q in prompt)
+        return f"The answer is {ANSWERS[question]}."
+    return "Maybe."
+
+
+@pytest.fixture()
+def server(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(KEY_ENV, "sk-fake-key-for-loopback-000")
+    with OpenAIServer(serve) as s:
+        yield s
+
+
+def http_args(server: OpenAIServer) -> list[str]:
+    return ["--model", "openai/opt", "--api-base", server.api_base, "--api-key-env", KEY_ENV, "--structured", "off",
+            "--scorer", "openai/scorer", "--scorer-api-base", server.api_base, "--scorer-api-key-env", KEY_ENV]
+
+
+def test_run_then_evaluate_over_http(server: OpenAIServer, tmp_path: Path, capsys) -> None:
+    store = str(tmp_path / "p.db")
+    code = main(["run", "prompt", "--task", "bbh/navigate", "--data-dir", DATA, "--max-train", "6", "--steps", "2",
+                 "--proposals", "2", "--max-rounds", "1", "--store", store, "--quiet", *http_args(server)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "prompt-llm-seed0" in out and "stopped by                max_steps" in out
+    assert re.search(r"  scorer +\d+ \(0 cached, 0 failed\)", out)
+    with RunStore(store) as s:
+        run = s.get_run("prompt-llm-seed0")
+        trials = s.trial_rows(run.id)
+        scorer_calls = [c for c in s.call_rows(run.id) if c["role"] == "scorer"]
+        assert len(scorer_calls) == 6 * sum(1 for t in trials if t["state"] == "COMPLETE")
+        assert run.config["problem"]["task"] == "bbh/navigate" and run.config["problem"]["split"]["train"] == 6
+    asked = len(server.requests)
+    args = ["evaluate", "--run", "prompt-llm-seed0", "--data-dir", DATA, "--max-examples", "10", "--top", "1",
+            "--store", store, "--scorer", "openai/scorer", "--scorer-api-base", server.api_base,
+            "--scorer-api-key-env", KEY_ENV]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    lines = table.splitlines()
+    assert lines[0].split()[:2] == ["instruction", "text"]
+    assert "prompt-llm-seed0 #1 (train 100.0)" in table and "Look twice before you answer." in table
+    assert re.search(r"#1 \(train 100.0\).*bbh/navigate  test   10  100.0", table)
+    assert re.search(r"baseline: empty .* 0.0 ", table)
+    assert "baseline: step by step" in table and "95% CI" in table
+    first = len(server.requests)
+    assert first - asked == 10 * 6  # 10 test examples x (1 from the run + 5 baselines)
+    assert main(args) == 0  # again: every reply from the store's cache
+    assert "scorer calls: 60 (60 from the cache, 0 failed)" in capsys.readouterr().out
+    assert len(server.requests) == first
+
+
+def test_estimate_refuses_before_anything_is_spent(tmp_path: Path, capsys) -> None:
+    store = tmp_path / "p.db"
+    code = main(["run", "prompt", "--task", "bbh/navigate", "--data-dir", DATA, "--steps", "3", "--max-calls", "100",
+                 "--store", str(store)])
+    err = capsys.readouterr().err
+    assert code == 2 and "estimate" in err and "scorer    local/smollm2: <= 1250 calls" in err
+    assert "error: the run may make up to 1322 calls, more than --max-calls 100" in err
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task", "bbh/navigate", "--data-dir", "/nonexistent/data"], "data directory /nonexistent/data (--data-dir) does not exist"),
+    (["--task", "bbh/chess", "--data-dir", DATA], "unknown BBH task 'chess'"),
+    (["--task", "gsm8k", "--data-dir", DATA, "--position", "middle"], "invalid choice: 'middle'"),
+    (["--task", "bbh/navigate", "--data-dir", DATA, "--scorer", "nonsense-model"], "unknown model 'nonsense-model'"),
+])
+def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) if "invalid choice" in message else _nothing():
+        code = main(["run", "prompt", *args, "--store", str(tmp_path / "p.db"), "--quiet"])
+        assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+def test_no_data_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.delenv("LLMOPT_DATA", raising=False)
+    assert main(["evaluate", "--task", "gsm8k", "--store", str(tmp_path / "p.db")]) == 2
+    assert "no data directory: pass --data-dir DIR or set LLMOPT_DATA" in capsys.readouterr().err
+
+
+def test_embedded_model_scores_and_optimizes(tmp_path: Path, capsys) -> None:
+    """The default models end to end: SmolLM2 proposes and scores (a few examples, one step)."""
+    store = str(tmp_path / "p.db")
+    assert main(["run", "prompt", "--task", "bbh/navigate", "--data-dir", DATA, "--max-train", "3", "--steps", "1",
+                 "--proposals", "2", "--max-rounds", "1", "--scorer-max-tokens", "8", "--store", store,
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "training examples         3" in out and re.search(r"  scorer +\d+ \(0 cached", out)
+    with RunStore(store) as s:
+        run = s.get_run("prompt-llm-seed0")
+        scored = [t for t in s.trial_rows(run.id) if t["state"] == "COMPLETE"]
+        assert scored and all(abs(t["value"] * 3 / 100 - round(t["value"] * 3 / 100)) < 1e-9 for t in scored)
