@@ -131,3 +131,22 @@ def test_embedded_model_scores_and_optimizes(tmp_path: Path, capsys) -> None:
         run = s.get_run("prompt-llm-seed0")
         scored = [t for t in s.trial_rows(run.id) if t["state"] == "COMPLETE"]
         assert scored and all(abs(t["value"] * 3 / 100 - round(t["value"] * 3 / 100)) < 1e-9 for t in scored)
+
+
+def test_resume_continues_without_rescoring(server: OpenAIServer, tmp_path: Path, capsys) -> None:
+    store = str(tmp_path / "p.db")
+    base = ["run", "prompt", "--task", "bbh/navigate", "--data-dir", DATA, "--max-train", "4", "--proposals", "2",
+            "--max-rounds", "1", "--store", store, "--quiet", "--name", "r", *http_args(server)]
+    assert main([*base, "--steps", "1"]) == 0
+    with RunStore(store) as s:
+        first = [(t["number"], t["text"], t["value"]) for t in s.trial_rows(s.get_run("r").id)]
+    asked = len(server.requests)
+    assert main([*base, "--steps", "2", "--resume"]) == 0
+    assert "steps                     2" in capsys.readouterr().out
+    with RunStore(store) as s:
+        run = s.get_run("r")
+        after = [(t["number"], t["text"], t["value"]) for t in s.trial_rows(run.id)]
+        new_calls = len(s.call_rows(run.id))
+    assert after[:len(first)] == first and len(after) > len(first)
+    assert len(server.requests) - asked <= 2 + 2 * 4  # one step's proposals and their scoring, nothing re-asked
+    assert new_calls == len(server.requests)  # every request the server saw is one recorded call
