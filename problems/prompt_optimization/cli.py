@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from llmopt.llm import LLM, Completion, import_litellm
+from llmopt.llm import LLM, import_litellm
 from llmopt.local import DEFAULT_MODEL, set_threads
 from llmopt.seeding import stream
 from llmopt.storage import RunStore, StoreError, Usage
