@@ -1,25 +1,43 @@
-"""A small OpenAI-compatible chat-completions server on 127.0.0.1, for tests.
+"""A small OpenAI-compatible chat-completions server on 127.0.0.1 that misbehaves on command.
 
-Replies come from a script of (prompt, seed); ``faults`` is a queue of (status, headers) that
-the next requests answer with instead, so tests can drive litellm's retries for real.
-Everything it receives is kept in ``requests``.
+Replies come from a script of (prompt, seed). Faults are injected two ways: ``faults``, a queue
+of (status, headers) or fault names that the next requests get instead of a reply, and
+``plan``, a function of the request's index returning a fault name or None. Every request's
+body and headers are kept (``requests``, ``headers``) and every fault served is counted
+(``injected``), so tests can check retries, accounting and that no model was swapped.
+
+Fault names: ``429`` (no Retry-After), ``429-retry-after``, ``500``, ``503``, ``reset`` (the
+connection is closed without a reply), ``timeout`` (the reply comes after ``slow_s``),
+``empty`` (an empty reply), ``no-format`` (prose without the answer format), ``huge`` (a
+100 kB reply), ``bad-utf8`` (invalid UTF-8 in the body), ``echo`` (the prompt sent back),
+``leak`` (a 400 whose message repeats the request's Authorization header).
 """
 
 from __future__ import annotations
 
+import collections
 import json
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+FAULTS = ("429", "429-retry-after", "500", "503", "reset", "timeout", "empty", "no-format", "huge", "bad-utf8",
+          "echo", "leak")
+
+
 
 class OpenAIServer:
-    def __init__(self, script: Callable[[str, int], str]) -> None:
-        self.script = script
+    def __init__(self, script: Callable[[str, int], str], *, plan: Callable[[int], str | None] | None = None,
+                 slow_s: float = 3.0) -> None:
+        self.script, self.plan, self.slow_s = script, plan, slow_s
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self.faults: list[tuple[int, dict[str, str]]] = []
+        self.faults: list[Any] = []
+        self.injected: collections.Counter[str] = collections.Counter()
+        self.replies = 0  # well-formed 200 replies served
         self.lock = threading.Lock()
         server = self
 
@@ -30,26 +48,57 @@ class OpenAIServer:
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
+                    index = len(server.requests)
                     server.requests.append(body)
                     server.headers.append(dict(self.headers))
-                    fault = server.faults.pop(0) if server.faults else None
-                if fault is not None:
-                    status, headers = fault
-                    payload = json.dumps({"error": {"message": f"injected {status}", "type": "server_error"}})
-                    self._send(status, payload, headers)
+                    fault = server.faults.pop(0) if server.faults else (server.plan(index) if server.plan else None)
+                    if fault is not None:
+                        server.injected[fault if isinstance(fault, str) else str(fault[0])] += 1
+                if isinstance(fault, tuple):
+                    self._error(fault[0], f"injected {fault[0]}", fault[1])
                     return
                 prompt = body["messages"][-1]["content"]
-                text = server.script(prompt, int(body.get("seed", 0)))
+                if fault in ("429", "500", "503"):
+                    self._error(int(fault), f"injected {fault}", {})
+                elif fault == "429-retry-after":
+                    self._error(429, "injected 429", {"Retry-After": "1"})
+                elif fault == "leak":
+                    self._error(400, f"bad request from {self.headers.get('Authorization')}", {})
+                elif fault == "reset":
+                    # RST instead of a reply: SO_LINGER with a zero timeout, then close.
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                elif fault == "bad-utf8":
+                    self._send(200, self._reply(body, "placeholder", prompt).replace(b"placeholder", b"\xff\xfe\xc3("), {})
+                else:
+                    if fault == "timeout":
+                        time.sleep(server.slow_s)
+                    text = {"empty": "", "no-format": "I would rather talk about the weather today.",
+                            "huge": "la " * 34000, "echo": prompt}.get(fault or "", None)
+                    if text is None:
+                        text = server.script(prompt, int(body.get("seed", 0)))
+                    with server.lock:
+                        server.replies += 1
+                    try:
+                        self._send(200, self._reply(body, text, prompt), {})
+                    except OSError:  # the client gave up (a timeout): nothing to answer
+                        pass
+
+            def _reply(self, body: dict[str, Any], text: str, prompt: str) -> bytes:
                 reply = {"id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion",
                          "created": int(time.time()), "model": body["model"],
                          "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                       "finish_reason": "stop"}],
                          "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
                                    "total_tokens": len(prompt.split()) + len(text.split())}}
-                self._send(200, json.dumps(reply), {})
+                return json.dumps(reply).encode()
 
-            def _send(self, status: int, payload: str, headers: dict[str, str]) -> None:
-                data = payload.encode()
+            def _error(self, status: int, message: str, headers: dict[str, str]) -> None:
+                payload = json.dumps({"error": {"message": message, "type": "server_error"}}).encode()
+                self._send(status, payload, headers)
+
+            def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -59,6 +108,7 @@ class OpenAIServer:
                 self.wfile.write(data)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
