@@ -43,10 +43,11 @@ def main() -> None:
     ap.add_argument("--proposer", default="llm")
     ap.add_argument("--kill-at", type=int)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--latency", type=float, default=0.001, help="seconds per scripted call")
     args = ap.parse_args()
     if args.kill_at:
         arm_kill(args.kill_at)
-    llm, _ = scripted_llm(latency_s=0.001)
+    llm, _ = scripted_llm(latency_s=args.latency)
     proposer = LLMProposer(llm) if args.proposer == "llm" else RandomProposer()
     store = RunStore(args.store)
     opt = Optimizer(LinearRegression(seed=args.seed), proposer, seed=args.seed, store=store, name=args.name,
