@@ -1,0 +1,62 @@
+"""A recognisable fake API key, sent through the whole pipeline, is never written anywhere."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fakes import linreg_script
+from llmopt import RunStore
+from openai_server import OpenAIServer
+
+KEY = "sk-LLMOPT-CANARY-7f3a9b1c2d4e5f60718293a4b5c6d7e8"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = os.environ.get("LLMOPT_DATA") or str(ROOT.parent / "shared" / "data")
+
+
+def script(prompt: str, seed: int) -> str:
+    if "generate the instruction <INS>" in prompt:
+        return "<INS>Answer with yes or no.</INS>"
+    if "Options:" in prompt:
+        return "Yes"
+    return linreg_script(prompt, seed)
+
+
+def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    turn = itertools.count()
+    env = dict(os.environ, CANARY_KEY=KEY)
+    outputs = []
+    # Every fourth request fails with an error that repeats the Authorization header, so the
+    # key also passes through litellm's exceptions, the FAILED trials' errors and the summary.
+    with OpenAIServer(script, plan=lambda i: "leak" if next(turn) % 4 == 0 else None) as server:
+        http = ["--api-base", server.api_base, "--api-key-env", "CANARY_KEY", "--num-retries", "1"]
+        commands = [
+            ["run", "linreg", "--model", "openai/m", *http, "--steps", "3", "--structured", "off"],
+            ["run", "prompt", "--task", "bbh/navigate", "--data-dir", DATA, "--max-train", "4", "--steps", "1",
+             "--proposals", "2", "--model", "openai/m", *http, "--structured", "off", "--scorer", "openai/s",
+             "--scorer-api-base", server.api_base, "--scorer-api-key-env", "CANARY_KEY", "--scorer-retries", "0"],
+            ["show"], ["show", "linreg-llm-seed0"],
+            ["evaluate", "--run", "prompt-llm-seed0", "--data-dir", DATA, "--max-examples", "4", "--scorer",
+             "openai/s", "--scorer-api-base", server.api_base, "--scorer-api-key-env", "CANARY_KEY"],
+        ]
+        for argv in commands:
+            done = subprocess.run([sys.executable, "-m", "llmopt.cli", *argv, "--store", str(store)], env=env,
+                                  capture_output=True, text=True, timeout=300, cwd=ROOT)
+            assert done.returncode == 0, done.stderr
+            outputs.append(done.stdout + done.stderr)
+        assert any({k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {KEY}"
+                   for h in server.headers)  # the key was really sent
+        assert server.injected["leak"] > 0
+    with RunStore(store) as s:
+        errors = [t["error"] for run in s.runs() for t in s.trial_rows(run.id) if t["error"]]
+    assert any("***" in e for e in errors)  # the leaked header reached an error, scrubbed
+    for out in outputs:
+        assert KEY not in out
+    files = list(tmp_path.iterdir())
+    assert any(f.name == "runs.db" for f in files)
+    for f in files:
+        assert KEY.encode() not in f.read_bytes(), f
