@@ -50,7 +50,7 @@ class Outcome:
 
 
 def run_scenario(fault: str, seed: int, workdir: Path, *, rate: float = 0.3, steps: int = 3,
-                 num_retries: int = 2, timeout_s: float = 1.0) -> Outcome:
+                 num_retries: int = 2, timeout_s: float = 1.0, budget: Budget | None = None) -> Outcome:
     """One run with ``fault`` injected into a seeded ``rate`` of the requests; then the audit."""
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
@@ -70,7 +70,8 @@ def run_scenario(fault: str, seed: int, workdir: Path, *, rate: float = 0.3, ste
                                  timeout_s=timeout_s, concurrency=4, max_tokens=256)
             try:
                 opt = Optimizer(LinearRegression(seed=seed), LLMProposer(llm, structured="off"), seed=seed,
-                                store=store, name="run", budget=Budget(max_steps=steps, stop_when_solved=False))
+                                store=store, name="run",
+                                budget=budget or Budget(max_steps=steps, stop_when_solved=False))
                 out.stop_reason = opt.run().stop_reason.value
             except Exception:  # the audit's point: this must never happen
                 out.crash = traceback.format_exc(limit=3)

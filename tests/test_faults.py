@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from faults import SECRET, run_scenario
-from llmopt import RunStore
+from llmopt import Budget, RunStore
 from openai_server import FAULTS
 
 
@@ -31,3 +31,13 @@ def test_fault_is_survived_and_accounted(fault: str, tmp_path: Path) -> None:
     if fault == "leak":
         errors = [r["error"] for r in rows if r["state"] == "FAILED"]
         assert errors and all(SECRET not in e for e in errors) and any("***" in e for e in errors)
+
+
+def test_budgets_hold_under_faults(tmp_path: Path) -> None:
+    """Calls are counted once whatever their retries cost; the call budget stops the run exactly."""
+    out = run_scenario("500", 1, tmp_path, rate=0.5, budget=Budget(max_steps=100, max_calls=20, stop_when_solved=False))
+    assert out.crash is None and out.stop_reason == "max_calls"
+    with RunStore(tmp_path / "500-1.db") as store:
+        calls = store.call_rows(store.get_run("run").id)
+    assert len(calls) == 20 and out.requests <= 20 * 3  # each call: at most 1 try + 2 retries
+    assert out.lost == out.duplicated == out.unaccounted == 0
