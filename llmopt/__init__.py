@@ -5,6 +5,7 @@ Yang et al., "Large Language Models as Optimizers", arXiv 2309.03409.
 
 from __future__ import annotations
 
+from .export import load
 from .history import SolutionHistory, Trial, TrialState
 from .llm import LLM, Completion, LLMConfig, LLMConfigError
 from .metaprompt import MetaPromptConfig, build_meta_prompt
@@ -19,5 +20,5 @@ __all__ = [
     "Budget", "Candidate", "Completion", "Direction", "LLM", "LLMConfig", "LLMConfigError", "LLMProposer",
     "MetaPromptConfig", "Optimizer", "ParseError", "Problem", "Proposal", "Proposer", "RandomProposer",
     "RunResult", "RunStore", "SolutionHistory", "StopReason", "StoreError", "Trial", "TrialState", "Usage",
-    "build_meta_prompt",
+    "build_meta_prompt", "load",
 ]

@@ -1,4 +1,5 @@
-"""A recognisable fake API key, sent through the whole pipeline, is never written anywhere."""
+"""A recognisable fake API key, sent through the whole pipeline, is never written anywhere:
+not in the store, its cache, any output, or any exported file."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path) -> None:
              "--proposals", "2", "--model", "openai/m", *http, "--structured", "off", "--scorer", "openai/s",
              "--scorer-api-base", server.api_base, "--scorer-api-key-env", "CANARY_KEY", "--scorer-retries", "0"],
             ["show"], ["show", "linreg-llm-seed0"],
+            *[["export", "--table", t, "--format", f, "--out", str(tmp_path / f"export-{t}.{f}")]
+              for t in ("trials", "calls", "steps", "runs") for f in ("csv", "jsonl")],
             ["evaluate", "--run", "prompt-llm-seed0", "--data-dir", DATA, "--max-examples", "4", "--scorer",
              "openai/s", "--scorer-api-base", server.api_base, "--scorer-api-key-env", "CANARY_KEY"],
         ]
@@ -57,6 +60,6 @@ def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path) -> None:
     for out in outputs:
         assert KEY not in out
     files = list(tmp_path.iterdir())
-    assert any(f.name == "runs.db" for f in files)
+    assert any(f.name == "runs.db" for f in files) and len([f for f in files if f.name.startswith("export-")]) == 8
     for f in files:
         assert KEY.encode() not in f.read_bytes(), f

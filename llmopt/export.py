@@ -1,0 +1,99 @@
+"""Export a store's records as CSV or JSON lines, or load them as a pandas DataFrame.
+
+Tables: ``trials`` (every proposal with its state, text, value, raw reply and error),
+``calls`` (every LLM call: role, model, seed, tokens, dollars, latency, cache hit, error),
+``steps`` (each step's meta-prompt) and ``runs`` (configuration, versions, stop reason). Each
+row carries its run's name. Nothing here reads or writes API keys: the store never holds one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from typing import Any, Iterable, Sequence
+
+from .storage import RunStore, StoreError
+
+TABLES = ("trials", "calls", "steps", "runs")
+FORMATS = ("csv", "jsonl")
+
+
+def rows(store: RunStore, table: str = "trials", runs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of ``table`` for the named runs (default: every run), run name first."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r} (expected one of {', '.join(TABLES)})")
+    chosen = [store.get_run(name) for name in runs] if runs else store.runs()
+    out: list[dict[str, Any]] = []
+    for run in chosen:
+        if table == "runs":
+            out.append({"run": run.name, "problem": run.problem, "status": run.status,
+                        "stop_reason": run.stop_reason, "stop_detail": run.stop_detail, "elapsed_s": run.elapsed_s,
+                        "created": run.created, "config": json.dumps(run.config, sort_keys=True),
+                        "versions": json.dumps(run.versions, sort_keys=True)})
+            continue
+        if table == "trials":
+            records = store.trial_rows(run.id)
+        elif table == "calls":
+            records = store.call_rows(run.id)
+        else:
+            records = store._read("SELECT * FROM steps WHERE run_id = ? ORDER BY step", (run.id,))
+        for r in records:
+            row = {"run": run.name}
+            row.update({k: r[k] for k in r.keys() if k != "run_id"})
+            out.append(row)
+    return out
+
+
+def dumps(records: Iterable[dict[str, Any]], fmt: str) -> str:
+    records = list(records)
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n" for r in records)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        fields = list(dict.fromkeys(k for r in records for k in r))
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return buffer.getvalue()
+    raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+
+
+def load(store: str | os.PathLike[str], table: str = "trials", runs: Sequence[str] | None = None) -> Any:
+    """A table of a store as a pandas DataFrame (pandas is optional: ``pip install pandas``)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("llmopt.load needs pandas: pip install pandas (or use llmopt export)") from None
+    if not os.path.exists(store):
+        raise StoreError(f"no store at {store}")
+    with RunStore(store) as s:
+        return pd.DataFrame(rows(s, table, runs))
+
+
+class ExportCommand:
+    """``llmopt export``: a store's trials, calls, steps or runs as CSV or JSON lines."""
+
+    HELP = "write a store's trials, LLM calls, steps or runs as CSV or JSON lines"
+
+    @staticmethod
+    def add_arguments(p: Any) -> None:
+        p.add_argument("--store", default="llmopt.db", help="the run store (default llmopt.db)")
+        p.add_argument("--run", action="append", help="a run name (repeatable; default: every run)")
+        p.add_argument("--table", choices=TABLES, default="trials")
+        p.add_argument("--format", choices=FORMATS, default="csv")
+        p.add_argument("--out", default="-", help="output file (default: standard output)")
+
+    @staticmethod
+    def run(args: Any) -> int:
+        if not os.path.exists(args.store):
+            raise StoreError(f"no store at {args.store}")
+        with RunStore(args.store) as store:
+            text = dumps(rows(store, args.table, args.run), args.format)
+        if args.out == "-":
+            print(text, end="")
+        else:
+            with open(args.out, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+        return 0
