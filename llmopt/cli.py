@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any, Sequence
 
+from .executors import EXECUTORS, open_executor
 from .llm import LLM, LLMConfigError
 from .local import DEFAULT_MODEL, set_threads
 from .metaprompt import MetaPromptConfig
@@ -66,6 +67,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-rounds", type=_positive_int, default=3,
                    help="sampling rounds per step to replace invalid or duplicate replies (default 3)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--executor", choices=EXECUTORS, default="none",
+                   help="where solutions are scored: in the loop, threads, processes, or a Dask cluster")
+    g.add_argument("--workers", type=_positive_int, help="workers of the executor (default: the pool's own)")
+    g.add_argument("--dask-scheduler", help="address of a running Dask scheduler (default: a LocalCluster)")
     b = p.add_argument_group("budget (the first limit reached stops the run)")
     b.add_argument("--steps", type=_positive_int, default=50, help="max steps (default 50)")
     b.add_argument("--max-evals", type=_positive_int, help="max scored solutions, starting ones included")
@@ -207,7 +212,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress = Progress(budget.max_steps, enabled=not args.quiet)
         progress(opt)
         try:
-            result = opt.run(on_step=progress)
+            with open_executor(args.executor, args.workers or None, args.dask_scheduler) as executor:
+                result = opt.run(executor=executor, on_step=progress)
         finally:
             progress.close()
         print(format_table(run_summary(result, problem), header=False))

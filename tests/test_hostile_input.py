@@ -3,7 +3,6 @@ naming the input; configuration errors are one line before any call; nothing is 
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from pathlib import Path
