@@ -22,7 +22,7 @@ from llmopt.llm import LLM
 from llmopt.local import DEFAULT_MODEL, set_threads
 from llmopt.report import format_table
 from llmopt.storage import RunStore
-from problems.prompt_optimization.cli import _sample, wilson
+from problems.prompt_optimization.cli import sample_examples, wilson
 from problems.prompt_optimization.data import load_task
 from problems.prompt_optimization.scorer import Scorer
 
@@ -67,7 +67,7 @@ def main() -> int:
 
     set_threads(1)
     task = load_task(args.task, args.data_dir, max_train=args.max_train)
-    test = _sample(task.test, args.max_test, 0)
+    test = sample_examples(task.test, args.max_test, 0)
     scorer = Scorer(LLM.from_model(args.scorer, temperature=0.0, max_tokens=args.scorer_max_tokens), args.position)
     rows = [["instruction", "source", "train acc % [95% CI]", "test acc % [95% CI]", "scored", "calls", "wall s"]]
     with RunStore(args.store) as store:

@@ -466,13 +466,15 @@ class Optimizer:
     def _tell_scored(self, candidate: Candidate, compute: Callable[[], Evaluation]) -> None:
         try:
             done = compute()
-            value = float(done.value if isinstance(done, Evaluation) else done)
+            if not isinstance(done, Evaluation):  # a plain number from a user's evaluate()
+                done = Evaluation(float(done))
+            value = float(done.value)
         except Exception as exc:  # a scoring error is a FAILED trial, not a dead run
             self.tell(candidate, error=f"score raised {type(exc).__name__}: {exc}")
             return
-        for item, model, completion in done.calls if isinstance(done, Evaluation) else ():
+        for item, model, completion in done.calls:
             self._on_call(candidate.number, model, completion, "scorer", item)
-        failed = [c for _, _, c in getattr(done, "calls", ()) if not c.ok]
+        failed = [c for _, _, c in done.calls if not c.ok]
         if failed:  # a partial score would be biased; the answered calls are cached for a re-score
             self.tell(candidate, error=f"{len(failed)} of {len(done.calls)} scorer calls failed: {failed[0].error}")
             return

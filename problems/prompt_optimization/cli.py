@@ -259,7 +259,7 @@ class Evaluate:
             scorer.bind_cache(store.cache())
             rows, usage = [], Usage()
             for name, split, task in datasets:
-                examples = _sample(task.examples(split), args.max_examples, args.split_seed)
+                examples = sample_examples(task.examples(split), args.max_examples, args.split_seed)
                 if not examples:
                     raise ValueError(f"{name}: the {split} split is empty")
                 print(f"{name} ({split}): {len(examples)} examples x {len(instructions)} instructions, "
@@ -308,7 +308,7 @@ def _instructions(args: argparse.Namespace, store: RunStore) -> list[tuple[str, 
     return unique
 
 
-def _sample(examples: Sequence[Example], limit: int | None, seed: int) -> tuple[Example, ...]:
+def sample_examples(examples: Sequence[Example], limit: int | None, seed: int) -> tuple[Example, ...]:
     if limit is None or limit >= len(examples):
         return tuple(examples)
     picks = sorted(stream(seed, "evaluate-sample").choice(len(examples), size=limit, replace=False))
