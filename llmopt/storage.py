@@ -166,15 +166,40 @@ class RunStore:
         try:
             self._db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
                                        isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._check_version()
-            self._db.executescript(SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._initialise()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+
+    def _initialise(self, wait_s: float = 60.0) -> None:
+        """WAL mode, then check-and-create the tables in one transaction, so processes opening
+        one new store at the same moment neither fail nor see each other's half-made schema.
+
+        Switching a new file to WAL can report "database is locked" without waiting for the
+        busy timeout while another process does the same, so that step is retried (bounded).
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("BEGIN IMMEDIATE")  # waits (busy timeout) for another opener's transaction
+        try:
+            self._check_version()
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def _check_version(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

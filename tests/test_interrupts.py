@@ -112,3 +112,19 @@ def test_two_processes_one_run_name(tmp_path: Path) -> None:
     assert "run 'same' already exists" in loser and "Traceback" not in loser
     with RunStore(store) as s:
         assert [r.name for r in s.runs()] == ["same"] and s.get_run("same").status == "finished"
+
+
+def test_processes_opening_one_new_store_at_once(tmp_path: Path) -> None:
+    """Found by CI: two processes creating one store at the same moment; one got 'database is locked'."""
+    code = ("import sys, time; from llmopt import RunStore\n"
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+            "with RunStore(sys.argv[1]) as s: s.create_run(sys.argv[3], 'p', {}, {})\n")
+    for round_ in range(5):
+        store = tmp_path / f"new-{round_}.db"
+        start = time.time() + 1.5
+        procs = [spawn("-c", code, str(store), str(start), f"run{i}") for i in range(4)]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+        with RunStore(store) as s:
+            assert sorted(r.name for r in s.runs()) == ["run0", "run1", "run2", "run3"]
