@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from pathlib import Path
@@ -98,19 +99,11 @@ def test_estimate_refuses_before_anything_is_spent(tmp_path: Path, capsys) -> No
     (["--task", "bbh/navigate", "--data-dir", DATA, "--scorer", "nonsense-model"], "unknown model 'nonsense-model'"),
 ])
 def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path, capsys) -> None:
-    with pytest.raises(SystemExit) if "invalid choice" in message else _nothing():
+    with pytest.raises(SystemExit) if "invalid choice" in message else contextlib.nullcontext():
         code = main(["run", "prompt", *args, "--store", str(tmp_path / "p.db"), "--quiet"])
         assert code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return False
 
 
 def test_no_data_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:

@@ -32,15 +32,14 @@ def add_task_arguments(g: Any, task_required: bool = True) -> None:
     g.add_argument("--max-train", type=int, help="score instructions on at most this many training examples")
     g.add_argument("--position", choices=POSITIONS, default="Q_begin",
                    help="where the instruction goes in the scorer's prompt")
-    s = g
-    s.add_argument("--scorer", default=DEFAULT_MODEL, help="scorer model, any litellm model string "
+    g.add_argument("--scorer", default=DEFAULT_MODEL, help="scorer model, any litellm model string "
                                                             f"(default {DEFAULT_MODEL}, the embedded model)")
-    s.add_argument("--scorer-api-base", help="endpoint of an OpenAI-compatible server for the scorer")
-    s.add_argument("--scorer-api-key-env", help="environment variable holding the scorer's API key")
-    s.add_argument("--scorer-max-tokens", type=int, default=64, help="max tokens of each scorer reply")
-    s.add_argument("--scorer-concurrency", type=int, default=8, help="concurrent scorer calls")
-    s.add_argument("--scorer-retries", type=int, default=3, help="retries per scorer call, with backoff")
-    s.add_argument("--scorer-timeout", type=float, default=120.0, help="seconds per scorer call attempt")
+    g.add_argument("--scorer-api-base", help="endpoint of an OpenAI-compatible server for the scorer")
+    g.add_argument("--scorer-api-key-env", help="environment variable holding the scorer's API key")
+    g.add_argument("--scorer-max-tokens", type=int, default=64, help="max tokens of each scorer reply")
+    g.add_argument("--scorer-concurrency", type=int, default=8, help="concurrent scorer calls")
+    g.add_argument("--scorer-retries", type=int, default=3, help="retries per scorer call, with backoff")
+    g.add_argument("--scorer-timeout", type=float, default=120.0, help="seconds per scorer call attempt")
 
 
 def _api_key(env: str | None) -> str | None:
