@@ -17,7 +17,7 @@ from .executors import EXECUTORS, open_executor
 from .llm import LLM, LLMConfigError
 from .local import DEFAULT_MODEL, set_threads
 from .metaprompt import MetaPromptConfig
-from .optimizer import Budget, Optimizer, StopReason
+from .optimizer import Budget, Optimizer, RunResult, StopReason
 from .problem import Problem
 from .proposers import STRUCTURED, LLMProposer, Proposer, RandomProposer
 from .report import format_table, run_summary, runs_table, steps_table
@@ -125,8 +125,8 @@ def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[s
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
+def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
+    parser = parser_class(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
     for name, plugin, pp in plugin_commands(run, "llmopt.problems"):
@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
     for _, plugin, bp in plugin_commands(baselines, "llmopt.baselines"):
         plugin.add_arguments(bp)
+    from . import compare, plot
+
+    for name, command in (("compare", compare.CompareCommand), ("plot", plot.PlotCommand)):
+        cp = sub.add_parser(name, help=command.HELP, description=command.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        cp.set_defaults(plugin=command)
+        command.add_arguments(cp)
     for name, ep in sorted(entry_points("llmopt.commands").items()):
         plugin = ep.load()
         cp = sub.add_parser(name, help=getattr(plugin, "HELP", None))
@@ -143,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="list the runs of a store, or one run step by step")
     show.add_argument("name", nargs="?", help="a run name (omit to list all runs)")
     show.add_argument("--store", default=DEFAULT_STORE)
+    return parser
+
+
+def run_parser(command: str, parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
+    """The parser of ``llmopt run <command>`` alone (for grids, which build many runs)."""
+    eps = entry_points("llmopt.problems")
+    if command not in eps:
+        raise UsageError(f"unknown problem {command!r} (installed: {', '.join(sorted(eps))})")
+    plugin = eps[command].load()
+    parser = parser_class(prog=f"llmopt run {command}")
+    plugin.add_arguments(parser.add_argument_group(command))
+    add_run_arguments(parser)
+    parser.set_defaults(plugin=plugin, problem=command, command="run")
     return parser
 
 
@@ -196,7 +216,8 @@ class Progress:
             self.bar.close()
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def prepare_run(args: argparse.Namespace) -> tuple[Problem, Proposer, Budget]:
+    """Problem, proposer and budget of a parsed ``llmopt run``; bad settings raise UsageError."""
     try:
         problem = args.plugin.from_args(args)
         proposer = make_proposer(args, problem)
@@ -206,16 +227,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             preflight(args, problem, proposer, budget)
     except (ValueError, LLMConfigError) as exc:
         raise UsageError(str(exc)) from None
+    return problem, proposer, budget
+
+
+def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, proposer: Proposer,
+             budget: Budget) -> Optimizer:
+    return Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals or 1,
+                     max_rounds=args.max_rounds or 1, store=store, name=args.name, resume=args.resume)
+
+
+def execute(opt: Optimizer, args: argparse.Namespace) -> RunResult:
+    """Run to a stop, with a progress bar unless --quiet, scoring on the chosen executor."""
+    progress = Progress(opt.budget.max_steps, enabled=not args.quiet)
+    progress(opt)
+    try:
+        with open_executor(args.executor, args.workers or None, args.dask_scheduler) as executor:
+            return opt.run(executor=executor, on_step=progress)
+    finally:
+        progress.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    problem, proposer, budget = prepare_run(args)
     with RunStore(args.store) as store:
-        opt = Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals or 1,
-                        max_rounds=args.max_rounds or 1, store=store, name=args.name, resume=args.resume)
-        progress = Progress(budget.max_steps, enabled=not args.quiet)
-        progress(opt)
-        try:
-            with open_executor(args.executor, args.workers or None, args.dask_scheduler) as executor:
-                result = opt.run(executor=executor, on_step=progress)
-        finally:
-            progress.close()
+        result = execute(open_run(args, store, problem, proposer, budget), args)
         print(format_table(run_summary(result, problem), header=False))
         if result.stop_reason is StopReason.INTERRUPTED:
             print(f"\ninterrupted: resume with  llmopt run {args.problem} ... --store {args.store} "

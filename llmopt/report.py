@@ -23,6 +23,16 @@ def format_table(rows: Sequence[Sequence[Any]], header: bool = True) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(rows: Sequence[Sequence[Any]]) -> str:
+    """The same table in GitHub Markdown (first row the header), for READMEs and notes."""
+    text = [[str(cell).replace("|", "\\|") for cell in row] for row in rows]
+    if not text:
+        return ""
+    lines = ["| " + " | ".join(row) + " |" for row in text]
+    lines.insert(1, "|" + "|".join("---" for _ in text[0]) + "|")
+    return "\n".join(lines)
+
+
 def _usage_cells(u: Usage) -> tuple[str, str, str]:
     calls = f"{u.calls} ({u.cache_hits} cached, {u.failed_calls} failed)" if u.calls else "0"
     return calls, f"{u.prompt_tokens} prompt + {u.completion_tokens} completion", u.dollars()

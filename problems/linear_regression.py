@@ -166,6 +166,17 @@ class CLI:
                            help="box of the random control (default: the start box)")
 
     @staticmethod
+    def references(problem: LinearRegression) -> list[Any]:
+        """Least squares (real-valued) and the best integer pair: rows of ``llmopt compare``'s table."""
+        from baselines.linear_regression import best_integer_pair, least_squares
+        from llmopt.compare import Reference
+
+        fit = least_squares(problem)
+        pair, loss = best_integer_pair(problem)
+        return [Reference("least squares (real-valued w, b)", fit.loss),
+                Reference("best integer pair", loss, solution=pair)]
+
+    @staticmethod
     def from_args(args: Any) -> LinearRegression:
         return LinearRegression(w_true=args.w_true, b_true=args.b_true, num_points=args.num_points, seed=args.seed,
                                 start_range=tuple(args.start_range),

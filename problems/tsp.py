@@ -149,6 +149,22 @@ class TravellingSalesman(Problem[Tour]):
                 "source": inst.source, "optimum": self.optimum, "optimum_proved": self.optimum_proved,
                 "num_starts": self.num_starts, "start_at_zero": self.start_at_zero}
 
+    def draw(self, solution: Tour, ax: Any, title: str = "") -> None:
+        """The tour on the plane (for ``llmopt plot``); city 0 is the square."""
+        coords = self.instance.coords
+        ax.set_title(title, fontsize=8)
+        if coords is None:  # an EXPLICIT-matrix TSPLIB instance has no plane to draw on
+            ax.text(0.5, 0.5, "no coordinates", ha="center", va="center", transform=ax.transAxes)
+            return
+        closed = [*solution, solution[0]]
+        ax.plot(coords[closed, 0], coords[closed, 1], "-", color="tab:blue", linewidth=1.0)
+        ax.plot(coords[:, 0], coords[:, 1], "o", color="black", markersize=3)
+        ax.plot(coords[solution[0], 0], coords[solution[0], 1], "s", color="tab:red", markersize=6)
+        ax.set_aspect("equal")
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+
     def metrics(self, history: SolutionHistory) -> dict[str, Any]:
         best = history.best()
         solved = [t.step for t in history if t.ok and self.is_solved(t.solution)]
@@ -165,6 +181,11 @@ def optimum_of(instance: TSPInstance, time_limit_s: float) -> tuple[float, bool]
 
     result = solvers.held_karp(instance) if instance.n <= 12 else solvers.exact(instance, time_limit_s=time_limit_s)
     return result.length, result.proved_optimal
+
+
+REFERENCE_LABELS = {"nearest_neighbour": "nearest neighbour", "farthest_insertion": "farthest insertion",
+                    "nearest_neighbour_2opt": "nearest neighbour + 2-opt", "christofides": "Christofides",
+                    "ortools_guided_local_search": "OR-Tools GLS (1 s)", "lkh": "LKH-3"}
 
 
 class CLI:
@@ -192,3 +213,15 @@ class CLI:
         optimum, proved = optimum_of(instance, args.exact_time)
         return TravellingSalesman(instance, optimum=optimum, optimum_proved=proved, num_starts=args.num_starts,
                                   start_at_zero=not args.any_start)
+
+    @staticmethod
+    def references(problem: TravellingSalesman) -> list[Any]:
+        """The classical solvers on the run's instance: rows of ``llmopt compare``'s table."""
+        from baselines import tsp as solvers
+        from llmopt.compare import Reference
+
+        results = [solvers.nearest_neighbour(problem.instance), solvers.farthest_insertion(problem.instance),
+                   solvers.nearest_neighbour_2opt(problem.instance), solvers.christofides(problem.instance),
+                   solvers.ortools_guided_local_search(problem.instance, time_limit_s=1.0),
+                   solvers.lkh(problem.instance)]
+        return [Reference(REFERENCE_LABELS.get(r.method, r.method), r.length, r.seconds, r.tour) for r in results]

@@ -1,0 +1,386 @@
+"""``llmopt compare``: run a grid of experiments into one store and print the paper-style tables.
+
+Every cell of the grid (problem x configuration x seed, see :mod:`llmopt.grid`) is one ordinary
+``llmopt run``, stored under a name that says which cell it is. Running the same grid again
+resumes whatever is unfinished and skips what is done (a finished run is reopened, its budget
+re-checked, and nothing is asked again), so an interrupted grid costs nothing twice. The tables
+are then computed from the store: one per problem, one row per configuration, with the
+problem's classical baselines and its optimum as rows of the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .grid import Cell, Grid, GridError, grid_from_dict, load_grid, parse_seeds, sweep_configs, tomllib
+from .history import TrialState
+from .optimizer import RunResult, StopReason
+from .problem import Direction, Problem
+from .report import Table, format_table, markdown_table
+from .storage import RunStore
+
+DEFAULT_STORE = "compare.db"
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so a bad grid cell is reported with its label."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise GridError(message)
+
+
+# --- from a cell to the arguments of one run -------------------------------------------------
+
+def cell_argv(cell: Cell, parser: argparse.ArgumentParser, store: str) -> list[str]:
+    """The ``llmopt run <problem>`` flags of a cell (TOML values to command-line words)."""
+    argv: list[str] = []
+    actions = parser._option_string_actions  # the public API has no lookup by flag
+    for key, value in cell.options.items():
+        flag = f"--{key}"
+        action = actions.get(flag)
+        if action is None:
+            raise GridError(f"unknown option {key!r} for `llmopt run {cell.command}`")
+        if value is None:
+            continue
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if not isinstance(value, bool):
+                raise GridError(f"option {key!r} is a switch: true or false, got {value!r}")
+            if value != action.default:
+                argv.append(flag)
+            continue
+        if isinstance(value, bool):
+            raise GridError(f"option {key!r} takes a value, got {value!r}")
+        values = value if isinstance(value, list) else [value]
+        if isinstance(action, argparse._AppendAction):
+            for v in values:
+                argv += [flag, str(v)]
+        else:
+            argv += [flag, *map(str, values)]
+    return argv + ["--seed", str(cell.seed), "--name", cell.name, "--store", store, "--quiet"]
+
+
+def parse_cell(cell: Cell, store: str) -> argparse.Namespace:
+    """Parsed run arguments of a cell; a GridError names the cell on any bad option."""
+    from .cli import UsageError, run_parser
+
+    try:
+        parser = run_parser(cell.command, _RaisingParser)
+        return parser.parse_args(cell_argv(cell, parser, store))
+    except (GridError, UsageError) as exc:
+        raise GridError(f"{cell.problem}/{cell.config}: {exc}") from None
+
+
+# --- one run's numbers ----------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    """A cell's run as read back from the store (``result`` None: not run yet)."""
+
+    cell: Cell
+    problem: Problem
+    result: RunResult | None = None
+
+    @property
+    def optimum(self) -> float | None:
+        value = self.problem.config().get("optimum")
+        return float(value) if value is not None else None
+
+    def best(self) -> float | None:
+        best = self.result.best if self.result else None
+        return None if best is None else float(best.value)
+
+    def gap_pct(self) -> float | None:
+        best, optimum = self.best(), self.optimum
+        if best is None or not optimum:
+            return None
+        sign = 1.0 if self.problem.direction is Direction.MINIMIZE else -1.0
+        return sign * 100.0 * (best - optimum) / abs(optimum)
+
+    def proposed(self) -> list[Any]:
+        return [t for t in self.result.history if t.source != "start"] if self.result else []
+
+    def unique(self) -> int:
+        return len({t.key for t in self.proposed() if t.state in (TrialState.COMPLETE, TrialState.DUPLICATE)})
+
+    def valid_pct(self) -> float | None:
+        proposed = self.proposed()
+        parsed = [t for t in proposed if t.state in (TrialState.COMPLETE, TrialState.DUPLICATE)]
+        return 100.0 * len(parsed) / len(proposed) if proposed else None
+
+    def evals_to_solve(self) -> int | None:
+        """Scored solutions up to and including the first optimal one (starting points count)."""
+        if self.result is None or self.result.solved_step is None:
+            return None
+        count = 0
+        for t in self.result.history:
+            if t.state is TrialState.COMPLETE:
+                count += 1
+                if self.problem.is_solved(t.solution):
+                    return count
+        return None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A non-LLM answer to the same instance: a classical solver, a fixed prompt, the optimum."""
+
+    name: str
+    value: float
+    seconds: float | None = None
+    solution: Any = field(default=None, compare=False)
+
+
+def references(cell_args: argparse.Namespace, problem: Problem) -> list[Reference]:
+    """The problem plugin's baselines (``references(problem)``), plus the known optimum."""
+    hook = getattr(cell_args.plugin, "references", None)
+    out = [Reference(*r) if isinstance(r, tuple) else r for r in (hook(problem) if hook else [])]
+    optimum = problem.config().get("optimum")
+    if optimum is not None and not any(r.name.startswith("optimum") for r in out):
+        out.append(Reference("optimum", float(optimum)))
+    return out
+
+
+# --- running the grid -----------------------------------------------------------------------
+
+@dataclass
+class Collected:
+    grid: Grid
+    outcomes: list[Outcome]
+    references: dict[str, dict[int, list[Reference]]]  # problem label -> seed -> references
+    stopped: StopReason | None = None
+
+
+def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = True,
+            log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Collected:
+    """Run (``run=True``) or only read back every cell of the grid, in order."""
+    from .cli import execute, open_run, prepare_run
+
+    parsed = [(cell, parse_cell(cell, store_path)) for cell in grid.cells()]  # every cell checked first
+    out = Collected(grid, [], {})
+    with RunStore(store_path) as store:
+        for i, (cell, args) in enumerate(parsed, 1):
+            problem, proposer, budget = prepare_run(args)
+            if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):
+                out.references[cell.problem][cell.seed] = references(args, problem)
+            exists = store.find_run(cell.name) is not None
+            outcome = Outcome(cell, problem)
+            out.outcomes.append(outcome)
+            if not exists and not run:
+                continue
+            args.resume = exists
+            opt = open_run(args, store, problem, proposer, budget)
+            if not run:
+                outcome.result = opt.result()
+                continue
+            log(f"[{i}/{len(parsed)}] {cell.name}: {'resuming' if exists else 'starting'}")
+            outcome.result = execute(opt, args)
+            log(f"[{i}/{len(parsed)}] {cell.name}: {outcome.result.stop_reason.value} after "
+                f"{outcome.result.steps} steps ({outcome.result.elapsed_s:.1f} s)")
+            if outcome.result.stop_reason is StopReason.INTERRUPTED:
+                out.stopped = StopReason.INTERRUPTED
+                break
+    return out
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+def mean_std(values: Sequence[float | None], fmt: str = "{:.3g}") -> str:
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return fmt.format(xs[0])
+    return f"{fmt.format(statistics.fmean(xs))} ± {fmt.format(statistics.stdev(xs))}"
+
+
+def _dollars(outcomes: list[Outcome]) -> str:
+    usages = [o.result.usage for o in outcomes if o.result]
+    total = sum(u.cost_usd for u in usages)
+    unpriced = sum(u.unpriced_calls for u in usages)
+    return f">=${total:.4f}" if unpriced else f"${total:.4f}"
+
+
+COLUMNS = ["configuration", "runs", "solved", "steps to optimum", "evals to optimum", "best", "gap %",
+           "unique proposed", "valid %", "calls", "tokens", "cost (all runs)", "wall s"]
+
+
+def config_row(label: str, outcomes: list[Outcome], planned: int) -> list[str]:
+    done = [o for o in outcomes if o.result is not None]
+    solvable = bool(outcomes) and type(outcomes[0].problem).is_solved is not Problem.is_solved
+    solved = [o for o in done if o.result.solved_step is not None]
+    return [
+        label,
+        f"{len(done)}/{planned}",
+        f"{len(solved)}/{len(done)}" if solvable else "-",
+        mean_std([o.result.solved_step for o in solved], "{:.1f}"),
+        mean_std([o.evals_to_solve() for o in solved], "{:.0f}"),
+        mean_std([o.best() for o in done], "{:.4g}"),
+        mean_std([o.gap_pct() for o in done], "{:.2f}"),
+        mean_std([o.unique() for o in done], "{:.1f}"),
+        mean_std([o.valid_pct() for o in done], "{:.0f}"),
+        mean_std([o.result.usage.calls for o in done], "{:.0f}"),
+        mean_std([o.result.usage.tokens for o in done], "{:.0f}"),
+        _dollars(done) if done else "-",
+        mean_std([o.result.elapsed_s for o in done], "{:.1f}"),
+    ]
+
+
+def reference_rows(refs: dict[int, list[Reference]], optimum_of: dict[int, float | None],
+                   direction: Direction) -> list[list[str]]:
+    by_name: dict[str, list[tuple[int, Reference]]] = {}
+    for seed, rs in refs.items():
+        for r in rs:
+            by_name.setdefault(r.name, []).append((seed, r))
+    rows = []
+    sign = 1.0 if direction is Direction.MINIMIZE else -1.0
+    for name, items in by_name.items():
+        gaps = [sign * 100.0 * (r.value - optimum_of[s]) / abs(optimum_of[s]) for s, r in items if optimum_of.get(s)]
+        rows.append([f"{name} (reference)", f"{len(items)}", "-", "-", "-", mean_std([r.value for _, r in items], "{:.4g}"),
+                     mean_std(gaps, "{:.2f}"), "-", "-", "-", "-", "-",
+                     mean_std([r.seconds for _, r in items], "{:.2g}")])
+    return rows
+
+
+def tables(collected: Collected) -> dict[str, Table]:
+    """One table per problem label: configurations, then references."""
+    out: dict[str, Table] = {}
+    grid = collected.grid
+    for plabel in grid.problems:
+        outcomes = [o for o in collected.outcomes if o.cell.problem == plabel]
+        if not outcomes:
+            continue
+        rows: Table = [list(COLUMNS)]
+        for clabel in grid.configs:
+            rows.append(config_row(clabel, [o for o in outcomes if o.cell.config == clabel], len(grid.seeds)))
+        optimum_of = {o.cell.seed: o.optimum for o in outcomes}
+        rows += reference_rows(collected.references.get(plabel, {}), optimum_of, outcomes[0].problem.direction)
+        out[plabel] = _drop_empty_columns(rows)
+    return out
+
+
+def _drop_empty_columns(rows: Table) -> Table:
+    keep = [i for i in range(len(rows[0])) if i == 0 or any(r[i] not in ("-", "") for r in rows[1:])]
+    return [[r[i] for i in keep] for r in rows]
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def _value(text: str) -> Any:
+    """A command-line value as TOML reads it (numbers, booleans, lists), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise GridError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def grid_from_args(args: argparse.Namespace) -> Grid:
+    settings = _assignments(args.set, "--set")
+    if args.grid:
+        if args.problems or args.proposers or args.models or args.sweep:
+            raise GridError("with a grid file, only --seeds, --set and --store apply "
+                            "(put problems, proposers and models in the file)")
+        grid = load_grid(args.grid)
+        seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
+        return grid.with_overrides(seeds=seeds, defaults={k.replace("_", "-"): v for k, v in settings.items()})
+    if not args.problems:
+        raise GridError("give a grid file or --problems (see llmopt compare --help)")
+    configs: dict[str, dict[str, Any]] = {}
+    for proposer in args.proposers or ["llm", "random"]:
+        if proposer == "random":
+            configs["random"] = {"proposer": "random"}
+        else:
+            for model in args.models or [None]:
+                label = "opro" if model is None else f"opro {model.replace('/', ':')}"
+                configs[label] = {} if model is None else {"model": model}
+    sweep: dict[str, Any] = {k: v if isinstance(v, list) else [v] for k, v in _assignments(args.sweep, "--sweep").items()}
+    llm_rows = [label for label in configs if label != "random"]
+    if sweep and llm_rows:
+        sweep["base"] = llm_rows[0]  # an ablation changes the (first) OPRO configuration
+    configs.update(sweep_configs(sweep, configs, "--sweep"))
+    data = {"name": args.name, "seeds": 3 if args.seeds is None else args.seeds, "defaults": settings,
+            "problems": {p: {} for p in args.problems}, "configs": configs}
+    return grid_from_dict(data, name=args.name, source="command line")
+
+
+def print_tables(collected: Collected, markdown: bool) -> None:
+    for plabel, rows in tables(collected).items():
+        commands = {o.cell.command for o in collected.outcomes if o.cell.problem == plabel}
+        print(f"\n{plabel} ({', '.join(sorted(commands))}; seeds {', '.join(map(str, collected.grid.seeds))})")
+        print(markdown_table(rows) if markdown else format_table(rows))
+
+
+class CompareCommand:
+    """Run a grid of experiments (problem x configuration x seed) into one store, resuming what
+is done, and print one table per problem: mean ± std over seeds, with the problem's baselines
+and optimum as rows.
+
+  llmopt compare experiments/quick.toml            # a grid file (see experiments/)
+  llmopt compare --problems linreg tsp --seeds 3 --set steps=10
+  llmopt compare --problems linreg --sweep temperature=[0.0,1.0,2.0] --proposers llm
+"""
+
+    HELP = "run a grid of experiments and print comparison tables"
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser, figures: bool = True) -> None:
+        p.add_argument("grid", nargs="?", help="a TOML grid file")
+        p.add_argument("--store", help=f"run store (default: the grid's, else {DEFAULT_STORE})")
+        p.add_argument("--seeds", type=_seeds_arg, help="a count (3 = seeds 0,1,2) or a list such as [0,4,7]")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="an `llmopt run` option for every run, e.g. steps=10 (repeatable)")
+        p.add_argument("--problems", nargs="+", metavar="PROBLEM", help="problems, with their default options")
+        p.add_argument("--proposers", nargs="+", choices=("llm", "random"), help="default: llm random")
+        p.add_argument("--models", nargs="+", help="litellm model strings for the llm proposer")
+        p.add_argument("--sweep", action="append", default=[], metavar="KEY=[V1,V2]",
+                       help="one configuration per value of an option (repeatable)")
+        p.add_argument("--name", default="compare", help="grid name for the command-line case (default compare)")
+        p.add_argument("--no-references", action="store_true", help="leave out the classical baselines")
+        if figures:
+            p.add_argument("--no-run", action="store_true", help="only print the tables of what is in the store")
+            p.add_argument("--markdown", action="store_true", help="tables in Markdown")
+            p.add_argument("--plot", metavar="DIR", help="also write the figures (see llmopt plot) to DIR")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        grid = grid_from_args(args)
+        store = args.store or grid.store or DEFAULT_STORE
+        try:
+            collected = collect(grid, store, run=not args.no_run, with_references=not args.no_references)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
+            return 130
+        print_tables(collected, args.markdown)
+        if args.plot:
+            from .plot import write_figures
+
+            for path in write_figures(collected, args.plot):
+                print(f"wrote {path}")
+        if collected.stopped is StopReason.INTERRUPTED:
+            print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
+            return 130
+        return 0
+
+
+def _seeds_arg(text: str) -> Any:
+    value = _value(text)
+    try:
+        parse_seeds(value, "--seeds")
+    except GridError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
