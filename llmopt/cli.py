@@ -93,7 +93,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "json_object style, or never (off: the paper's free-text replies)")
     m.add_argument("--local-threads", type=_positive_int, default=1,
                    help="CPU threads of the embedded model (1 is the robust choice on 2 shared cores)")
-    m.add_argument("--api-base", help="endpoint of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+    endpoint = m.add_mutually_exclusive_group()
+    endpoint.add_argument("--api-base", help="endpoint of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+    endpoint.add_argument("--router", metavar="FILE",
+                          help="a litellm Router configuration (.yaml, .json or .toml: model_list, router_settings) "
+                               "spreading calls over several deployments; --model then names its model group")
     m.add_argument("--api-key-env", help="read the API key from this environment variable "
                                          "(default: the provider's usual variable, e.g. OPENAI_API_KEY)")
     m.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
@@ -170,14 +174,20 @@ def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
     if args.proposer == "random":
         return RandomProposer()
     set_threads(args.local_threads or 1)
+    settings = dict(temperature=args.temperature, max_tokens=args.max_output_tokens, concurrency=args.concurrency,
+                    num_retries=args.num_retries, timeout_s=args.timeout)
+    if args.router and args.api_key_env:
+        raise UsageError("--api-key-env does not apply with --router: each deployment names its key in the "
+                         "router file (api_key: os.environ/NAME)")
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
             raise UsageError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
-    llm = LLM.from_model(args.model, api_key=api_key, api_base=args.api_base, temperature=args.temperature,
-                         max_tokens=args.max_output_tokens, concurrency=args.concurrency,
-                         num_retries=args.num_retries, timeout_s=args.timeout)
+    if args.router:
+        llm = LLM.from_router(args.router, args.model, **settings)
+    else:
+        llm = LLM.from_model(args.model, api_key=api_key, api_base=args.api_base, **settings)
     shown = problem.default_shown if args.show is None else args.show
     meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=args.scores, decimals=args.decimals,
                             buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)

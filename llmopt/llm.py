@@ -8,7 +8,9 @@ for any OpenAI-compatible server). It adds what a research run needs on top of l
 * a persistent response cache keyed by (model, endpoint, messages, sampling parameters, seed),
   so eight samples at temperature 1 stay eight samples and a re-run is served from the cache;
 * accounting of every call: tokens, dollars (``None`` when litellm has no price, never 0),
-  latency, cache hits, errors.
+  latency, cache hits, errors;
+* optionally a litellm ``Router`` (:class:`RouterSpec`, :meth:`LLM.from_router`): several
+  deployments of one model group with rpm/tpm limits and fallbacks; litellm does the balancing.
 
 litellm is imported on first use: ``import litellm`` takes seconds.
 """
@@ -22,7 +24,10 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Awaitable, Callable, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, Mapping, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from .router import RouterSpec
 
 Messages = list[dict[str, str]]
 
@@ -43,6 +48,7 @@ class LLMConfig:
     timeout_s: float = 120.0
     num_retries: int = 3
     concurrency: int = 8
+    router: RouterSpec | None = None  # then ``model`` names one of its model groups
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip() or self.model.strip().endswith("/"):
@@ -58,10 +64,19 @@ class LLMConfig:
             raise LLMConfigError(f"num_retries must be in [0, 20], got {self.num_retries}")
         if self.concurrency < 1:
             raise LLMConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.router is not None:
+            if self.api_base:
+                raise LLMConfigError("api_base and a router exclude each other (the router's deployments "
+                                     "name their own api_base)")
+            self.router.check_group(self.model)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = asdict(replace(self, router=None))
         out["stop"] = list(self.stop)
+        if self.router is None:
+            del out["router"]  # runs recorded before routers existed still resume
+        else:
+            out["router"] = self.router.record()
         return out
 
 
@@ -74,6 +89,7 @@ class BackendReply:
     completion_tokens: int | None = None
     cost_usd: float | None = None
     finish_reason: str | None = None
+    deployment: str | None = None  # a router's call: the api_base of the deployment that served it
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,7 @@ class Completion:
     cache_hit: bool = False
     finish_reason: str | None = None
     cache_key: str | None = None
+    deployment: str | None = None  # a router's call: the api_base of the deployment that served it (not stored)
 
     @property
     def ok(self) -> bool:
@@ -136,15 +153,27 @@ async def litellm_backend(request: dict[str, Any]) -> BackendReply:
     if local is not None:
         local.register()
     response = await litellm.acompletion(**request)
+    return _reply(response, 0.0 if local is not None else litellm_cost(litellm, response))  # in-process: free
+
+
+async def router_backend(router: Any, request: dict[str, Any]) -> BackendReply:
+    """One call through a litellm Router: it picks the deployment, retries and falls back.
+
+    The cost is the Router's own (it prices the deployment that served, from the price map or the
+    deployment's ``input_cost_per_token``...); ``completion_cost`` of a Router's reply says $0 for
+    a model without a price."""
+    response = await router.acompletion(**request)
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost")
+    return replace(_reply(response, None if cost is None else float(cost)), deployment=hidden.get("api_base"))
+
+
+def _reply(response: Any, cost_usd: float | None) -> BackendReply:
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
-    return BackendReply(
-        text=choice.message.content or "",
-        prompt_tokens=getattr(usage, "prompt_tokens", None),
-        completion_tokens=getattr(usage, "completion_tokens", None),
-        cost_usd=0.0 if local is not None else litellm_cost(litellm, response),  # in-process: free
-        finish_reason=getattr(choice, "finish_reason", None),
-    )
+    return BackendReply(text=choice.message.content or "", prompt_tokens=getattr(usage, "prompt_tokens", None),
+                        completion_tokens=getattr(usage, "completion_tokens", None), cost_usd=cost_usd,
+                        finish_reason=getattr(choice, "finish_reason", None))
 
 
 SchemaStyle = Literal["json_schema", "json_object"]
@@ -167,9 +196,11 @@ def _local_module(model: str) -> Any:
     return local
 
 
-def _scrub(text: str, secret: str | None) -> str:
-    """Hide an API key that an error message might echo (short test keys would mangle words)."""
-    return text.replace(secret, "***") if secret and len(secret) >= 8 else text
+def _scrub(text: str, *secrets: str | None) -> str:
+    """Hide API keys that an error message might echo (short test keys would mangle words)."""
+    for secret in secrets:
+        text = text.replace(secret, "***") if secret and len(secret) >= 8 else text
+    return text
 
 
 @dataclass
@@ -180,11 +211,31 @@ class LLM:
     api_key: str | None = field(default=None, repr=False)
     cache: ResponseCache | None = None
     backend: Backend | None = None
+    # The litellm Router (a router config only): made once, on first use, in the process that calls.
+    _router: Any = field(default=None, init=False, repr=False, compare=False)
+    _router_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
     def from_model(cls, model: str, *, api_key: str | None = None, cache: ResponseCache | None = None,
                    backend: Backend | None = None, **settings: Any) -> "LLM":
         return cls(LLMConfig(model=model, **settings), api_key=api_key, cache=cache, backend=backend)
+
+    @classmethod
+    def from_router(cls, config: RouterSpec | Mapping[str, Any] | str | os.PathLike[str], model: str, *,
+                    cache: ResponseCache | None = None, backend: Backend | None = None, **settings: Any) -> "LLM":
+        """Calls to model group ``model`` of a litellm Router configuration (a file or a mapping in
+        litellm's ``model_list`` / ``router_settings`` shape); the file holds the deployments' keys."""
+        from .router import RouterSpec
+
+        return cls(LLMConfig(model=model, router=RouterSpec.load(config), **settings), cache=cache, backend=backend)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__, _router=None)  # a worker process makes its own Router
+        del state["_router_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _router_lock=threading.Lock())
 
     @property
     def model(self) -> str:
@@ -195,11 +246,16 @@ class LLM:
         return self.backend is None
 
     def with_cache(self, cache: ResponseCache | None) -> "LLM":
-        return replace(self, cache=cache)
+        out = replace(self, cache=cache)
+        out._router = self._router  # one Router (its cooldowns and rpm counts) per model
+        return out
 
     def validate(self) -> None:
         """Fail fast, before any budget is spent, on a model string litellm cannot route."""
         if not self.uses_litellm:
+            return
+        if self.config.router is not None:
+            self._validate_router()
             return
         local = _local_module(self.config.model)
         if local is not None:
@@ -216,6 +272,38 @@ class LLM:
                 f"{_scrub(str(exc).strip().splitlines()[0], self.api_key)}"
             ) from None
 
+    def _validate_router(self) -> None:
+        """Every variable a deployment names is set, litellm can route every deployment, and litellm
+        accepts the settings (the Router is made here, once)."""
+        spec, litellm = self.config.router, import_litellm()
+        assert spec is not None
+        for where, name in spec.env_refs():
+            if not os.environ.get(name):
+                raise LLMConfigError(f"{spec.source}: {where}: environment variable {name} is not set")
+        for i, d in enumerate(spec.model_list):
+            params = d["litellm_params"]
+            try:
+                litellm.get_llm_provider(params["model"], api_base=params.get("api_base"))
+            except Exception:  # litellm raises a variety of errors for an unroutable model
+                raise LLMConfigError(f"{spec.source}: model_list[{i}].litellm_params.model: litellm cannot route "
+                                     f"{params['model']!r} (use a provider prefix such as 'openai/')") from None
+        try:
+            self._litellm_router()
+        except Exception as exc:  # litellm's own checks: unknown settings, strategies, ...
+            detail = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                            *self._secrets())
+            raise LLMConfigError(f"{spec.source}: litellm's Router refused the configuration: {detail}") from None
+
+    def _litellm_router(self) -> Any:
+        with self._router_lock:
+            if self._router is None:
+                assert self.config.router is not None
+                self._router = self.config.router.build(self.config.num_retries, self.config.timeout_s)
+            return self._router
+
+    def _secrets(self) -> list[str | None]:
+        return [self.api_key, *(self.config.router.secrets() if self.config.router is not None else ())]
+
     def supports_structured(self) -> bool:
         """Can this model be asked for output that follows a JSON schema?"""
         if _local_module(self.config.model) is not None:
@@ -223,8 +311,10 @@ class LLM:
         if not self.uses_litellm:
             return False
         litellm = import_litellm()
+        router = self.config.router
+        models = router.models(self.config.model) if router is not None else (self.config.model,)
         try:
-            return bool(litellm.supports_response_schema(model=self.config.model))
+            return all(litellm.supports_response_schema(model=m) for m in models)
         except Exception:  # unmapped model: assume not
             return False
 
@@ -294,7 +384,7 @@ class LLM:
 
     async def _one(self, messages: Messages, seed: int, response_format: dict[str, Any] | None) -> Completion:
         request = self.request(messages, seed, response_format)
-        key = cache_key(request)
+        key = cache_key(self._keyed(request))
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
@@ -305,22 +395,32 @@ class LLM:
         try:
             reply = await self._call(request)
         except Exception as exc:  # a failed call is data: the proposer records a FAILED trial
-            message = _scrub(f"{type(exc).__name__}: {exc}", self.api_key)
+            message = _scrub(f"{type(exc).__name__}: {exc}", *self._secrets())
             return Completion(seed=seed, text=None, error=message[:2000],
                               latency_s=time.perf_counter() - started, cache_key=key)
         done = Completion(seed=seed, text=reply.text, prompt_tokens=reply.prompt_tokens or 0,
                           completion_tokens=reply.completion_tokens or 0, cost_usd=reply.cost_usd,
                           latency_s=time.perf_counter() - started, finish_reason=reply.finish_reason,
-                          cache_key=key)
+                          cache_key=key, deployment=reply.deployment)
         if self.cache is not None:
             self.cache.put(key, {"model": self.config.model, "request": request, "text": reply.text,
                                  "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                                  "cost_usd": reply.cost_usd, "finish_reason": reply.finish_reason})
         return done
 
+    def _keyed(self, request: dict[str, Any]) -> dict[str, Any]:
+        """What the cache key hashes. A router's call is keyed by its model group and the models
+        behind it, not by the server that answers: any deployment of one model gives the same kind
+        of reply, so a run re-served over other servers (or a grown cluster) still hits its cache."""
+        if self.config.router is None:
+            return request
+        return {**request, "router_models": list(self.config.router.models(self.config.model))}
+
     async def _call(self, request: dict[str, Any]) -> BackendReply:
         if self.backend is not None:
             return await self.backend(request)
+        if self.config.router is not None:  # the Router's num_retries and timeout are the config's
+            return await router_backend(self._litellm_router(), request)
         full = dict(request, num_retries=self.config.num_retries, timeout=self.config.timeout_s)
         if self.api_key:
             full["api_key"] = self.api_key

@@ -34,7 +34,11 @@ def add_task_arguments(g: Any, task_required: bool = True) -> None:
                    help="where the instruction goes in the scorer's prompt")
     g.add_argument("--scorer", default=DEFAULT_MODEL, help="scorer model, any litellm model string "
                                                             f"(default {DEFAULT_MODEL}, the embedded model)")
-    g.add_argument("--scorer-api-base", help="endpoint of an OpenAI-compatible server for the scorer")
+    endpoint = g.add_mutually_exclusive_group()
+    endpoint.add_argument("--scorer-api-base", help="endpoint of an OpenAI-compatible server for the scorer")
+    endpoint.add_argument("--scorer-router", metavar="FILE",
+                          help="a litellm Router configuration for the scorer (several deployments; "
+                               "--scorer then names its model group)")
     g.add_argument("--scorer-api-key-env", help="environment variable holding the scorer's API key")
     g.add_argument("--scorer-max-tokens", type=int, default=64, help="max tokens of each scorer reply")
     g.add_argument("--scorer-concurrency", type=int, default=8, help="concurrent scorer calls")
@@ -58,9 +62,16 @@ def make_task(args: argparse.Namespace, name: str | None = None) -> Task:
 
 def make_scorer(args: argparse.Namespace) -> Scorer:
     set_threads(getattr(args, "local_threads", 1) or 1)
-    llm = LLM.from_model(args.scorer, api_key=_api_key(args.scorer_api_key_env), api_base=args.scorer_api_base,
-                         temperature=0.0, max_tokens=args.scorer_max_tokens, concurrency=args.scorer_concurrency,
-                         num_retries=args.scorer_retries, timeout_s=args.scorer_timeout)
+    settings = dict(temperature=0.0, max_tokens=args.scorer_max_tokens, concurrency=args.scorer_concurrency,
+                    num_retries=args.scorer_retries, timeout_s=args.scorer_timeout)
+    if args.scorer_router:
+        if args.scorer_api_key_env:
+            raise ValueError("--scorer-api-key-env does not apply with --scorer-router: each deployment names its "
+                             "key in the router file (api_key: os.environ/NAME)")
+        llm = LLM.from_router(args.scorer_router, args.scorer, **settings)
+    else:
+        llm = LLM.from_model(args.scorer, api_key=_api_key(args.scorer_api_key_env), api_base=args.scorer_api_base,
+                             **settings)
     llm.validate()
     return Scorer(llm, args.position)
 
