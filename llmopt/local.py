@@ -95,7 +95,11 @@ class _Engine:
                                 n_threads_batch=self.n_threads, verbose=False)
         return self._llama
 
-    def chat(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+    def chat(self, messages: list[dict[str, str]], params: dict[str, Any],
+             cancelled: threading.Event | None = None) -> dict[str, Any]:
+        """One chat completion. ``cancelled`` set (the caller gave up, e.g. on Ctrl-C): a call
+        still queued behind the lock never starts (llama.cpp cannot abort a running one from
+        Python: an exception in its sampler callback is swallowed)."""
         kwargs: dict[str, Any] = {
             "messages": messages,
             "temperature": float(params.get("temperature", 1.0)),
@@ -108,11 +112,17 @@ class _Engine:
         if schema is not None:  # llama.cpp turns the JSON schema into a GBNF grammar
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         with self.lock:
+            if cancelled is not None and cancelled.is_set():
+                raise CallCancelled("the caller cancelled this call before it started")
             started = time.perf_counter()
             try:
                 return self.llama().create_chat_completion(**kwargs)
             finally:
                 self.busy_s += time.perf_counter() - started
+
+
+class CallCancelled(RuntimeError):
+    """An embedded-model call whose caller has gone (its result would be thrown away)."""
 
 
 def _schema_of(response_format: Any) -> dict[str, Any] | None:
@@ -157,10 +167,11 @@ def _provider_class() -> type:
 
         def completion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
                        model_response: Any, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
-                       optional_params: dict, *args: Any, **kwargs: Any) -> Any:
+                       optional_params: dict, *args: Any, cancelled: threading.Event | None = None,
+                       **kwargs: Any) -> Any:
             name = model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
             started = time.perf_counter()
-            out = engine(name).chat(messages, optional_params)
+            out = engine(name).chat(messages, optional_params, cancelled)
             choice = out["choices"][0]
             usage = out.get("usage", {})
             response = litellm.ModelResponse(
@@ -175,7 +186,14 @@ def _provider_class() -> type:
             return response
 
         async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(self.completion, *args, **kwargs)
+            # A cancelled await (Ctrl-C, a timeout) does not stop a thread: tell it, so the calls
+            # queued behind the engine's lock are dropped instead of run one by one to the end.
+            cancelled = threading.Event()
+            try:
+                return await asyncio.to_thread(self.completion, *args, cancelled=cancelled, **kwargs)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
 
     return LocalProvider
 

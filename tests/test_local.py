@@ -85,3 +85,31 @@ def test_llmopt_run_linreg_defaults_to_the_embedded_model(tmp_path, capsys) -> N
     run = RunStore(store).get_run("linreg-llm-seed0")
     assert run.config["proposer"]["llm"]["model"] == DEFAULT_MODEL == "local/smollm2"
     assert run.config["proposer"]["response_format"] is not None  # structured output by default
+
+
+
+def test_a_cancelled_call_queued_behind_the_engine_never_generates() -> None:
+    """Ctrl-C (or a timeout) cancels the awaiting task, not its thread: the thread must see it
+    and drop the call, instead of generating a reply nobody reads while the run waits for it."""
+    import asyncio
+
+    from llmopt import local
+
+    eng = local.engine("smollm2")
+    provider = local._provider_class()()
+    before = eng.busy_s
+
+    async def main() -> None:
+        call = asyncio.ensure_future(provider.acompletion(
+            "local/smollm2", [{"role": "user", "content": "Say hi."}], None, {}, None, None, None, None, None,
+            {"max_tokens": 16, "seed": 1}))
+        await asyncio.sleep(0.3)  # the worker thread now waits for the engine's lock
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        eng.lock.release()  # asyncio.run then waits for the worker thread before returning
+
+    eng.lock.acquire()
+    asyncio.run(main())
+    assert eng.busy_s == before  # nothing was generated
+    assert eng.chat([{"role": "user", "content": "Say hi."}], {"max_tokens": 4, "seed": 1})["choices"]
