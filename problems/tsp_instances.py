@@ -188,7 +188,8 @@ def read_tsplib(path: str | Path) -> TSPInstance:
 
 def _build(path: Path, spec: dict[str, str], coords: dict[int, tuple[float, float]], weights: list[float],
            section_line: int) -> TSPInstance:
-    kind = spec.get("TYPE", "TSP").split()[0]
+    words = spec.get("TYPE", "TSP").split()
+    kind = words[0] if words else "(empty)"
     if kind != "TSP":
         raise TSPLIBError(f"{path}: TYPE {kind} is not supported (only symmetric TSP)")
     try:

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from llmopt.cli import main
@@ -45,6 +45,7 @@ def _write(text: str | bytes, name: str) -> Path:
 
 @FUZZ
 @given(tsplib_files)
+@example("TYPE : ")  # found by this test: an empty TYPE was an IndexError
 def test_tsplib_reader_raises_only_tsplib_errors_naming_the_file(text: str) -> None:
     path = _write(text, "fuzz.tsp")
     try:
