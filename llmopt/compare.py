@@ -85,6 +85,7 @@ class Outcome:
     cell: Cell
     problem: Problem
     result: RunResult | None = None
+    finished: bool = False  # False: not run, interrupted, or still running in another process
 
     @property
     def optimum(self) -> float | None:
@@ -168,8 +169,9 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
             problem, proposer, budget = prepare_run(args)
             if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):
                 out.references[cell.problem][cell.seed] = references(args, problem)
-            exists = store.find_run(cell.name) is not None
-            outcome = Outcome(cell, problem)
+            record = store.find_run(cell.name)
+            exists = record is not None
+            outcome = Outcome(cell, problem, finished=exists and record.status == "finished")
             out.outcomes.append(outcome)
             if not exists and not run:
                 continue
@@ -180,6 +182,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
                 continue
             log(f"[{i}/{len(parsed)}] {cell.name}: {'resuming' if exists else 'starting'}")
             outcome.result = execute(opt, args)
+            outcome.finished = outcome.result.stop_reason is not StopReason.INTERRUPTED
             log(f"[{i}/{len(parsed)}] {cell.name}: {outcome.result.stop_reason.value} after "
                 f"{outcome.result.steps} steps ({outcome.result.elapsed_s:.1f} s)")
             if outcome.result.stop_reason is StopReason.INTERRUPTED:
@@ -211,12 +214,14 @@ COLUMNS = ["configuration", "runs", "solved", "steps to optimum", "evals to opti
 
 
 def config_row(label: str, outcomes: list[Outcome], planned: int) -> list[str]:
-    done = [o for o in outcomes if o.result is not None]
+    """Finished runs only: a partial run (interrupted, or running elsewhere) would bias the means."""
+    done = [o for o in outcomes if o.result is not None and o.finished]
+    partial = sum(1 for o in outcomes if o.result is not None and not o.finished)
     solvable = bool(outcomes) and type(outcomes[0].problem).is_solved is not Problem.is_solved
     solved = [o for o in done if o.result.solved_step is not None]
     return [
         label,
-        f"{len(done)}/{planned}",
+        f"{len(done)}/{planned}" + (f" (+{partial} partial)" if partial else ""),
         f"{len(solved)}/{len(done)}" if solvable else "-",
         mean_std([o.result.solved_step for o in solved], "{:.1f}"),
         mean_std([o.evals_to_solve() for o in solved], "{:.0f}"),
