@@ -29,6 +29,12 @@ FAULTS = ("429", "429-retry-after", "500", "503", "reset", "timeout", "empty", "
 
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog (5) drops some of 8+ simultaneous connections
+    # (every reply is HTTP/1.0, one connection per call) and the client retries a second later.
+    request_queue_size = 128
+
+
 class OpenAIServer:
     def __init__(self, script: Callable[[str, int], str], *, plan: Callable[[int], str | None] | None = None,
                  slow_s: float = 3.0) -> None:
@@ -107,7 +113,7 @@ class OpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
