@@ -115,9 +115,6 @@ class Grid:
                     out.append(Cell(self.name, plabel, clabel, seed, command, options))
         return out
 
-    def problem_command(self, label: str) -> str:
-        return str({**self.defaults, **self.problems[label]}.get("problem", label))
-
     def with_overrides(self, *, seeds: tuple[int, ...] | None = None, defaults: dict[str, Any] | None = None,
                        store: str | None = None) -> "Grid":
         return Grid(name=self.name, seeds=seeds or self.seeds, problems=self.problems, configs=self.configs,
