@@ -86,7 +86,7 @@ def llama_server(threads: int, log_dir: Path) -> Iterator[tuple[str, str, dict[s
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path("smollm2")), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "llmopt.local_server", "--model", str(model_path("smollm2")), "--host", "127.0.0.1",
            "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", "2048", "--model_alias", "smollm2"]
     log = log_dir / "llama-server.log"
     with open(log, "wb") as sink:  # a pipe would fill with llama.cpp's logging and stall the server

@@ -8,14 +8,37 @@ ordinary dependency), never from the network at run time.
 ``local//path/to/any.gguf`` runs any other GGUF file. One model instance per process, guarded
 by a lock (llama.cpp contexts are not thread-safe), with ``n_threads=1`` by default: on two
 shared cores, two threads collapsed under any competing process (see README).
+
+Three things make it safe and reproducible on any x86-64 CPU:
+
+* **No extra buffer types.** A native llama.cpp build on a CPU with AMX multiplies through its
+  AMX kernels, which segfault (``ggml_backend_amx_mul_mat`` at ``ldtilecfg``) on the machines
+  this project runs on. Models are loaded with ``use_extra_bufts = False`` (llama.cpp's switch
+  for AMX and weight repacking), by :func:`safe_model_params`; the tests' and benchmarks'
+  llama.cpp server is started through :mod:`llmopt.local_server`, which does the same.
+* **A probe before the first use.** A crash cannot be caught in-process, so the first use of a
+  model on a machine generates a few tokens in a child process (:func:`check_runs`); if that
+  child dies, the run stops with one line saying so, before any budget is spent. A success is
+  remembered in the user's cache directory, keyed by CPU, llama.cpp build and model file.
+* **Order-independent samples.** Concurrent calls reach the engine in arrival order, and
+  llama.cpp reuses the previous prompt's KV cache; a prompt evaluated in other chunks gives
+  slightly different logits, so a sample would depend on which call came first. Every call
+  evaluates its prompt the same way (:class:`_CanonicalPrompt`): all tokens but the last in one
+  evaluation from an empty cache (reused only for exactly the same prompt), then the last alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import hashlib
 import importlib.util
 import os
+import platform
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -52,7 +75,7 @@ def model_path(name: str) -> Path:
     spec_entry = MODELS.get(name)
     if spec_entry is None:
         known = ", ".join(f"{PROVIDER}/{n}" for n in MODELS)
-        raise LLMConfigError(f"unknown local model {PROVIDER}/{name!r}: known are {known}, "
+        raise LLMConfigError(f"unknown local model '{PROVIDER}/{name}': known are {known}, "
                              f"or {PROVIDER}//path/to/model.gguf")
     spec = importlib.util.find_spec(spec_entry.package)
     if spec is None or not spec.submodule_search_locations:
@@ -78,6 +101,76 @@ def default_threads() -> int:
     return _threads["n"]
 
 
+_params_lock = threading.Lock()
+
+
+def without_extra_bufts(default_params: Any) -> Any:
+    """``llama_model_default_params`` with ``use_extra_bufts = False`` (no AMX, no repacking)."""
+
+    def params() -> Any:
+        out = default_params()
+        out.use_extra_bufts = False
+        return out
+
+    return params
+
+
+@contextlib.contextmanager
+def safe_model_params() -> Any:
+    """While inside, every llama.cpp model load uses no extra buffer types (AMX, repacking).
+
+    llama-cpp-python fills its model parameters from ``llama_model_default_params()`` inside
+    ``Llama.__init__`` and exposes no argument for ``use_extra_bufts``, so the default itself is
+    wrapped for the duration of the load (under a lock: loads in other threads wait)."""
+    from llama_cpp import llama_cpp as lib
+
+    with _params_lock:
+        original = lib.llama_model_default_params
+        lib.llama_model_default_params = without_extra_bufts(original)
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
+
+
+def load_llama(path: Path | str, n_ctx: int, n_threads: int) -> Any:
+    """A llama.cpp model, safe on any x86-64 CPU, whose samples do not depend on call order."""
+    with safe_model_params():
+        llama = _llama_class()(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                               n_threads_batch=n_threads, verbose=False)
+    if getattr(llama.model_params, "use_extra_bufts", False):
+        raise LLMConfigError("llama-cpp-python loaded the model with extra buffer types (AMX) despite llmopt's "
+                             "setting: this llama-cpp-python version is not supported")
+    return llama
+
+
+_llama_classes: list[type] = []
+
+
+def _llama_class() -> type:
+    """``llama_cpp.Llama`` whose prompts are always evaluated the same way (see the module doc)."""
+    if _llama_classes:
+        return _llama_classes[0]
+    from llama_cpp import Llama
+
+    class _CanonicalPrompt(Llama):  # type: ignore[misc, valid-type]
+        _prefix: tuple[int, ...] = ()
+
+        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
+            tokens = list(tokens)
+            prefix = tuple(tokens[:-1])
+            cached = self.n_tokens >= len(prefix) and tuple(self.input_ids[:len(prefix)].tolist()) == prefix
+            if not (cached and self._prefix == prefix):
+                self.reset()
+                self.eval(list(prefix))  # one evaluation from an empty cache, in n_batch chunks
+                self._prefix = prefix
+            # llama-cpp-python now finds all but the last prompt token cached and evaluates the last alone
+            return super().generate(tokens, *args, **kwargs)
+
+    _llama_classes.append(_CanonicalPrompt)
+    return _CanonicalPrompt
+
+
 class _Engine:
     """One llama.cpp model, loaded on first use, used by one call at a time."""
 
@@ -89,10 +182,8 @@ class _Engine:
 
     def llama(self) -> Any:
         if self._llama is None:
-            from llama_cpp import Llama
-
-            self._llama = Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                n_threads_batch=self.n_threads, verbose=False)
+            check_runs(self.path, self.n_threads)
+            self._llama = load_llama(self.path, self.n_ctx, self.n_threads)
         return self._llama
 
     def chat(self, messages: list[dict[str, str]], params: dict[str, Any],
@@ -135,6 +226,102 @@ def _schema_of(response_format: Any) -> dict[str, Any] | None:
     return None
 
 
+#: Bumped when the probe changes, so that earlier successes are not trusted for it.
+PROBE_VERSION = 1
+_probed: set[str] = set()
+_probe_lock = threading.Lock()
+
+
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and feature flags (of the first core), from /proc/cpuinfo."""
+    name, flags = platform.machine(), frozenset[str]()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and name == platform.machine():
+                name = value
+            elif key == "flags" and not flags:
+                flags = frozenset(value.split())
+    return name, flags
+
+
+def cpu_summary() -> str:
+    """The CPU's model name and whether it has AMX (what decides which llama.cpp kernels exist)."""
+    name, flags = _cpuinfo()
+    amx = sorted(f for f in flags if f.startswith("amx"))
+    return f"{name}, {'AMX: ' + ' '.join(amx) if amx else 'no AMX'}"
+
+
+def _probe_marker(path: Path, n_threads: int) -> Path:
+    """Where a successful probe of this (CPU, llama.cpp build, model file, threads) is remembered."""
+    spec = importlib.util.find_spec("llama_cpp")
+    lib_dir = Path(list(spec.submodule_search_locations)[0]) / "lib" if spec and spec.submodule_search_locations else None
+    libs = sorted(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in lib_dir.glob("*")) if lib_dir and lib_dir.is_dir() else []
+    stat = path.stat()
+    key = "\n".join([str(PROBE_VERSION), sys.version, *sorted(_cpuinfo()[1]), *libs,
+                     f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}", str(n_threads)])
+    base = os.environ.get("LLMOPT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "llmopt")
+    return Path(base) / f"probe-{hashlib.sha256(key.encode()).hexdigest()[:24]}.ok"
+
+
+def probe_command(path: Path, n_threads: int) -> list[str]:
+    """The child process that generates a few tokens with the model, as a run would."""
+    return [sys.executable, "-m", "llmopt.local", "--probe", str(path), str(n_threads)]
+
+
+def check_runs(path: Path, n_threads: int, command: list[str] | None = None, timeout_s: float = 300.0) -> None:
+    """Raise a one-line :class:`LLMConfigError` if llama.cpp crashes with this model on this machine.
+
+    The test generation runs in a child process (a segfault cannot be caught in-process); a
+    success is remembered on disk, so its cost (one model load and a few tokens, about a second
+    for the embedded model) is paid once per machine, llama.cpp build and model file."""
+    path = Path(path)
+    marker = _probe_marker(path, n_threads)
+    with _probe_lock:
+        if str(marker) in _probed or marker.is_file():
+            _probed.add(str(marker))
+            return
+        try:
+            done = subprocess.run(command or probe_command(path, n_threads), capture_output=True, text=True,
+                                  errors="replace", timeout=timeout_s, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise LLMConfigError(f"the embedded model {path.name} did not finish a test generation in "
+                                 f"{timeout_s:.0f} s on this machine ({cpu_summary()})") from None
+        if done.returncode != 0:
+            raise LLMConfigError(_crash_message(path, done.returncode, done.stderr))
+        _probed.add(str(marker))
+        with contextlib.suppress(OSError):  # an unwritable cache only means probing again next time
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {cpu_summary()}\n")
+
+
+def _crash_message(path: Path, code: int, stderr: str) -> str:
+    how = f"exit status {code}"
+    if code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    detail = f"; its last words: {last[:200]}" if last else ""
+    return (f"the embedded model cannot run on this machine: llama.cpp crashed in a test generation with "
+            f"{path.name} ({how}; CPU: {cpu_summary()}){detail}. Use another model instead: a llama.cpp or "
+            f"vLLM server (--model openai/<name> --api-base http://127.0.0.1:8080/v1) or a hosted one "
+            f"(--model openai/gpt-4o-mini)")
+
+
+def _probe_main(path: str, n_threads: str) -> int:
+    """Load the model as :class:`_Engine` does and generate with a grammar and without."""
+    llama = load_llama(path, 4096, int(n_threads))
+    messages = [{"role": "user", "content": "Give two integers."}]
+    llama.create_chat_completion(messages=messages, max_tokens=8, seed=0)
+    llama.create_chat_completion(messages=messages, max_tokens=8, seed=1, response_format={
+        "type": "json_object", "schema": {"type": "object", "properties": {"w": {"type": "integer"}}}})
+    llama.close()
+    return 0
+
+
 _engines: dict[tuple[str, int, int], _Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -157,6 +344,12 @@ def engine(name: str, n_threads: int | None = None) -> _Engine:
         if key not in _engines:
             _engines[key] = _Engine(path, n_ctx, threads)
         return _engines[key]
+
+
+def check_model(name: str, n_threads: int | None = None) -> None:
+    """The weights of ``local/<name>`` exist and llama.cpp runs them on this machine (else one line)."""
+    eng = engine(name, n_threads)
+    check_runs(eng.path, eng.n_threads)
 
 
 def _provider_class() -> type:
@@ -210,3 +403,9 @@ def register() -> None:
     entries = [e for e in litellm.custom_provider_map if e.get("provider") != PROVIDER]
     litellm.custom_provider_map = entries + [{"provider": PROVIDER, "custom_handler": _provider_class()()}]
     _registered = True
+
+
+if __name__ == "__main__":  # the probe's child process: python -m llmopt.local --probe PATH THREADS
+    if len(sys.argv) == 4 and sys.argv[1] == "--probe":
+        sys.exit(_probe_main(sys.argv[2], sys.argv[3]))
+    sys.exit("usage: python -m llmopt.local --probe MODEL.gguf THREADS")

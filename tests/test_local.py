@@ -113,3 +113,107 @@ def test_a_cancelled_call_queued_behind_the_engine_never_generates() -> None:
     asyncio.run(main())
     assert eng.busy_s == before  # nothing was generated
     assert eng.chat([{"role": "user", "content": "Say hi."}], {"max_tokens": 4, "seed": 1})["choices"]
+
+
+# --- any x86-64 CPU (issue 12: AMX segfault), and samples independent of call order -------------
+
+
+def test_models_load_without_llama_cpps_extra_buffer_types() -> None:
+    """The AMX kernels (an extra buffer type of a native build on such CPUs) segfault on the first
+    generation; the engine loads with them off, on every CPU, so no machine takes that path."""
+    from llmopt import local
+
+    assert local.engine("smollm2").llama().model_params.use_extra_bufts is False
+
+
+def test_the_readme_path_generates_in_a_fresh_process(tmp_path) -> None:
+    """What `llmopt run linreg` does first, in a child process, so that a segfault (the AMX crash)
+    fails this test instead of killing the test run; the probe runs too (fresh cache dir)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from llmopt import LLM; llm = LLM.from_model('local/smollm2', max_tokens=16); llm.validate(); "
+            "print(repr(llm.complete([{'role': 'user', 'content': 'Say hi.'}], [0])[0].text))")
+    env = dict(os.environ, LLMOPT_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-1500:]}"
+    assert done.stdout.strip() not in ("", "''")
+    assert list((tmp_path / "cache").glob("probe-*.ok"))  # the probe passed and was remembered
+
+
+def test_a_crashing_llama_cpp_is_one_line_before_anything_is_spent(tmp_path, monkeypatch, capsys) -> None:
+    """If llama.cpp still dies on some CPU, the run refuses in one line naming the CPU and what to use
+    instead; no store is made, no call recorded."""
+    import sys
+
+    from llmopt import local
+    from llmopt.cli import main
+
+    segfault = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+    monkeypatch.setattr(local, "probe_command", lambda path, threads: segfault)
+    monkeypatch.setenv("LLMOPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(local, "_probed", set())
+    store = tmp_path / "r.db"
+    assert main(["run", "linreg", "--steps", "1", "--store", str(store), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot run on this machine" in err and "SIGSEGV" in err
+    assert local.cpu_summary() in err and "--api-base" in err
+    assert not store.exists() and not list((tmp_path / "cache").glob("*"))  # a failure is not remembered
+
+
+def test_a_passed_probe_is_remembered_on_disk(tmp_path, monkeypatch) -> None:
+    import sys
+
+    from llmopt import local
+
+    monkeypatch.setenv("LLMOPT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(local, "_probed", set())
+    path = local.model_path("smollm2")
+    local.check_runs(path, 1, command=[sys.executable, "-c", "pass"])
+    assert len(list(tmp_path.glob("probe-*.ok"))) == 1
+    monkeypatch.setattr(local, "_probed", set())  # a new process: the marker file answers
+    local.check_runs(path, 1, command=[sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(LLMConfigError, match="exit status 3"):  # other threads: another probe
+        local.check_runs(path, 2, command=[sys.executable, "-c", "raise SystemExit(3)"])
+
+
+def test_samples_do_not_depend_on_the_order_calls_arrive_in() -> None:
+    """The engine serves concurrent calls in arrival order and keeps the last prompt's KV cache; a
+    sample for (prompt, seed) must still be the same whichever calls came before it."""
+    from llmopt import local
+
+    eng = local.engine("smollm2")
+    prompts = {
+        "a": [{"role": "user", "content": "Write three random pairs of integers between 0 and 99, like [12, 40]."}],
+        "b": [{"role": "user", "content": "Write three random pairs of integers between 0 and 99, like [7, 3], "
+                                          "and nothing else."}],
+    }
+
+    def sample(order: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        return {(p, s): eng.chat(prompts[p], {"max_tokens": 40, "seed": s, "temperature": 1.0})["choices"][0]
+                ["message"]["content"] for p, s in order}
+
+    calls = [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("b", 2), ("b", 3)]
+    first = sample(calls)
+    again = sample(list(reversed(calls)))
+    assert first == again
+
+
+def test_same_seed_same_run_in_fresh_stores_and_processes(tmp_path) -> None:
+    """Two seed-0 runs of `llmopt run linreg` with the embedded model, each in its own process with
+    a new store and no cache, propose the same trials (8 concurrent calls a step, in any order)."""
+    import subprocess
+    import sys
+
+    def run_in_a_new_process(store) -> list[tuple]:
+        cmd = [sys.executable, "-m", "llmopt.cli", "run", "linreg", "--steps", "1", "--max-rounds", "1",
+               "--store", str(store), "--quiet", "--max-output-tokens", "48"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-1500:]
+        with RunStore(store) as s:
+            rows = s.trial_rows(s.get_run("linreg-llm-seed0").id)
+            return [(r["number"], r["state"], r["raw"], r["value"]) for r in rows]
+
+    first, second = run_in_a_new_process(tmp_path / "a.db"), run_in_a_new_process(tmp_path / "b.db")
+    assert len(first) == 5 + 8 and first == second
