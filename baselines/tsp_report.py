@@ -75,13 +75,14 @@ class CLI:
 
     @staticmethod
     def add_arguments(p: Any) -> None:
-        p.add_argument("--n", type=int, nargs="+", default=[10, 15, 20, 50], help="instance sizes")
-        p.add_argument("--seeds", type=int, default=5, help="instances per size (seeds 0..S-1)")
+        p.add_argument("--n", type=int, nargs="+", default=[10, 15, 20, 50], help="instance sizes (default 10 15 20 50)")
+        p.add_argument("--seeds", type=int, default=5, help="instances per size, seeds 0..S-1 (default 5)")
         p.add_argument("--truncate", action="store_true", help="the official code's int()-truncated coordinates")
         p.add_argument("--tsplib", nargs="+", help="TSPLIB files instead of generated instances")
         p.add_argument("--store", help="add the TSP runs of this store as rows (same instances)")
-        p.add_argument("--gls-time", type=float, default=2.0, help="seconds for OR-Tools guided local search")
-        p.add_argument("--exact-time", type=float, default=60.0, help="seconds for proving each optimum")
+        p.add_argument("--gls-time", type=float, default=2.0,
+                       help="seconds for OR-Tools guided local search (default 2)")
+        p.add_argument("--exact-time", type=float, default=60.0, help="seconds for proving each optimum (default 60)")
 
     @staticmethod
     def run(args: Any) -> int:

@@ -42,6 +42,15 @@ def entry_points(group: str) -> dict[str, Any]:
 
 
 def _positive_int(text: str) -> int:
+    """An integer >= 1: counts where 0 means nothing (proposals per step, rounds, threads, workers)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """An integer >= 0: seeds, and limits where 0 makes sense (``--steps 0`` scores only the starts)."""
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
@@ -59,7 +68,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--proposer", choices=("llm", "random"), default="llm",
                    help="llm: OPRO; random: the random-search control (default: llm)")
-    g.add_argument("--seed", type=_positive_int, default=0, help="seed of the instance and the run (default 0)")
+    g.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the instance and the run (default 0)")
     g.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite run store (default {DEFAULT_STORE})")
     g.add_argument("--name", help="run name in the store (default: <problem>-<proposer>-seed<S>)")
     g.add_argument("--resume", action="store_true", help="continue the named run (same settings; budgets may grow)")
@@ -68,14 +77,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="sampling rounds per step to replace invalid or duplicate replies (default 3)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--executor", choices=EXECUTORS, default="none",
-                   help="where solutions are scored: in the loop, threads, processes, or a Dask cluster")
+                   help="where solutions are scored: in the loop (none), threads, processes, or a Dask cluster "
+                        "(default none)")
     g.add_argument("--workers", type=_positive_int, help="workers of the executor (default: the pool's own)")
     g.add_argument("--dask-scheduler", help="address of a running Dask scheduler (default: a LocalCluster)")
     b = p.add_argument_group("budget (the first limit reached stops the run)")
-    b.add_argument("--steps", type=_positive_int, default=50, help="max steps (default 50)")
-    b.add_argument("--max-evals", type=_positive_int, help="max scored solutions, starting ones included")
-    b.add_argument("--max-calls", type=_positive_int, help="max LLM calls")
-    b.add_argument("--max-tokens", type=_positive_int, help="max LLM tokens, prompt + completion")
+    b.add_argument("--steps", type=_non_negative_int, default=50,
+                   help="max steps; 0 scores only the starting solutions (default 50)")
+    b.add_argument("--max-evals", type=_non_negative_int, help="max scored solutions, starting ones included")
+    b.add_argument("--max-calls", type=_non_negative_int, help="max LLM calls")
+    b.add_argument("--max-tokens", type=_non_negative_int, help="max LLM tokens, prompt + completion")
     b.add_argument("--max-usd", type=_non_negative, help="max dollars (calls with a known price)")
     b.add_argument("--max-seconds", type=_non_negative, help="max wall time")
     b.add_argument("--target", type=float, help="stop once the best value reaches this")
@@ -90,9 +101,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--structured", choices=STRUCTURED, default="auto",
                    help="structured output (the problem's JSON schema; a grammar for the embedded model): where "
                         "supported (auto), always in OpenAI's json_schema style (on), in llama.cpp-server's "
-                        "json_object style, or never (off: the paper's free-text replies)")
+                        "json_object style, or never (off: the paper's free-text replies) (default auto)")
     m.add_argument("--local-threads", type=_positive_int, default=1,
-                   help="CPU threads of the embedded model (1 is the robust choice on 2 shared cores)")
+                   help="CPU threads of the embedded model (default 1, the robust choice on 2 shared cores)")
     endpoint = m.add_mutually_exclusive_group()
     endpoint.add_argument("--api-base", help="endpoint of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
     endpoint.add_argument("--router", metavar="FILE",
@@ -101,18 +112,22 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--api-key-env", help="read the API key from this environment variable "
                                          "(default: the provider's usual variable, e.g. OPENAI_API_KEY)")
     m.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    m.add_argument("--max-output-tokens", type=_positive_int, default=512, help="max tokens per reply")
+    m.add_argument("--max-output-tokens", type=_positive_int, default=512, help="max tokens per reply (default 512)")
     m.add_argument("--concurrency", type=_positive_int, default=8, help="concurrent LLM calls (default 8)")
-    m.add_argument("--num-retries", type=_positive_int, default=3, help="retries per call, with backoff")
-    m.add_argument("--timeout", type=_non_negative, default=120.0, help="seconds per call attempt")
+    m.add_argument("--num-retries", type=_non_negative_int, default=3,
+                   help="retries per call, with backoff (default 3)")
+    m.add_argument("--timeout", type=_non_negative, default=120.0, help="seconds per call attempt (default 120)")
     m.add_argument("--no-cache", action="store_true", help="do not serve replies from the store's cache")
     mp = p.add_argument_group("meta-prompt")
-    mp.add_argument("--show", type=_positive_int,
+    mp.add_argument("--show", type=_non_negative_int,
                     help="past solutions shown (default: the paper's for the problem, 20 for linreg, 10 for tsp)")
-    mp.add_argument("--order", choices=("worst_to_best", "best_to_worst", "random"), default="worst_to_best")
-    mp.add_argument("--scores", choices=("exact", "rounded", "buckets", "hidden"), default="rounded")
-    mp.add_argument("--decimals", type=_positive_int, default=0, help="decimals for --scores rounded")
-    mp.add_argument("--buckets", type=_positive_int, default=10, help="buckets for --scores buckets")
+    mp.add_argument("--order", choices=("worst_to_best", "best_to_worst", "random"), default="worst_to_best",
+                    help="order of the past solutions shown (default worst_to_best: the best last, as in the paper)")
+    mp.add_argument("--scores", choices=("exact", "rounded", "buckets", "hidden"), default="rounded",
+                    help="how their scores are shown: as computed, rounded to --decimals, as a bucket 1..--buckets, "
+                         "or not at all (default rounded)")
+    mp.add_argument("--decimals", type=_non_negative_int, default=0, help="decimals for --scores rounded (default 0)")
+    mp.add_argument("--buckets", type=_positive_int, default=10, help="buckets for --scores buckets (default 10)")
     mp.add_argument("--instruction", help="replace the closing instruction of the meta-prompt")
 
 
@@ -122,8 +137,9 @@ def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[s
     out = []
     for name, ep in sorted(entry_points(group).items()):
         plugin = ep.load()
-        parser = sub.add_parser(name, help=getattr(plugin, "HELP", None),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        # every help string states its own default: argparse's ArgumentDefaultsHelpFormatter would say
+        # it a second time, and "(default: None)" where the text already explains what None means
+        parser = sub.add_parser(name, help=getattr(plugin, "HELP", None))
         parser.set_defaults(plugin=plugin)
         out.append((name, plugin, parser))
     return out
@@ -153,7 +169,7 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argpar
         plugin.add_arguments(cp)
     show = sub.add_parser("show", help="list the runs of a store, or one run step by step")
     show.add_argument("name", nargs="?", help="a run name (omit to list all runs)")
-    show.add_argument("--store", default=DEFAULT_STORE)
+    show.add_argument("--store", default=DEFAULT_STORE, help="run store (default %(default)s)")
     return parser
 
 
@@ -219,7 +235,7 @@ class Progress:
         optimum = opt.problem.config().get("optimum")
         gap = f" gap={100 * (best.value - optimum) / optimum:.2f}%" if best is not None and optimum else ""
         self.bar.set_postfix_str(f"best={'-' if best is None else f'{best.value:.6g}'}{gap} calls={u.calls} "
-                                 f"tokens={u.tokens} cost={u.dollars()}", refresh=True)
+                                 f"tokens={u.tokens} cost={u.format_dollars()}", refresh=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -242,8 +258,8 @@ def prepare_run(args: argparse.Namespace) -> tuple[Problem, Proposer, Budget]:
 
 def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, proposer: Proposer,
              budget: Budget) -> Optimizer:
-    return Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals or 1,
-                     max_rounds=args.max_rounds or 1, store=store, name=args.name, resume=args.resume)
+    return Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals,
+                     max_rounds=args.max_rounds, store=store, name=args.name, resume=args.resume)
 
 
 def execute(opt: Optimizer, args: argparse.Namespace) -> RunResult:

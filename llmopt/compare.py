@@ -335,7 +335,7 @@ class CompareCommand:
 is done, and print one table per problem: mean ± std over seeds, with the problem's baselines
 and optimum as rows.
 
-  llmopt compare experiments/quick.toml            # a grid file (see experiments/)
+  llmopt compare experiments/demo.toml             # a grid file (see experiments/)
   llmopt compare --problems linreg tsp --seeds 3 --set steps=10
   llmopt compare --problems linreg --sweep temperature=[0.0,1.0,2.0] --proposers llm
 """
@@ -344,13 +344,21 @@ and optimum as rows.
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser, figures: bool = True) -> None:
-        p.add_argument("grid", nargs="?", help="a TOML grid file")
-        p.add_argument("--store", help=f"run store (default: the grid's, else {DEFAULT_STORE})")
-        p.add_argument("--seeds", type=_seeds_arg, help="a count (3 = seeds 0,1,2) or a list such as [0,4,7]")
+        if figures:
+            p.add_argument("grid", nargs="?", help="a TOML grid file")
+        else:  # llmopt plot: a grid's runs, or any runs of a store
+            p.add_argument("grid", nargs="*", metavar="GRID_OR_RUN",
+                           help="a TOML grid file, or names of runs in --store (default: every run of the store)")
+        store_default, seeds_default = f"the grid's, else {DEFAULT_STORE}", "the grid file's, else 3"
+        if not figures:
+            seeds_default += "; without a grid, every seed in the store"
+        p.add_argument("--store", help=f"run store (default: {store_default})")
+        p.add_argument("--seeds", type=_seeds_arg,
+                       help=f"a count (3 = seeds 0,1,2) or a list such as [0,4,7] (default: {seeds_default})")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="an `llmopt run` option for every run, e.g. steps=10 (repeatable)")
         p.add_argument("--problems", nargs="+", metavar="PROBLEM", help="problems, with their default options")
-        p.add_argument("--proposers", nargs="+", choices=("llm", "random"), help="default: llm random")
+        p.add_argument("--proposers", nargs="+", choices=("llm", "random"), help="proposers, for a grid from flags (default: llm random)")
         p.add_argument("--models", nargs="+", help="litellm model strings for the llm proposer")
         p.add_argument("--sweep", action="append", default=[], metavar="KEY=[V1,V2]",
                        help="one configuration per value of an option (repeatable)")

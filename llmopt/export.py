@@ -81,9 +81,10 @@ class ExportCommand:
     def add_arguments(p: Any) -> None:
         p.add_argument("--store", default="llmopt.db", help="the run store (default llmopt.db)")
         p.add_argument("--run", action="append", help="a run name (repeatable; default: every run)")
-        p.add_argument("--table", choices=TABLES, default="trials")
-        p.add_argument("--format", choices=FORMATS, default="csv")
-        p.add_argument("--out", default="-", help="output file (default: standard output)")
+        p.add_argument("--table", choices=TABLES, default="trials", help="what to write (default %(default)s)")
+        p.add_argument("--format", choices=FORMATS, default="csv",
+                       help="CSV, or JSON lines (one object a line) (default %(default)s)")
+        p.add_argument("--out", default="-", help="output file, - for standard output (default -)")
 
     @staticmethod
     def run(args: Any) -> int:

@@ -1,6 +1,9 @@
-"""``llmopt plot``: figures of a grid's runs, with matplotlib (PNG and SVG).
+"""``llmopt plot``: figures of a grid's runs, or of any runs of a store, with matplotlib (PNG and SVG).
 
-Per problem of the grid:
+A store's runs that no grid describes (``llmopt run``, the Python API) are grouped the way a
+grid's are: by problem (the problem's name and recorded settings, seed aside) and by
+configuration (proposer, model, meta-prompt, proposals per step; seed and budget aside), read
+from the stored trials alone. Per problem:
 
 * ``<problem>-best-vs-step``: best-so-far against step, one line per configuration (mean over
   seeds, band from the lowest to the highest seed), the optimum and the baselines as lines;
@@ -9,7 +12,10 @@ Per problem of the grid:
 * ``<problem>-proposals``: for each configuration, a histogram per step of the score of every
   proposal (how the proposal distribution shifts as the history grows);
 * ``<problem>-solutions``: for problems that can draw a solution (TSP tours on the plane), each
-  configuration's best solution of the first seed beside the best baseline's.
+  configuration's best solution of the first seed beside the best baseline's (grids only: drawing
+  needs the problem itself, which a grid rebuilds from its options).
+
+Titles name the seeds actually plotted, not those a grid plans.
 
 matplotlib is imported here only, with the non-interactive Agg backend.
 """
@@ -17,17 +23,21 @@ matplotlib is imported here only, with the non-interactive Agg backend.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .history import TrialState
+from .history import SolutionHistory, Trial, TrialState
 from .problem import Direction
 
 if TYPE_CHECKING:
     from .compare import Collected, Outcome
+    from .storage import RunRecord, RunStore
 
 FORMATS = ("png", "svg")
 
@@ -114,6 +124,19 @@ def _curves(ax: Any, collected: "Collected", label: str, x_of: str) -> list[floa
     return seen
 
 
+def seeds_plotted(collected: "Collected", label: str) -> list[int]:
+    """The seeds of a problem's runs that are in the store (a grid may plan more than were run)."""
+    return sorted({o.cell.seed for o in collected.outcomes if o.cell.problem == label and o.result is not None})
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    return f"{'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))}"
+
+
+def best_so_far_title(collected: "Collected", label: str) -> str:
+    return f"{label}: best so far (line: mean, band: min to max over {_seeds_text(seeds_plotted(collected, label))})"
+
+
 def best_so_far_figure(collected: "Collected", label: str, x_of: str) -> Any:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
@@ -123,8 +146,7 @@ def best_so_far_figure(collected: "Collected", label: str, x_of: str) -> Any:
         ax.set_yscale("log")
     ax.set_xlabel("step" if x_of == "step" else "scored solutions (starting points included)")
     ax.set_ylabel("best value so far")
-    seeds = ", ".join(map(str, collected.grid.seeds))
-    ax.set_title(f"{label}: best so far (line: mean, band: min to max over seeds {seeds})", fontsize=10)
+    ax.set_title(best_so_far_title(collected, label), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return fig
@@ -141,7 +163,9 @@ def proposals_figure(collected: "Collected", label: str) -> Any:
         points = [(t.step, float(t.value)) for o in collected.outcomes
                   if o.cell.problem == label and o.cell.config == config and o.result
                   for t in o.result.history if t.state is TrialState.COMPLETE and t.source != "start"]
-        ax.set_title(f"{config}: score of every proposal, by step (all seeds)", fontsize=9)
+        seeds = sorted({o.cell.seed for o in collected.outcomes
+                        if o.cell.problem == label and o.cell.config == config and o.result})
+        ax.set_title(f"{config}: score of every proposal, by step ({_seeds_text(seeds)})", fontsize=9)
         ax.set_ylabel("score")
         if not points:
             ax.text(0.5, 0.5, "no scored proposals", ha="center", va="center", transform=ax.transAxes)
@@ -204,7 +228,7 @@ def write_figures(collected: "Collected", out_dir: str | Path) -> list[Path]:
     for label in collected.grid.problems:
         if not any(o.cell.problem == label and o.result is not None for o in collected.outcomes):
             continue
-        stem = label.replace(" ", "_")
+        stem = re.sub(r"[^\w.=+-]+", "_", label)
         written += _save(best_so_far_figure(collected, label, "step"), out / f"{stem}-best-vs-step")
         written += _save(best_so_far_figure(collected, label, "evals"), out / f"{stem}-best-vs-evals")
         written += _save(proposals_figure(collected, label), out / f"{stem}-proposals")
@@ -214,15 +238,163 @@ def write_figures(collected: "Collected", out_dir: str | Path) -> list[Path]:
     return written
 
 
-class PlotCommand:
-    """Figures of a grid's runs (read from the store; nothing is run): best so far against step
-and against scored solutions with a band over seeds and the baselines as lines, a histogram of
-proposal scores per step, and the best solutions drawn (TSP tours).
+# --- any runs of a store ---------------------------------------------------------------------
 
-  llmopt plot experiments/quick.toml --out figures/
+_GRID_RUN = re.compile(r"^(?P<grid>[^/]+)/(?P<problem>[^/]+)/(?P<config>[^/]+)/seed\d+$")
+
+
+@dataclass
+class StoredResult:
+    """What the figures read of a run, rebuilt from its stored trials alone (no Problem object)."""
+
+    history: SolutionHistory
+    steps: int
+
+    @property
+    def evaluations(self) -> int:
+        return sum(1 for t in self.history if t.ok)
+
+    @property
+    def best(self) -> Trial | None:
+        return self.history.best()
+
+
+@dataclass(frozen=True)
+class StoredProblem:
+    """A stored run's problem as far as the figures need it: its direction and recorded settings."""
+
+    name: str
+    direction: Direction
+    recorded: dict[str, Any]
+
+    def config(self) -> dict[str, Any]:
+        return self.recorded
+
+
+def stored_result(store: "RunStore", run: "RunRecord") -> StoredResult:
+    direction = Direction(run.config.get("direction", Direction.MINIMIZE.value))
+    trials = [Trial(number=r["number"], step=r["step"], state=TrialState(r["state"]), source=r["source"],
+                    text=r["text"], key=("trial", r["number"]), value=r["value"]) for r in store.trial_rows(run.id)]
+    return StoredResult(SolutionHistory(direction, trials), max((t.step for t in trials), default=0))
+
+
+def _experiment(run: "RunRecord") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's (problem, configuration) settings, without what differs from seed to seed: the seed,
+    the problem's seed and optimum, the seed in a generated instance's name, the meta-prompt's
+    shuffle seed (the run's seed); the budget is left out too (a longer run is the same experiment)."""
+    recorded = json.loads(json.dumps(run.config))
+    seed_tag = re.compile(rf"(?<![0-9])seed{recorded.get('seed')}(?![0-9])")
+    problem = {k: seed_tag.sub("seedS", v) if isinstance(v, str) else v
+               for k, v in recorded.get("problem", {}).items() if k != "seed" and not k.startswith("optimum")}
+    problem["direction"] = recorded.get("direction")
+    config = {k: v for k, v in recorded.items() if k not in ("seed", "budget", "problem", "direction")}
+    (config.get("proposer", {}).get("metaprompt") or {}).pop("shuffle_seed", None)
+    return problem, config
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in settings.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, str) else json.dumps(v)
+    return out
+
+
+def _labels(items: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """A label per (base label, settings): the base, and where one base covers different settings,
+    the settings that differ (``random proposals_per_step=4``)."""
+    keys = [json.dumps(settings, sort_keys=True) for _, settings in items]
+    variants: dict[str, dict[str, dict[str, str]]] = {}
+    for (base, settings), key in zip(items, keys):
+        variants.setdefault(base, {})[key] = _flat(settings)
+    named: dict[tuple[str, str], str] = {}
+    for base, flats in variants.items():
+        if len(flats) == 1:
+            named[(base, next(iter(flats)))] = base
+            continue
+        differing = sorted((f for f in {f for flat in flats.values() for f in flat}
+                            if len({flat.get(f) for flat in flats.values()}) > 1),
+                           key=lambda f: (max(len(flat.get(f, "")) for flat in flats.values()) > 12, f))
+        fields: list[str] = []  # the fewest that tell the variants apart, short values first
+        for f in differing:
+            if len({tuple(flat.get(g) for g in fields) for flat in flats.values()}) == len(flats):
+                break
+            before = len({tuple(flat.get(g) for g in fields) for flat in flats.values()})
+            if len({tuple(flat.get(g) for g in (*fields, f)) for flat in flats.values()}) > before:
+                fields.append(f)
+        short = {f: f.rsplit(".", 1)[-1] for f in fields}
+        if len(set(short.values())) < len(fields):
+            short = {f: f for f in fields}
+        for key, flat in flats.items():
+            named[(base, key)] = base + " " + ", ".join(f"{short[f]}={flat.get(f, '-')}" for f in fields)
+    return [named[(base, key)].replace("/", ":") for (base, _), key in zip(items, keys)]
+
+
+def _config_base(config: dict[str, Any]) -> str:
+    proposer = config.get("proposer", {})
+    if proposer.get("kind") == "llm":
+        return f"opro {proposer.get('llm', {}).get('model')}"
+    return str(proposer.get("kind", "?"))
+
+
+def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[int] | None = None, *,
+                 with_references: bool = True) -> "Collected":
+    """Every run of a store (or the named ones), grouped into problems and configurations as a
+    grid's runs are; runs named as a grid names them (``<grid>/<problem>/<config>/seed<S>``) keep
+    the grid's labels. Nothing is rebuilt or run; the references are the recorded optima."""
+    from .compare import Collected, Outcome, Reference
+    from .grid import Cell, Grid
+
+    runs = [store.get_run(name) for name in names] if names else store.runs()
+    if seeds is not None:
+        runs = [r for r in runs if r.config.get("seed") in seeds]
+    if not runs:
+        raise ValueError(f"no runs to plot in {store.path}" + (f" with seeds {list(seeds)}" if seeds is not None else ""))
+    settings = [_experiment(r) for r in runs]
+    matches = [_GRID_RUN.match(r.name) for r in runs]
+    several_grids = len({m["grid"] for m in matches if m}) > 1
+    problems = _labels([((f"{m['grid']} {m['problem']}" if several_grids else m["problem"]) if m else r.problem, s[0])
+                        for r, m, s in zip(runs, matches, settings)])
+    configs = [""] * len(runs)
+    for label in dict.fromkeys(problems):  # configurations are told apart within each problem
+        mine = [i for i, p in enumerate(problems) if p == label]
+        for i, config in zip(mine, _labels([(matches[i]["config"] if matches[i] else _config_base(settings[i][1]),
+                                             settings[i][1]) for i in mine])):
+            configs[i] = config
+    grid = Grid(name=re.sub(r"[/\s]+", "_", store.path.stem) or "store",
+                seeds=tuple(sorted({int(r.config.get("seed", 0)) for r in runs})),
+                problems={p: {} for p in problems}, configs={c: {} for c in configs}, source=str(store.path))
+    out = Collected(grid, [], {})
+    for run, plabel, clabel in zip(runs, problems, configs):
+        seed = int(run.config.get("seed", 0))
+        recorded = run.config.get("problem", {})
+        problem = StoredProblem(run.problem, Direction(run.config.get("direction", Direction.MINIMIZE.value)),
+                                recorded)
+        out.outcomes.append(Outcome(Cell(grid.name, plabel, clabel, seed, run.problem, {}), problem,  # type: ignore[arg-type]
+                                    stored_result(store, run), finished=run.status == "finished"))  # type: ignore[arg-type]
+        refs = out.references.setdefault(plabel, {}).setdefault(seed, [])
+        optimum = recorded.get("optimum")
+        if with_references and optimum is not None and not refs:
+            refs.append(Reference("optimum", float(optimum)))
+    return out
+
+
+class PlotCommand:
+    """Figures of runs (read from the store; nothing is run): best so far against step and against
+scored solutions with a band over seeds and the baselines as lines, a histogram of proposal
+scores per step, and, for a grid, the best solutions drawn (TSP tours).
+
+  llmopt plot --out figures/                          # every run of llmopt run's store
+  llmopt plot --store runs.db linreg-llm-seed0 linreg-random-seed0 --out figures/
+  llmopt plot experiments/demo.toml --out figures/demo    # a grid's runs (llmopt compare)
+
+Without a grid, runs are grouped by problem and configuration (seed and budget aside), one line
+per configuration with a band over its seeds.
 """
 
-    HELP = "figures (PNG and SVG) of a grid's runs"
+    HELP = "figures (PNG and SVG) of a store's runs, or of a grid's"
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -235,6 +407,28 @@ proposal scores per step, and the best solutions drawn (TSP tours).
     def run(args: argparse.Namespace) -> int:
         from .compare import DEFAULT_STORE, collect, grid_from_args
 
+        sources = list(args.grid or [])
+        grid_file = sources[0] if sources and (sources[0].endswith(".toml") or Path(sources[0]).is_file()) else None
+        if grid_file is None and not args.problems:  # any runs of a store
+            if args.set or args.sweep or args.proposers or args.models:
+                raise ValueError("--set, --sweep, --proposers and --models describe a grid: give a grid file or "
+                                 "--problems, or plot runs already in a store without them")
+            from .cli import DEFAULT_STORE as RUN_STORE
+            from .grid import parse_seeds
+            from .storage import RunStore
+
+            store = args.store or RUN_STORE
+            if not Path(store).exists():
+                raise ValueError(f"no store at {store}")
+            seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
+            with RunStore(store) as opened:
+                collected = collect_runs(opened, sources, seeds, with_references=not args.no_references)
+            for path in write_figures(collected, args.out):
+                print(f"wrote {path}")
+            return 0
+        if len(sources) > 1 or (sources and grid_file is None):
+            raise ValueError("give one grid file (or --problems), or run names without a grid")
+        args.grid = grid_file
         grid = grid_from_args(args)
         store = args.store or grid.store or DEFAULT_STORE
         if not Path(store).exists():

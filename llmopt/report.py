@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 from .optimizer import RunResult
@@ -35,7 +36,15 @@ def markdown_table(rows: Sequence[Sequence[Any]]) -> str:
 
 def _usage_cells(u: Usage) -> tuple[str, str, str]:
     calls = f"{u.calls} ({u.cache_hits} cached, {u.failed_calls} failed)" if u.calls else "0"
-    return calls, f"{u.prompt_tokens} prompt + {u.completion_tokens} completion", u.dollars()
+    return calls, f"{u.prompt_tokens} prompt + {u.completion_tokens} completion", u.format_dollars()
+
+
+def shown_text(text: str | None) -> str:
+    """A solution's text for a table: quoted when it would print as nothing (the empty instruction
+    is a real solution of prompt optimization, and a blank cell reads as a missing one)."""
+    if text is None:
+        return "-"
+    return text if text.strip() else json.dumps(text)
 
 
 def run_summary(result: RunResult, problem: Problem) -> Table:
@@ -46,7 +55,7 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
         ["run", result.name or "(not stored)"],
         ["stopped by", f"{result.stop_reason.value}: {result.stop_detail}"],
         ["steps", result.steps],
-        ["best", "-" if best is None else f"{best.text}  (value {best.value:.6g}, step {best.step})"],
+        ["best", "-" if best is None else f"{shown_text(best.text)}  (value {best.value:.6g}, step {best.step})"],
         ["trials", f"{sum(c.values())}: {c['COMPLETE']} complete, {c['INVALID']} invalid, "
                    f"{c['DUPLICATE']} duplicate, {c['FAILED']} failed"],
         ["LLM calls", calls],
@@ -73,7 +82,7 @@ def runs_table(store: RunStore) -> Table:
         usage = store.usage(run.id)
         steps = max((r["step"] for r in trials), default=0)
         rows.append([run.name, run.problem, _proposer_label(run), run.stop_reason or run.status, steps, len(values),
-                     "-" if best is None else f"{best:.6g}", usage.calls, usage.tokens, usage.dollars()])
+                     "-" if best is None else f"{best:.6g}", usage.calls, usage.tokens, usage.format_dollars()])
     return rows
 
 

@@ -147,8 +147,13 @@ class Usage:
             spent_usd=self.spent_usd + (0.0 if c.cache_hit else (c.cost_usd or 0.0)),
         )
 
-    def dollars(self) -> str:
-        """Cost for display: marks a lower bound when some calls had no known price."""
+    def dollars(self) -> float:
+        """Dollars of the calls with a known price: the exact cost when ``unpriced_calls`` is 0,
+        else a lower bound (a model without a known price is never counted as free)."""
+        return self.cost_usd
+
+    def format_dollars(self) -> str:
+        """The cost for display: ``$0.0123``, or ``>=$0.0123 (40 unpriced)`` when it is a lower bound."""
         text = f"${self.cost_usd:.4f}"
         return f">={text} ({self.unpriced_calls} unpriced)" if self.unpriced_calls else text
 

@@ -157,11 +157,11 @@ class CLI:
 
     @staticmethod
     def add_arguments(group: Any) -> None:
-        group.add_argument("--w-true", type=int, default=15, help="true slope")
-        group.add_argument("--b-true", type=int, default=14, help="true intercept")
-        group.add_argument("--num-points", type=int, default=50, help="data points x = 1..N")
+        group.add_argument("--w-true", type=int, default=15, help="true slope (default 15)")
+        group.add_argument("--b-true", type=int, default=14, help="true intercept (default 14)")
+        group.add_argument("--num-points", type=int, default=50, help="data points x = 1..N (default 50)")
         group.add_argument("--start-range", type=int, nargs=2, default=(10, 20), metavar=("LOW", "HIGH"),
-                           help="box of the 5 starting pairs")
+                           help="box of the 5 starting pairs (default 10 20)")
         group.add_argument("--random-range", type=int, nargs=2, metavar=("LOW", "HIGH"),
                            help="box of the random control (default: the start box)")
 

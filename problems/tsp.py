@@ -195,14 +195,14 @@ class CLI:
 
     @staticmethod
     def add_arguments(group: Any) -> None:
-        group.add_argument("--n", type=int, default=10, help="cities of a generated instance")
+        group.add_argument("--n", type=int, default=10, help="cities of a generated instance (default 10)")
         group.add_argument("--tsplib", help="a TSPLIB file instead of a generated instance")
         group.add_argument("--truncate", action="store_true",
                            help="coordinates as the official code draws them (uniform reals cut by int())")
-        group.add_argument("--num-starts", type=int, default=5, help="random starting traces")
+        group.add_argument("--num-starts", type=int, default=5, help="random starting traces (default 5)")
         group.add_argument("--any-start", action="store_true", help="accept traces that do not start at city 0")
         group.add_argument("--exact-time", type=float, default=60.0,
-                           help="seconds for proving the optimum before the run (else: best known)")
+                           help="seconds for proving the optimum before the run, else the best known tour (default 60)")
 
     @staticmethod
     def from_args(args: Any) -> TravellingSalesman:

@@ -26,12 +26,12 @@ def add_task_arguments(g: Any, task_required: bool = True) -> None:
                    help="gsm8k, bbh/<task> (e.g. bbh/navigate), multiarith or aqua")
     g.add_argument("--data-dir", help="directory with gsm8k/, bbh/, multiarith/, aqua/ (default: $LLMOPT_DATA)")
     g.add_argument("--split-seed", type=int, default=0,
-                   help="seed of the train/test split (kept apart from --seed so runs share one split)")
+                   help="seed of the train/test split, kept apart from --seed so runs share one split (default 0)")
     g.add_argument("--train-fraction", type=float,
                    help="training share (default: the paper's, 0.035 for gsm8k and 0.2 for BBH)")
     g.add_argument("--max-train", type=int, help="score instructions on at most this many training examples")
     g.add_argument("--position", choices=POSITIONS, default="Q_begin",
-                   help="where the instruction goes in the scorer's prompt")
+                   help="where the instruction goes in the scorer's prompt (default Q_begin)")
     g.add_argument("--scorer", default=DEFAULT_MODEL, help="scorer model, any litellm model string "
                                                             f"(default {DEFAULT_MODEL}, the embedded model)")
     endpoint = g.add_mutually_exclusive_group()
@@ -40,10 +40,11 @@ def add_task_arguments(g: Any, task_required: bool = True) -> None:
                           help="a litellm Router configuration for the scorer (several deployments; "
                                "--scorer then names its model group)")
     g.add_argument("--scorer-api-key-env", help="environment variable holding the scorer's API key")
-    g.add_argument("--scorer-max-tokens", type=int, default=64, help="max tokens of each scorer reply")
-    g.add_argument("--scorer-concurrency", type=int, default=8, help="concurrent scorer calls")
-    g.add_argument("--scorer-retries", type=int, default=3, help="retries per scorer call, with backoff")
-    g.add_argument("--scorer-timeout", type=float, default=120.0, help="seconds per scorer call attempt")
+    g.add_argument("--scorer-max-tokens", type=int, default=64, help="max tokens of each scorer reply (default 64)")
+    g.add_argument("--scorer-concurrency", type=int, default=8, help="concurrent scorer calls (default 8)")
+    g.add_argument("--scorer-retries", type=int, default=3, help="retries per scorer call, with backoff (default 3)")
+    g.add_argument("--scorer-timeout", type=float, default=120.0,
+                   help="seconds per scorer call attempt (default 120)")
 
 
 def _api_key(env: str | None) -> str | None:
@@ -173,11 +174,14 @@ class CLI:
         add_task_arguments(group)
         group.add_argument("--style", choices=STYLES, default="ins",
                            help="meta-prompt: ins (the official prompt for chat optimizers, <INS> tags) or "
-                                "brackets (the paper's Figure 3, square brackets)")
-        group.add_argument("--exemplars", type=int, default=3, help="training examples shown in each meta-prompt")
-        group.add_argument("--max-length", type=int, default=500, help="longest instruction kept (characters)")
+                                "brackets (the paper's Figure 3, square brackets) (default ins)")
+        group.add_argument("--exemplars", type=int, default=3,
+                           help="training examples shown in each meta-prompt (default 3)")
+        group.add_argument("--max-length", type=int, default=500,
+                           help="longest instruction kept, in characters (default 500)")
         group.add_argument("--digits", choices=("auto", "allow", "forbid"), default="auto",
-                           help="instructions with digits (auto: forbidden for gsm8k, as in the official code)")
+                           help="instructions with digits (default auto: forbidden for gsm8k, as in the official "
+                                "code)")
         group.add_argument("--initial", action="append",
                            help="starting instruction (repeatable; default: the paper's, '' for BBH and "
                                 "\"Let's solve the problem.\" for GSM8K)")
@@ -241,18 +245,20 @@ class Evaluate:
     def add_arguments(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("task and scorer")
         add_task_arguments(g, task_required=False)
-        g.add_argument("--local-threads", type=int, default=1, help="CPU threads of the embedded model")
+        g.add_argument("--local-threads", type=int, default=1, help="CPU threads of the embedded model (default 1)")
         w = p.add_argument_group("what to evaluate")
         w.add_argument("--instruction", action="append", default=[], help="an instruction (repeatable)")
         w.add_argument("--run", help="a prompt run in the store: evaluate its top instructions (task from the run)")
         w.add_argument("--top", type=int, default=3, help="how many of the run's best instructions (default 3)")
         w.add_argument("--no-baselines", action="store_true", help="leave out the fixed baseline instructions")
-        w.add_argument("--split", choices=("test", "train", "validation", "all"), default="test")
+        w.add_argument("--split", choices=("test", "train", "validation", "all"), default="test",
+                       help="which examples of --task to evaluate on (default test)")
         w.add_argument("--max-examples", type=int,
                        help="evaluate on a seeded sample of at most this many examples of each dataset")
         w.add_argument("--transfer", nargs="*", choices=TRANSFER, default=[],
                        help="also evaluate on these datasets (all their examples), e.g. a GSM8K instruction")
-        w.add_argument("--store", default="llmopt.db", help="run store: runs to read, and the reply cache")
+        w.add_argument("--store", default="llmopt.db",
+                       help="run store: runs to read, and the reply cache (default %(default)s)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -284,7 +290,7 @@ class Evaluate:
         head = ["instruction", "text", "dataset", "split", "n", "accuracy %", "95% CI (Wilson)", "failed calls"]
         print(format_table([head] + [r.cells() for r in rows]))
         print(f"\nscorer calls: {usage.calls} ({usage.cache_hits} from the cache, {usage.failed_calls} failed), "
-              f"{usage.tokens} tokens, {usage.dollars()}")
+              f"{usage.tokens} tokens, {usage.format_dollars()}")
         return 0
 
 
