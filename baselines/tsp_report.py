@@ -39,7 +39,7 @@ def store_rows(store_path: str, columns: dict[str, list[str]]) -> dict[str, dict
     """Best gap of every stored TSP run whose instance is one of the table's, by proposer."""
     wanted = {name: column for column, names in columns.items() for name in names}
     out: dict[str, dict[str, Cell]] = defaultdict(lambda: defaultdict(list))
-    with RunStore(store_path) as store:
+    with RunStore(store_path, readonly=True) as store:
         for run in store.runs():
             problem = run.config.get("problem", {})
             column = wanted.get(problem.get("instance"))

@@ -17,13 +17,11 @@ from .executors import EXECUTORS, open_executor
 from .llm import LLM, LLMConfigError
 from .local import DEFAULT_MODEL, set_threads
 from .metaprompt import MetaPromptConfig
-from .optimizer import Budget, Optimizer, RunResult, StopReason
+from .optimizer import Budget, Optimizer, RunResult, StopReason, default_run_name
 from .problem import Problem
 from .proposers import STRUCTURED, LLMProposer, Proposer, RandomProposer
 from .report import format_table, run_summary, runs_table, steps_table
-from .storage import RunStore, StoreError
-
-DEFAULT_STORE = "runs.db"
+from .storage import DEFAULT_STORE, RunExistsError, RunStore, StoreError
 
 
 class UsageError(Exception):
@@ -258,8 +256,9 @@ def prepare_run(args: argparse.Namespace) -> tuple[Problem, Proposer, Budget]:
 
 def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, proposer: Proposer,
              budget: Budget) -> Optimizer:
+    name = args.name or default_run_name(problem, proposer, args.seed)  # taken: refused, never renamed
     return Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals,
-                     max_rounds=args.max_rounds, store=store, name=args.name, resume=args.resume)
+                     max_rounds=args.max_rounds, store=store, name=name, resume=args.resume)
 
 
 def execute(opt: Optimizer, args: argparse.Namespace) -> RunResult:
@@ -276,7 +275,13 @@ def execute(opt: Optimizer, args: argparse.Namespace) -> RunResult:
 def cmd_run(args: argparse.Namespace) -> int:
     problem, proposer, budget = prepare_run(args)
     with RunStore(args.store) as store:
-        result = execute(open_run(args, store, problem, proposer, budget), args)
+        try:
+            opt = open_run(args, store, problem, proposer, budget)
+        except RunExistsError as exc:
+            where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
+            raise StoreError(f"run {exc.name!r} already exists in {args.store}: resume it with  llmopt run "
+                             f"{args.problem} ...{where} --name {exc.name} --resume, or pick another --name") from None
+        result = execute(opt, args)
         print(format_table(run_summary(result, problem), header=False))
         if result.stop_reason is StopReason.INTERRUPTED:
             print(f"\ninterrupted: resume with  llmopt run {args.problem} ... --store {args.store} "
@@ -288,13 +293,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     if not os.path.exists(args.store):
         raise UsageError(f"no store at {args.store}")
-    with RunStore(args.store) as store:
+    with RunStore(args.store, readonly=True) as store:
         if args.name is None:
             print(format_table(runs_table(store)))
         else:
             run = store.get_run(args.name)
             print(format_table(steps_table(store, run)))
-            print(f"\nstop: {run.stop_reason or run.status}: {run.stop_detail or ''}".rstrip())
+            status, detail = store.run_status(run), run.stop_detail or ""
+            if run.status == "running" and status == "interrupted":  # its process died (see RunStore)
+                where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
+                detail = (f"its process ended without recording a stop (killed or crashed); resume with  "
+                          f"llmopt run {run.problem} ...{where} --name {run.name} --resume")
+            elif status == "running":
+                detail = f"{store.owner(run.name) or 'in another process'}, now"
+            print(f"\nstop: {run.stop_reason or status}: {detail}".rstrip())
     return 0
 
 

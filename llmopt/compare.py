@@ -23,9 +23,7 @@ from .history import TrialState
 from .optimizer import RunResult, StopReason
 from .problem import Direction, Problem
 from .report import Table, format_table, markdown_table
-from .storage import RunStore
-
-DEFAULT_STORE = "compare.db"
+from .storage import DEFAULT_STORE, RunStore
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -164,7 +162,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
 
     parsed = [(cell, parse_cell(cell, store_path)) for cell in grid.cells()]  # every cell checked first
     out = Collected(grid, [], {})
-    with RunStore(store_path) as store:
+    with RunStore(store_path, readonly=not run) as store:  # only reading: nothing created or written
         for i, (cell, args) in enumerate(parsed, 1):
             problem, proposer, budget = prepare_run(args)
             if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):

@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any, Iterable, Sequence
 
-from .storage import RunStore, StoreError
+from .storage import DEFAULT_STORE, RunStore
 
 TABLES = ("trials", "calls", "steps", "runs")
 FORMATS = ("csv", "jsonl")
@@ -66,9 +66,7 @@ def load(store: str | os.PathLike[str], table: str = "trials", runs: Sequence[st
         import pandas as pd
     except ImportError:
         raise ImportError("llmopt.load needs pandas: pip install pandas (or use llmopt export)") from None
-    if not os.path.exists(store):
-        raise StoreError(f"no store at {store}")
-    with RunStore(store) as s:
+    with RunStore(store, readonly=True) as s:
         return pd.DataFrame(rows(s, table, runs))
 
 
@@ -79,7 +77,7 @@ class ExportCommand:
 
     @staticmethod
     def add_arguments(p: Any) -> None:
-        p.add_argument("--store", default="llmopt.db", help="the run store (default llmopt.db)")
+        p.add_argument("--store", default=DEFAULT_STORE, help=f"the run store (default {DEFAULT_STORE})")
         p.add_argument("--run", action="append", help="a run name (repeatable; default: every run)")
         p.add_argument("--table", choices=TABLES, default="trials", help="what to write (default %(default)s)")
         p.add_argument("--format", choices=FORMATS, default="csv",
@@ -88,9 +86,7 @@ class ExportCommand:
 
     @staticmethod
     def run(args: Any) -> int:
-        if not os.path.exists(args.store):
-            raise StoreError(f"no store at {args.store}")
-        with RunStore(args.store) as store:
+        with RunStore(args.store, readonly=True) as store:
             text = dumps(rows(store, args.table, args.run), args.format)
         if args.out == "-":
             print(text, end="")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import importlib.metadata
+import itertools
 import json
 import math
 import platform
@@ -26,7 +27,7 @@ from .history import SolutionHistory, Trial, TrialState
 from .problem import Evaluation, Problem
 from .proposers import Proposal, Proposer
 from .seeding import stream
-from .storage import RunRecord, RunStore, StoreError, Usage
+from .storage import RunExistsError, RunRecord, RunStore, StoreError, Usage
 
 
 class StopReason(str, enum.Enum):
@@ -169,28 +170,47 @@ class Optimizer:
         return self.run_record.name if self.run_record else None
 
     def _open_store(self, store: RunStore, name: str | None, resume: bool) -> None:
+        """Create the run, or (``resume``) reopen it; this Optimizer then owns it (``RunStore.claim``).
+
+        A name that is taken is an error (``RunExistsError``); only ``name=None`` picks a free
+        one: ``default_run_name``, then ``-2``, ``-3``... (``result.name`` says which). The
+        command line always passes a name, so there a taken name is refused, never renamed. On a
+        read-only store the run is only read (``resume=True``), never claimed.
+        """
         if resume:
             if name is None:
                 raise StoreError("resume needs the run's name (--name)")
             self.run_record = store.get_run(name)
             self._check_same_config(self.run_record.config)
+            if not store.readonly:
+                store.claim(name)  # no other process writes it from here on, so read it now
+                self.run_record = store.get_run(name)
             self._load(store, self.run_record)
             return
-        if name is None:
-            base = f"{self.problem.name}-{self.proposer.kind}-seed{self.seed}"
-            taken = {r.name for r in store.runs()}
-            name = next(n for n in (base if i == 0 else f"{base}-{i + 1}" for i in range(len(taken) + 1))
-                        if n not in taken)
-        self.run_record = store.create_run(name, self.problem.name, self.config(), versions())
+        if name is not None:
+            self.run_record = store.create_run(name, self.problem.name, self.config(), versions())
+            return
+        base = default_run_name(self.problem, self.proposer, self.seed)
+        for i in itertools.count(1):
+            candidate = base if i == 1 else f"{base}-{i}"
+            if store.find_run(candidate) is not None:
+                continue
+            try:
+                self.run_record = store.create_run(candidate, self.problem.name, self.config(), versions())
+                return
+            except RunExistsError:  # another process took it a moment ago
+                continue
 
     def _check_same_config(self, stored: dict[str, Any]) -> None:
         """A resumed run must be the same experiment; only its budget may change."""
         mine = {k: v for k, v in _jsonable(self.config()).items() if k != "budget"}
         theirs = {k: v for k, v in stored.items() if k != "budget"}
-        diffs = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        diffs = settings_diff(theirs, mine)
         if diffs:
-            details = "; ".join(f"{k}: stored {theirs.get(k)!r}, given {mine.get(k)!r}" for k in diffs)
-            raise StoreError(f"cannot resume run {self.run_record.name!r} with different settings ({details})")
+            assert self.run_record is not None
+            one_line = ", ".join(diffs)
+            details = f": {one_line}" if len(one_line) <= 120 else ":\n  " + "\n  ".join(diffs)
+            raise StoreError(f"cannot resume run {self.run_record.name!r} with different settings{details}")
 
     def _load(self, store: RunStore, run: RunRecord) -> None:
         for row in store.trial_rows(run.id):
@@ -432,6 +452,9 @@ class Optimizer:
         (``concurrent.futures`` pools, ``dask.distributed.Client``) to score a step in parallel.
         """
         reason: tuple[StopReason, str] | None = None
+        if self.store is not None and self.run_record is not None and not self.store.readonly:
+            self.store.claim(self.run_record.name)  # held since opening, unless a previous run() ended
+            self.store.set_status(self.run_record.id, "running")
         try:
             self.start()
             while True:
@@ -448,6 +471,7 @@ class Optimizer:
         if self.store is not None and self.run_record is not None:
             status = "interrupted" if reason[0] is StopReason.INTERRUPTED else "finished"
             self.store.set_status(self.run_record.id, status, reason[0].value, reason[1], self.elapsed_s)
+            self.store.release(self.run_record.name)  # stopped: another process may resume it now
         return self.result(reason)
 
     def _uses_llm(self) -> bool:
@@ -486,6 +510,33 @@ class Optimizer:
                          steps=self._step, solved_step=self._solved_step, counts=self.history.counts(),
                          usage=self._usage, elapsed_s=self.elapsed_s, metrics=self.problem.metrics(self.history),
                          history=self.history, usage_by_role=dict(self._role_usage))
+
+
+def default_run_name(problem: Problem, proposer: Proposer, seed: int) -> str:
+    """``<problem>-<proposer>-seed<S>``, the name a run gets when none is given."""
+    return f"{problem.name}-{proposer.kind}-seed{int(seed)}"
+
+
+def settings_diff(stored: dict[str, Any], given: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: stored -> given`` for each setting that differs, nested dicts as dotted keys."""
+    out = []
+    for key in sorted(set(stored) | set(given), key=str):
+        old, new = stored.get(key, _ABSENT), given.get(key, _ABSENT)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += settings_diff(old, new, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}: {_short(old)} -> {_short(new)}")
+    return out
+
+
+_ABSENT = object()
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = "(not set)" if value is _ABSENT else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _jsonable(value: Any) -> Any:

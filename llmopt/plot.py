@@ -405,7 +405,8 @@ per configuration with a band over its seeds.
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from .compare import DEFAULT_STORE, collect, grid_from_args
+        from .compare import collect, grid_from_args
+        from .storage import DEFAULT_STORE
 
         sources = list(args.grid or [])
         grid_file = sources[0] if sources and (sources[0].endswith(".toml") or Path(sources[0]).is_file()) else None
@@ -421,7 +422,7 @@ per configuration with a band over its seeds.
             if not Path(store).exists():
                 raise ValueError(f"no store at {store}")
             seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
-            with RunStore(store) as opened:
+            with RunStore(store, readonly=True) as opened:  # plot only reads: nothing is written
                 collected = collect_runs(opened, sources, seeds, with_references=not args.no_references)
             for path in write_figures(collected, args.out):
                 print(f"wrote {path}")

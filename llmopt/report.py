@@ -81,7 +81,8 @@ def runs_table(store: RunStore) -> Table:
         best = _best(values, run)
         usage = store.usage(run.id)
         steps = max((r["step"] for r in trials), default=0)
-        rows.append([run.name, run.problem, _proposer_label(run), run.stop_reason or run.status, steps, len(values),
+        status = run.stop_reason or store.run_status(run)  # a dead "running" run shows as interrupted
+        rows.append([run.name, run.problem, _proposer_label(run), status, steps, len(values),
                      "-" if best is None else f"{best:.6g}", usage.calls, usage.tokens, usage.format_dollars()])
     return rows
 

@@ -3,21 +3,38 @@
 Every trial, every step's meta-prompt, every LLM call is written as it happens (WAL journal,
 one short transaction per record), so a killed process loses nothing that was already
 evaluated and ``--resume`` picks up where it stopped.
+
+Commands that only read (``show``, ``export``, ``plot``, ``compare --no-run``) open the store
+with ``RunStore(path, readonly=True)``: a missing, empty or foreign file is one clear error and
+nothing is created or written. A store that fails ``PRAGMA quick_check`` is refused by every
+command, so nothing is ever added to a damaged file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .history import Trial
 from .llm import Completion
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no ownership locks, a run's stored status is shown as is
+    fcntl = None  # type: ignore[assignment]
+
+#: The store every command uses unless given ``--store`` (a grid file may name its own).
+DEFAULT_STORE = "runs.db"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -97,6 +114,60 @@ class StoreError(RuntimeError):
     """The store cannot be opened or does not hold what was asked for."""
 
 
+class RunExistsError(StoreError):
+    """A new run was given a name that the store already holds (and no process is running it)."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        super().__init__(f"run {name!r} already exists in {path}: resume it (resume=True, or --resume on the "
+                         f"command line), or pick another name")
+        self.name, self.path = name, path
+
+
+class RunBusyError(StoreError):
+    """The run is being written by another live process (it holds the run's ownership lock)."""
+
+    def __init__(self, name: str, path: Path, owner: str, creating: bool) -> None:
+        if creating:
+            text = (f"run {name!r} already exists in {path} and is running in another process ({owner}): wait for "
+                    f"it to stop, or pick another name")
+        else:
+            text = f"run {name!r} in {path} is running in another process ({owner}): wait for it to stop first"
+        super().__init__(text)
+        self.name, self.path, self.owner = name, path, owner
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    """Whether an SQLite error says the file is damaged (not busy, not a constraint, not a bad query)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in _CORRUPT_CODES
+    return type(exc) is sqlite3.DatabaseError
+
+
+# Ownership locks are flock()s on files this process opened; a forked child (a process pool's
+# worker) must not keep them alive after its parent died, so it closes its copies (closing a
+# copy never releases the parent's lock; only LOCK_UN or closing every copy does).
+_STORES_WITH_LOCKS: "weakref.WeakSet[RunStore]" = weakref.WeakSet()
+
+
+def _close_inherited_locks() -> None:
+    for store in list(_STORES_WITH_LOCKS):
+        for fd in store._claims.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        store._claims.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     id: int
@@ -159,23 +230,119 @@ class Usage:
 
 
 class RunStore:
-    """A SQLite run store; safe to share between threads and between processes."""
+    """A SQLite run store; safe to share between threads and between processes.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    ``readonly=True`` opens an existing store for reading only (SQLite's ``mode=ro``): a missing
+    file is ``StoreError("no store at PATH")``, and nothing, not even the schema, is written.
+
+    Which runs are live: a process that creates or resumes a run holds an exclusive ``flock`` on
+    the run's lock file (``<store>-locks/<hash of the run name>``, holding the owner's pid and
+    host for messages) until the run stops or the store is closed. The kernel releases the lock
+    when the process ends in any way, SIGKILL and power loss included, so a run whose stored
+    status is still ``running`` but whose lock is free was killed or crashed: it is shown as
+    ``interrupted`` (nothing is written; ``--resume`` continues it). No pid is ever matched
+    against the process table, so a recycled pid or a clock change cannot make a dead run look
+    live, and the lock also keeps two processes from writing one run at the same time. Locks
+    work between processes of one machine (and on network filesystems that support ``flock``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        self._claims: dict[str, int] = {}  # run name -> fd of its held lock file
+        self._lock = threading.RLock()
+        if readonly:
+            self._open_readonly()
+        else:
+            self._open_for_writing()
+        self._db.row_factory = sqlite3.Row
+
+    def _open_for_writing(self) -> None:
         parent = self.path.resolve().parent
         if not parent.is_dir():
             raise StoreError(f"cannot create store {self.path}: directory {parent} does not exist")
         if not os.access(parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
             raise StoreError(f"cannot write store {self.path}: permission denied")
+        if self.path.is_file():
+            self._check_header()
         try:
             self._db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
                                        isolation_level=None)
-            self._initialise()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
+        try:
+            self._quick_check()  # before anything is written: a damaged file is left as it is
+            self._initialise()
+        except sqlite3.DatabaseError as exc:
+            error = self._damaged(exc) if _is_damage(exc) else StoreError(f"cannot open store {self.path}: {exc}")
+            self._db.close()
+            raise error from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open_readonly(self) -> None:
+        if not self.path.exists():
+            raise StoreError(f"no store at {self.path}")
+        if not self.path.is_file():
+            raise StoreError(f"cannot open store {self.path}: not a file")
+        if self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path} is an empty file (0 bytes), not a run store")
+        self._check_header()
+        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+        try:
+            self._db = sqlite3.connect(uri, uri=True, timeout=60.0, check_same_thread=False, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        try:
+            self._quick_check()
+            has_runs = self._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+            if not has_runs:
+                raise StoreError(f"{self.path} is an SQLite database but not a run store (it has no runs table)")
+            self._check_version()
+        except sqlite3.DatabaseError as exc:
+            error = self._damaged(exc) if _is_damage(exc) else StoreError(f"cannot read store {self.path}: {exc}")
+            self._db.close()
+            raise error from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _check_header(self) -> None:
+        """A non-empty file that is not SQLite at all is refused before SQLite touches it."""
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc.strerror}") from None
+        if head and head != _SQLITE_HEADER:
+            raise StoreError(f"cannot open store {self.path}: not an SQLite database (file is not a database)")
+
+    def _quick_check(self) -> None:
+        """``PRAGMA quick_check``: raise the one-line damaged-store error unless it says ok."""
+        try:
+            rows = [r[0] for r in self._db.execute("PRAGMA quick_check(3)").fetchall()]
+        except sqlite3.DatabaseError as exc:  # too damaged even to check
+            if not _is_damage(exc):
+                raise
+            rows = [str(exc)]
+        if rows != ["ok"]:
+            raise self._damaged(None, rows)
+
+    def _damaged(self, exc: sqlite3.Error | None, rows: list[str] | None = None) -> StoreError:
+        if rows is None:  # an error while reading: ask quick_check what it sees, if it can still run
+            try:
+                rows = [r[0] for r in self._db.execute("PRAGMA quick_check(3)").fetchall()]
+            except sqlite3.Error as again:
+                rows = [str(again)]
+        lines = [" ".join(line.split()) for r in rows for line in str(r).splitlines()]
+        found = "; ".join(line for line in lines if line and not line.startswith("*** in database")) or str(exc)
+        if len(found) > 200:
+            found = found[:197] + "..."
+        cause = f"{exc}; " if exc is not None and str(exc) not in found else ""
+        return StoreError(f"the store {self.path} is damaged (PRAGMA quick_check: {found}): {cause}llmopt will not "
+                          f"write to it; copy out what is readable with  sqlite3 {self.path} .recover  and use "
+                          f"another --store for new runs")
 
     def _initialise(self, wait_s: float = 60.0) -> None:
         """WAL mode, then check-and-create the tables in one transaction, so processes opening
@@ -215,7 +382,16 @@ class RunStore:
 
     def close(self) -> None:
         with self._lock:
+            for name in list(self._claims):
+                self.release(name)
             self._db.close()
+
+    def __del__(self) -> None:  # a store dropped unclosed gives its runs up (the connection closes itself)
+        try:
+            for name in list(self._claims):
+                self.release(name)
+        except Exception:
+            pass
 
     def __enter__(self) -> "RunStore":
         return self
@@ -224,15 +400,102 @@ class RunStore:
         self.close()
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        if self.readonly:
+            raise StoreError(f"store {self.path} is open read-only")
         with self._lock:
-            return self._db.execute(sql, params)
+            try:
+                return self._db.execute(sql, params)
+            except sqlite3.DatabaseError as exc:
+                if _is_damage(exc):
+                    raise self._damaged(exc) from None
+                raise
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if _is_damage(exc):
+                    raise self._damaged(exc) from None
+                raise
+
+    # --- which process owns a run ----------------------------------------------------------
+    def _lock_path(self, name: str) -> Path:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+        return Path(f"{self.path.resolve()}-locks") / digest
+
+    def claim(self, name: str, wait_s: float = 0.5, creating: bool = False) -> None:
+        """Take the ownership lock of run ``name`` (see the class docstring); RunBusyError if a live
+        process holds it. A reader's test of the lock lasts microseconds, hence the short retry."""
+        if self.readonly:
+            raise StoreError(f"store {self.path} is open read-only: it cannot run {name!r}")
+        if fcntl is None or name in self._claims:
+            return
+        path = self._lock_path(name)
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise RunBusyError(name, self.path, self.owner(name) or "owner unknown", creating) from None
+                time.sleep(0.02)
+        owner = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, owner.encode(), 0)
+        self._claims[name] = fd
+        _STORES_WITH_LOCKS.add(self)
+
+    def release(self, name: str) -> None:
+        """Give up the ownership lock of run ``name`` (the run stays in the store)."""
+        fd = self._claims.pop(name, None)
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def is_live(self, name: str) -> bool:
+        """Whether a process (this one included) holds run ``name``'s ownership lock right now."""
+        if name in self._claims:
+            return True
+        if fcntl is None:
+            return True  # cannot tell: trust the stored status
+        try:
+            fd = os.open(self._lock_path(name), os.O_RDONLY)
+        except OSError:
+            return False  # never claimed (or by an llmopt before locks)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also drops the shared lock if it was taken
+        return False
+
+    def owner(self, name: str) -> str | None:
+        """``pid N on HOST`` of the last process that claimed run ``name``, if recorded."""
+        try:
+            data = json.loads(self._lock_path(name).read_text() or "{}")
+            return f"pid {data['pid']} on {data['host']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def run_status(self, run: RunRecord) -> str:
+        """The stored status, except that a ``running`` run no live process owns is ``interrupted``."""
+        if run.status == "running" and not self.is_live(run.name):
+            return "interrupted"
+        return run.status
 
     # --- runs ----------------------------------------------------------------------------
     def create_run(self, name: str, problem: str, config: dict[str, Any], versions: dict[str, Any]) -> RunRecord:
+        """Add a new run, owned by this store until it is released (RunExistsError if the name is taken)."""
+        held = name in self._claims
+        self.claim(name, creating=True)
         now = time.time()
         try:
             self._write(
@@ -241,8 +504,9 @@ class RunStore:
                  "running", now, now),
             )
         except sqlite3.IntegrityError:
-            raise StoreError(f"run {name!r} already exists in {self.path}: pass --resume to continue it, "
-                             f"or choose another --name") from None
+            if not held:
+                self.release(name)
+            raise RunExistsError(name, self.path) from None
         return self.get_run(name)
 
     def find_run(self, name: str) -> RunRecord | None:

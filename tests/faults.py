@@ -76,7 +76,9 @@ def run_scenario(fault: str, seed: int, workdir: Path, *, rate: float = 0.3, ste
             except Exception:  # the audit's point: this must never happen
                 out.crash = traceback.format_exc(limit=3)
             audit(store, server, out)
-    out.leaked = [p.name for p in workdir.iterdir() if p.name.startswith(path.name) and SECRET.encode() in p.read_bytes()]
+    files = [f for p in workdir.iterdir() if p.name.startswith(path.name)  # the store, journals, run locks
+             for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
+    out.leaked = [str(f.relative_to(workdir)) for f in files if SECRET.encode() in f.read_bytes()]
     return out
 
 

@@ -30,11 +30,15 @@ def test_random_control_runs_and_shows(tmp_path: Path, capsys) -> None:
     assert steps.splitlines()[0].split()[:3] == ["step", "complete", "invalid"] and "stop: solved" in steps
 
 
-def test_default_names_do_not_collide(tmp_path: Path, capsys) -> None:
+def test_a_taken_default_name_is_refused_not_renamed(tmp_path: Path, capsys) -> None:
     store = str(tmp_path / "runs.db")
-    for _ in range(2):
-        assert main(["run", "linreg", "--proposer", "random", "--store", store, "--steps", "1", "--quiet"]) == 0
-    assert [r.name for r in RunStore(store).runs()] == ["linreg-random-seed0", "linreg-random-seed0-2"]
+    argv = ["run", "linreg", "--proposer", "random", "--store", store, "--steps", "1", "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "run 'linreg-random-seed0' already exists" in capsys.readouterr().err
+    with RunStore(store, readonly=True) as s:
+        assert [r.name for r in s.runs()] == ["linreg-random-seed0"]
 
 
 def test_progress_bar_and_summary_in_a_real_process(tmp_path: Path) -> None:

@@ -195,7 +195,8 @@ def test_no_key_from_the_router_file_reaches_the_store(servers, tmp_path: Path, 
     recorded = run.config["proposer"]["llm"]["router"]["deployments"]
     assert [d["api_base"] for d in recorded] == [a.api_base, b.api_base] and recorded[0]["rpm"] == 100
     assert all("api_key" not in d for d in recorded)
-    files = [p for p in tmp_path.iterdir() if p.name.startswith("runs.db")]
+    files = [f for p in tmp_path.iterdir() if p.name.startswith("runs.db")  # the store, journals, run locks
+             for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
     assert files and not any(secret.encode() in p.read_bytes() for p in files for secret in (SECRET, ENV_SECRET))
 
 

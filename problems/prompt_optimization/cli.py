@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from llmopt.llm import LLM, import_litellm
 from llmopt.local import DEFAULT_MODEL, set_threads
 from llmopt.seeding import stream
-from llmopt.storage import RunStore, StoreError, Usage
+from llmopt.storage import DEFAULT_STORE, RunStore, StoreError, Usage
 from problems.prompt_optimization.data import DataError, Example, Task, load_task
 from problems.prompt_optimization.problem import STYLES, PromptOptimization
 from problems.prompt_optimization.scorer import POSITIONS, Scorer, scorer_prompt
@@ -257,15 +257,15 @@ class Evaluate:
                        help="evaluate on a seeded sample of at most this many examples of each dataset")
         w.add_argument("--transfer", nargs="*", choices=TRANSFER, default=[],
                        help="also evaluate on these datasets (all their examples), e.g. a GSM8K instruction")
-        w.add_argument("--store", default="llmopt.db",
+        w.add_argument("--store", default=DEFAULT_STORE,
                        help="run store: runs to read, and the reply cache (default %(default)s)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        with RunStore(args.store) as store:
-            instructions = _instructions(args, store)
-            if not args.task:
-                raise ValueError("which task? pass --task (or --run NAME of a prompt run)")
+        instructions = _instructions(args)  # --run's store is only read: a missing store or run writes nothing
+        if not args.task:
+            raise ValueError("which task? pass --task (or --run NAME of a prompt run)")
+        with RunStore(args.store) as store:  # the scorer's reply cache
             try:
                 datasets = [(args.task, args.split, make_task(args))]
                 datasets += [(name, "all", load_task(name, args.data_dir)) for name in args.transfer]
@@ -294,10 +294,12 @@ class Evaluate:
         return 0
 
 
-def _instructions(args: argparse.Namespace, store: RunStore) -> list[tuple[str, str]]:
+def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if args.run:
-        run = store.get_run(args.run)
+        with RunStore(args.store, readonly=True) as store:
+            run = store.get_run(args.run)
+            rows = [r for r in store.trial_rows(run.id) if r["state"] == "COMPLETE"]
         problem = run.config.get("problem", {})
         if problem.get("name") != "prompt":
             raise StoreError(f"run {args.run!r} is not a prompt-optimization run")
@@ -305,7 +307,6 @@ def _instructions(args: argparse.Namespace, store: RunStore) -> list[tuple[str, 
             args.task = problem["task"]
             split = problem.get("split", {})
             args.split_seed, args.train_fraction = split.get("seed", 0), split.get("train_fraction")
-        rows = [r for r in store.trial_rows(run.id) if r["state"] == "COMPLETE"]
         rows.sort(key=lambda r: (-r["value"], r["number"]))
         for rank, r in enumerate(rows[:args.top], start=1):
             out.append((f"{args.run} #{rank} (train {r['value']:.1f})", r["text"]))
