@@ -14,6 +14,7 @@ from typing import Any
 
 from llmopt.report import format_table
 from llmopt.storage import RunStore
+from problems.data import tsplib_file
 from problems.tsp_instances import TSPInstance, random_instance, read_tour, read_tsplib, tour_length
 
 Cell = list[tuple[float, float]]  # (gap %, seconds) per instance
@@ -78,7 +79,8 @@ class CLI:
         p.add_argument("--n", type=int, nargs="+", default=[10, 15, 20, 50], help="instance sizes (default 10 15 20 50)")
         p.add_argument("--seeds", type=int, default=5, help="instances per size, seeds 0..S-1 (default 5)")
         p.add_argument("--truncate", action="store_true", help="the official code's int()-truncated coordinates")
-        p.add_argument("--tsplib", nargs="+", help="TSPLIB files instead of generated instances")
+        p.add_argument("--tsplib", nargs="+", help="TSPLIB files instead of generated instances (or names in "
+                       "tsplib/ of $LLMOPT_DATA or the package's data: eil51, berlin52)")
         p.add_argument("--store", help="add the TSP runs of this store as rows (same instances)")
         p.add_argument("--gls-time", type=float, default=2.0,
                        help="seconds for OR-Tools guided local search (default 2)")
@@ -91,9 +93,10 @@ class CLI:
         notes: list[str] = []
         instances: list[tuple[str, TSPInstance, Path | None]] = []
         if args.tsplib:
-            for file in args.tsplib:
+            for name in args.tsplib:
+                file = tsplib_file(name)
                 inst = read_tsplib(file)
-                instances.append((inst.name, inst, Path(file)))
+                instances.append((inst.name, inst, file))
         else:
             for n in args.n:
                 instances += [(f"n={n}", random_instance(n, s, truncate=args.truncate), None)

@@ -6,7 +6,7 @@ fixed baselines on the test split with the same scorer (every reply cached in th
 re-run of this script only prints). Prints one table: train and test accuracy with 95% Wilson
 intervals, calls and wall time.
 
-    python benchmarks/prompt_bbh.py --task bbh/sports_understanding --data-dir ../shared/data \\
+    python benchmarks/prompt_bbh.py --task bbh/sports_understanding \\
         --steps 8 --proposals 4 --max-train 30 --max-test 100 --seeds 0 1
 """
 

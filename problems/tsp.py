@@ -196,7 +196,8 @@ class CLI:
     @staticmethod
     def add_arguments(group: Any) -> None:
         group.add_argument("--n", type=int, default=10, help="cities of a generated instance (default 10)")
-        group.add_argument("--tsplib", help="a TSPLIB file instead of a generated instance")
+        group.add_argument("--tsplib", help="a TSPLIB file instead of a generated instance, or the name of one "
+                           "in tsplib/ of $LLMOPT_DATA or the package's data (eil51, berlin52)")
         group.add_argument("--truncate", action="store_true",
                            help="coordinates as the official code draws them (uniform reals cut by int())")
         group.add_argument("--num-starts", type=int, default=5, help="random starting traces (default 5)")
@@ -206,10 +207,11 @@ class CLI:
 
     @staticmethod
     def from_args(args: Any) -> TravellingSalesman:
+        from problems.data import tsplib_file
         from problems.tsp_instances import random_instance, read_tsplib
 
-        instance = read_tsplib(args.tsplib) if args.tsplib else random_instance(args.n, args.seed,
-                                                                               truncate=args.truncate)
+        instance = read_tsplib(tsplib_file(args.tsplib)) if args.tsplib else random_instance(args.n, args.seed,
+                                                                                            truncate=args.truncate)
         optimum, proved = optimum_of(instance, args.exact_time)
         return TravellingSalesman(instance, optimum=optimum, optimum_proved=proved, num_starts=args.num_starts,
                                   start_at_zero=not args.any_start)

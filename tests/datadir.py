@@ -1,14 +1,13 @@
-"""Where the tests find the shared data sets."""
+"""Where the tests find the data sets: the package's own resolver (``$LLMOPT_DATA``, else the copy
+shipped in problems/data/), so a clone with nothing beside it runs the tests."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from problems.data import data_dir as _resolve
 
 
 def data_dir() -> Path:
-    """$LLMOPT_DATA, else shared/data beside the repository (where CI puts it)."""
-    path = Path(os.environ.get("LLMOPT_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-    if not (path / "tsplib").is_dir():
-        raise RuntimeError(f"test data not found at {path}: set LLMOPT_DATA to the shared data directory")
-    return path
+    """The directory the runs would read: ``$LLMOPT_DATA``, else the packaged copy."""
+    return _resolve()

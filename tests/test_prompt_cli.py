@@ -106,10 +106,19 @@ def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path, ca
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_no_data_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+def test_no_data_directory_reads_the_packaged_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    """Neither --data-dir nor $LLMOPT_DATA: the data shipped with the package (no model is called)."""
     monkeypatch.delenv("LLMOPT_DATA", raising=False)
+    code = main(["run", "prompt", "--task", "bbh/navigate", "--steps", "3", "--max-calls", "100",
+                 "--store", str(tmp_path / "p.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and "scorer    local/smollm2: <= 1250 calls" in err  # navigate's 50 training examples
+    assert main(["evaluate", "--task", "bbh/chess", "--store", str(tmp_path / "p.db")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown BBH task 'chess' (known: boolean_expressions" in err and len(err.splitlines()) == 1
+    monkeypatch.setenv("LLMOPT_DATA", str(tmp_path / "gone"))
     assert main(["evaluate", "--task", "gsm8k", "--store", str(tmp_path / "p.db")]) == 2
-    assert "no data directory: pass --data-dir DIR or set LLMOPT_DATA" in capsys.readouterr().err
+    assert f"data directory {tmp_path / 'gone'} ($LLMOPT_DATA) does not exist" in capsys.readouterr().err
 
 
 def test_embedded_model_scores_and_optimizes(tmp_path: Path, capsys) -> None:

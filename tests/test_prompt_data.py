@@ -1,4 +1,4 @@
-"""Dataset loaders and splits, on the shared data and on broken files."""
+"""Dataset loaders and splits, on the packaged data (or $LLMOPT_DATA) and on broken files."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from problems.prompt_optimization.data import (DataError, bbh_tasks, data_dir, load_aqua, load_bbh, load_gsm8k,
                                                load_multiarith, load_task)
-from tests.datadir import data_dir as shared_data
+from tests.datadir import data_dir as resolved_data
 
-DATA = shared_data()
+DATA = resolved_data()
 
 
 def test_shared_data_loads_with_the_paper_splits() -> None:
@@ -73,12 +73,17 @@ def test_malformed_files_are_named(tmp_path: Path, loader, name: str, content: s
 
 def test_missing_data_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLMOPT_DATA", raising=False)
-    with pytest.raises(DataError, match="pass --data-dir DIR or set LLMOPT_DATA"):
-        data_dir(None)
-    with pytest.raises(DataError, match="does not exist"):
+    packaged = Path(__file__).resolve().parents[1] / "problems" / "data"
+    assert data_dir(None).resolve() == packaged  # nothing given: the copy shipped with the package
+    with pytest.raises(DataError, match=r"data directory .*nope \(--data-dir\) does not exist"):
         data_dir(tmp_path / "nope")
-    monkeypatch.setenv("LLMOPT_DATA", str(DATA))
-    assert data_dir(None) == Path(str(DATA))
+    monkeypatch.setenv("LLMOPT_DATA", str(tmp_path / "gone"))
+    with pytest.raises(DataError, match=r"data directory .*gone \(\$LLMOPT_DATA\) does not exist"):
+        data_dir(None)
+    monkeypatch.setenv("LLMOPT_DATA", "")  # empty: unset
+    assert data_dir(None).resolve() == packaged
+    monkeypatch.setenv("LLMOPT_DATA", str(tmp_path))
+    assert data_dir(None) == tmp_path and data_dir(DATA) == Path(DATA)  # --data-dir > $LLMOPT_DATA > packaged
     with pytest.raises(DataError, match=r"gsm8k[/\\]gsm_train.tsv not found"):
         load_task("gsm8k", tmp_path)
     with pytest.raises(DataError, match="unknown BBH task 'nope' .known: boolean_expressions"):

@@ -9,13 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from datadir import data_dir
 from fakes import linreg_script
 from llmopt import RunStore
 from openai_server import OpenAIServer
 
 KEY = "sk-LLMOPT-CANARY-7f3a9b1c2d4e5f60718293a4b5c6d7e8"
 ROOT = Path(__file__).resolve().parents[1]
-DATA = os.environ.get("LLMOPT_DATA") or str(ROOT.parent / "shared" / "data")
+DATA = str(data_dir())  # $LLMOPT_DATA, else the copy shipped with the package
 
 
 def script(prompt: str, seed: int) -> str:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from datadir import data_dir
-
 from pathlib import Path
 
 from llmopt import RunStore
 from llmopt.cli import main
-
-DATA = data_dir() / "tsplib"
 
 
 def test_run_tsp_reports_the_gap_and_the_store_feeds_the_table(tmp_path: Path, capsys) -> None:
@@ -28,8 +24,9 @@ def test_run_tsp_reports_the_gap_and_the_store_feeds_the_table(tmp_path: Path, c
     assert "nearest" in table.lower() and "christofides" in table.lower()
 
 
-def test_baselines_on_tsplib_compare_with_the_opt_tour(capsys) -> None:
-    assert main(["baselines", "tsp", "--tsplib", str(DATA / "eil51.tsp"), "--gls-time", "0.5"]) == 0
+def test_baselines_on_tsplib_compare_with_the_opt_tour(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("LLMOPT_DATA", raising=False)  # by name: the packaged eil51 and its optimal tour
+    assert main(["baselines", "tsp", "--tsplib", "eil51", "--gls-time", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "eil51" in out and "proved optimum 426" in out and "eil51.opt.tour has length 426" in out
 

@@ -24,7 +24,8 @@ TRANSFER = ("multiarith", "aqua")
 def add_task_arguments(g: Any, task_required: bool = True) -> None:
     g.add_argument("--task", required=task_required,
                    help="gsm8k, bbh/<task> (e.g. bbh/navigate), multiarith or aqua")
-    g.add_argument("--data-dir", help="directory with gsm8k/, bbh/, multiarith/, aqua/ (default: $LLMOPT_DATA)")
+    g.add_argument("--data-dir", help="directory with gsm8k/, bbh/, multiarith/, aqua/ "
+                   "(default: $LLMOPT_DATA, else the copy shipped with the package)")
     g.add_argument("--split-seed", type=int, default=0,
                    help="seed of the train/test split, kept apart from --seed so runs share one split (default 0)")
     g.add_argument("--train-fraction", type=float,

@@ -6,8 +6,9 @@
 * ``multiarith/MultiArith.json``: a list of ``{"sQuestion", "lSolutions"}``;
 * ``aqua/AQuA.json``: JSON lines ``{"question", "options": ["A)..."], "correct"}``.
 
-The directory comes from ``--data-dir`` or ``$LLMOPT_DATA``; nothing is downloaded. A missing or
-malformed file is a :class:`DataError` that names the file (and the line).
+The directory comes from ``--data-dir``, else ``$LLMOPT_DATA``, else the copy shipped with the
+package (:func:`problems.data.data_dir`); nothing is downloaded. A missing or malformed file is a
+:class:`DataError` that names the file (and the line).
 """
 
 from __future__ import annotations
@@ -21,13 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from llmopt.seeding import stream
+from problems.data import DataError, data_dir  # shared by every problem
 from problems.prompt_optimization.grading import Kind, infer_kind
-
-ENV = "LLMOPT_DATA"
-
-
-class DataError(ValueError):
-    """A data directory or file is missing or malformed; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -55,19 +51,6 @@ class Task:
         if split not in ("train", "validation", "test"):
             raise DataError(f"unknown split {split!r} (train, validation, test or all)")
         return getattr(self, split)
-
-
-def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
-    """The data directory: ``path``, else ``$LLMOPT_DATA``; an error names what is missing."""
-    given = path if path is not None else os.environ.get(ENV)
-    if not given:
-        raise DataError(f"no data directory: pass --data-dir DIR or set {ENV} (the directory holding "
-                        "gsm8k/, bbh/, multiarith/, aqua/)")
-    out = Path(given)
-    if not out.is_dir():
-        source = "--data-dir" if path is not None else f"${ENV}"
-        raise DataError(f"data directory {out} ({source}) does not exist")
-    return out
 
 
 def _need(path: Path) -> Path:
