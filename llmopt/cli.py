@@ -202,10 +202,22 @@ def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
         llm = LLM.from_router(args.router, args.model, **settings)
     else:
         llm = LLM.from_model(args.model, api_key=api_key, api_base=args.api_base, **settings)
+    llm.validate()  # an unroutable model is refused before any store is created
     shown = problem.default_shown if args.show is None else args.show
     meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=args.scores, decimals=args.decimals,
                             buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)
     return LLMProposer(llm, meta, use_store_cache=not args.no_cache, structured=args.structured)
+
+
+def check_credentials(args: argparse.Namespace, problem: Problem, proposer: Proposer) -> None:
+    """The optimizer's model, then the problem's own (the plugin's optional ``check_credentials``,
+    e.g. a scorer model), has its API key (:meth:`LLM.check_credentials`), else MissingCredentials."""
+    llm = getattr(proposer, "llm", None)
+    if llm is not None:
+        llm.check_credentials(key_hint="--api-key-env NAME")
+    hook = getattr(args.plugin, "check_credentials", None)
+    if hook is not None:
+        hook(args, problem)
 
 
 def make_budget(args: argparse.Namespace) -> Budget:
@@ -240,11 +252,16 @@ class Progress:
             self.bar.close()
 
 
-def prepare_run(args: argparse.Namespace) -> tuple[Problem, Proposer, Budget]:
-    """Problem, proposer and budget of a parsed ``llmopt run``; bad settings raise UsageError."""
+def prepare_run(args: argparse.Namespace, calls: bool = True) -> tuple[Problem, Proposer, Budget]:
+    """Problem, proposer and budget of a parsed ``llmopt run``; bad settings raise UsageError.
+
+    ``calls``: the run will call its models, so a model whose API key is not set is refused here,
+    before any store is created (``False``: a stored run is only read back)."""
     try:
         problem = args.plugin.from_args(args)
         proposer = make_proposer(args, problem)
+        if calls:
+            check_credentials(args, problem, proposer)
         budget = make_budget(args)
         preflight = getattr(args.plugin, "preflight", None)
         if preflight is not None:  # e.g. a cost estimate that may refuse the run
@@ -287,6 +304,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"\ninterrupted: resume with  llmopt run {args.problem} ... --store {args.store} "
                   f"--name {result.name} --resume", file=sys.stderr)
             return 130
+        if result.stop_reason is StopReason.LLM_FAILURE:  # nothing was proposed: a script or CI must notice
+            print(f"\nllmopt: error: run {result.name} stopped by {result.stop_reason.value}: {result.stop_detail}",
+                  file=sys.stderr)
+            return 1
     return 0
 
 

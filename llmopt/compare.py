@@ -164,7 +164,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
     out = Collected(grid, [], {})
     with RunStore(store_path, readonly=not run) as store:  # only reading: nothing created or written
         for i, (cell, args) in enumerate(parsed, 1):
-            problem, proposer, budget = prepare_run(args)
+            problem, proposer, budget = prepare_run(args, calls=run)
             if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):
                 out.references[cell.problem][cell.seed] = references(args, problem)
             record = store.find_run(cell.name)

@@ -36,6 +36,14 @@ class LLMConfigError(ValueError):
     """The model settings are unusable (unknown provider, bad numbers); raised before any call."""
 
 
+class MissingCredentials(LLMConfigError):
+    """A hosted model's API key is not in the environment (``variables``: what litellm looks for)."""
+
+    def __init__(self, message: str, variables: Sequence[str]) -> None:
+        super().__init__(message)
+        self.variables = tuple(variables)
+
+
 @dataclass(frozen=True, kw_only=True)
 class LLMConfig:
     """Sampling settings, recorded with the run. The API key is deliberately not a field."""
@@ -187,6 +195,51 @@ def response_format(schema: dict[str, Any], style: SchemaStyle = "json_schema") 
     return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
 
 
+#: Providers whose credentials need not be environment variables (AWS's chain: ~/.aws, instance
+#: roles), where litellm's list of variables is no requirement.
+CREDENTIAL_CHAINS = ("bedrock", "sagemaker", "sagemaker_chat")
+_CREDENTIAL_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+#: What an OpenAI-compatible server of one's own gets when no key is set (the OpenAI client
+#: refuses to send a request without one; a server started without --api-key accepts any).
+PLACEHOLDER_KEY = "no-key"
+
+
+def missing_credentials(model: str, api_base: str | None = None) -> list[str]:
+    """The environment variables holding ``model``'s API key that are not set, as litellm names
+    them (``validate_environment``); empty when the call needs none or may find one elsewhere.
+
+    Not asked of: the embedded ``local/...`` models; an explicit ``api_base``, also when set by
+    the provider's ``<PROVIDER>_API_BASE`` / ``<PROVIDER>_BASE_URL`` variable or ``litellm.api_base``
+    (a server of one's own: litellm cannot know whether it wants a key, and llama.cpp's and vLLM's
+    servers by default do not); providers with credential chains (:data:`CREDENTIAL_CHAINS`); a
+    key set in Python (``litellm.api_key``, ``litellm.<provider>_key``). Endpoints, projects and
+    regions that litellm also lists (``OLLAMA_API_BASE``, ``VERTEXAI_PROJECT``) are no credentials
+    and have defaults or other sources: only key-like names count.
+    """
+    if api_base or _local_module(model) is not None:
+        return []
+    litellm = import_litellm()
+    try:
+        provider = litellm.get_llm_provider(model)[1]
+    except Exception:  # unroutable: validate() says so
+        return []
+    upper = str(provider).upper()
+    if provider in CREDENTIAL_CHAINS or getattr(litellm, "api_base", None) or getattr(litellm, "api_key", None) \
+            or getattr(litellm, f"{provider}_key", None) \
+            or os.environ.get(f"{upper}_API_BASE") or os.environ.get(f"{upper}_BASE_URL"):
+        return []
+    try:
+        found = litellm.validate_environment(model=model)
+    except Exception:  # litellm's own check failing is no reason to refuse a run
+        return []
+    return [name for name in found.get("missing_keys") or () if any(w in name.upper() for w in _CREDENTIAL_WORDS)]
+
+
+def _needs(what: str, variables: Sequence[str], hint: str) -> MissingCredentials:
+    names = variables[0] if len(variables) == 1 else f"credentials ({', '.join(variables)}: none is set)"
+    return MissingCredentials(f"{what} needs {names} in the environment (or {hint})", variables)
+
+
 def _local_module(model: str) -> Any:
     """llmopt.local if ``model`` is an embedded model (``local/...``), else None."""
     if not model.startswith("local/"):
@@ -271,6 +324,30 @@ class LLM:
                 f"(use a provider prefix such as 'openai/', 'anthropic/', 'ollama/'): "
                 f"{_scrub(str(exc).strip().splitlines()[0], self.api_key)}"
             ) from None
+
+    def check_credentials(self, key_hint: str = "LLM.from_model(..., api_key=...)") -> None:
+        """Raise :class:`MissingCredentials` (one line naming the variables) if a call would find
+        no API key: before a run that will call the model creates anything or calls anything.
+
+        Not part of :meth:`validate`, which also runs when a stored run is only read back. The
+        rules are :func:`missing_credentials`'s; a key given here (``api_key``) always does. A
+        router's deployments are checked one by one: each either names its key (``api_key``, a
+        variable checked by :meth:`validate`) or needs its provider's variable, as a single model
+        would. ``key_hint`` is the other way to give a key, for the message (a command-line flag)."""
+        if not self.uses_litellm or self.api_key:
+            return
+        spec = self.config.router
+        if spec is None:
+            missing = missing_credentials(self.config.model, self.config.api_base)
+            if missing:
+                raise _needs(self.config.model, missing, key_hint)
+            return
+        for i, d in enumerate(spec.model_list):
+            params = d["litellm_params"]
+            missing = [] if params.get("api_key") else missing_credentials(params["model"], params.get("api_base"))
+            if missing:
+                raise _needs(f"{spec.source}: model_list[{i}] ({params['model']})", missing,
+                             "api_key: os.environ/NAME in the router file")
 
     def _validate_router(self) -> None:
         """Every variable a deployment names is set, litellm can route every deployment, and litellm
@@ -408,6 +485,14 @@ class LLM:
                                  "cost_usd": reply.cost_usd, "finish_reason": reply.finish_reason})
         return done
 
+    def _keyless_server(self) -> bool:
+        """An OpenAI-compatible server of one's own (``openai/<name>`` at an ``api_base``) and no
+        key anywhere litellm would look: the OpenAI client would refuse to send the request."""
+        if not (self.config.api_base and self.config.model.startswith("openai/")) or os.environ.get("OPENAI_API_KEY"):
+            return False
+        litellm = import_litellm()
+        return not (getattr(litellm, "api_key", None) or getattr(litellm, "openai_key", None))
+
     def _keyed(self, request: dict[str, Any]) -> dict[str, Any]:
         """What the cache key hashes. A router's call is keyed by its model group and the models
         behind it, not by the server that answers: any deployment of one model gives the same kind
@@ -424,4 +509,6 @@ class LLM:
         full = dict(request, num_retries=self.config.num_retries, timeout=self.config.timeout_s)
         if self.api_key:
             full["api_key"] = self.api_key
+        elif self._keyless_server():
+            full["api_key"] = PLACEHOLDER_KEY
         return await litellm_backend(full)

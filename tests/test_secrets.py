@@ -50,7 +50,9 @@ def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path) -> None:
         for argv in commands:
             done = subprocess.run([sys.executable, "-m", "llmopt.cli", *argv, "--store", str(store)], env=env,
                                   capture_output=True, text=True, timeout=300, cwd=ROOT)
-            assert done.returncode == 0, done.stderr
+            # a round whose every call hit a 'leak' stops the run by llm_failure, which exits 1
+            assert done.returncode == 0 or (done.returncode == 1 and "stopped by llm_failure" in done.stderr), \
+                done.stderr
             outputs.append(done.stdout + done.stderr)
         assert any({k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {KEY}"
                    for h in server.headers)  # the key was really sent

@@ -78,6 +78,9 @@ def make_scorer(args: argparse.Namespace) -> Scorer:
     return Scorer(llm, args.position)
 
 
+SCORER_KEY_HINT = "--scorer-api-key-env NAME"
+
+
 # --- cost estimate ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Estimate:
@@ -198,6 +201,11 @@ class CLI:
                                   max_length=args.max_length, forbid_digits=digits, initial=args.initial)
 
     @staticmethod
+    def check_credentials(args: argparse.Namespace, problem: PromptOptimization) -> None:
+        """The scorer model's API key is set (the optimizer's is checked by llmopt)."""
+        problem.scorer.llm.check_credentials(key_hint=SCORER_KEY_HINT)
+
+    @staticmethod
     def preflight(args: argparse.Namespace, problem: PromptOptimization, proposer: Any, budget: Any) -> None:
         steps = budget.max_steps if budget.max_steps is not None else 10**6
         rows = estimate(problem, proposer, steps, args.proposals or 1, args.max_rounds or 1, budget.max_evals)
@@ -266,13 +274,14 @@ class Evaluate:
         instructions = _instructions(args)  # --run's store is only read: a missing store or run writes nothing
         if not args.task:
             raise ValueError("which task? pass --task (or --run NAME of a prompt run)")
+        try:
+            datasets = [(args.task, args.split, make_task(args))]
+            datasets += [(name, "all", load_task(name, args.data_dir)) for name in args.transfer]
+        except DataError as exc:
+            raise ValueError(str(exc)) from None
+        scorer = make_scorer(args)
+        scorer.llm.check_credentials(key_hint=SCORER_KEY_HINT)  # no API key: refused before the store is made
         with RunStore(args.store) as store:  # the scorer's reply cache
-            try:
-                datasets = [(args.task, args.split, make_task(args))]
-                datasets += [(name, "all", load_task(name, args.data_dir)) for name in args.transfer]
-            except DataError as exc:
-                raise ValueError(str(exc)) from None
-            scorer = make_scorer(args)
             scorer.bind_cache(store.cache())
             rows, usage = [], Usage()
             for name, split, task in datasets:
