@@ -17,8 +17,9 @@ from .executors import EXECUTORS, open_executor
 from .llm import LLM, LLMConfigError
 from .local import DEFAULT_MODEL, set_threads
 from .metaprompt import MetaPromptConfig
-from .optimizer import Budget, Optimizer, RunResult, StopReason, default_run_name
+from .optimizer import Budget, CallEvent, Optimizer, RunResult, StopReason, default_run_name
 from .problem import Problem
+from .progress import Bar
 from .proposers import STRUCTURED, LLMProposer, Proposer, RandomProposer
 from .report import format_table, run_summary, runs_table, steps_table
 from .storage import DEFAULT_STORE, RunExistsError, RunStore, StoreError
@@ -227,29 +228,58 @@ def make_budget(args: argparse.Namespace) -> Budget:
 
 
 class Progress:
-    """A tqdm bar over steps showing best value, calls, tokens and dollars."""
+    """A bar over steps showing best value, calls, tokens, dollars and trials so far.
+
+    It moves at each step's end and, within a step, as each LLM call completes, each trial is
+    recorded and each scorer call is answered (the optimizer's callbacks; redraws rate-limited by
+    :class:`llmopt.progress.Bar`), so a step of many calls is never a silent wait.
+    """
 
     def __init__(self, total: int | None, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
+        self.bar = Bar(total, "step", enabled=enabled)
+        self._optimum: Any = None
+        self._scoring = 0  # scorer calls answered for the trial being scored (not yet accounted)
 
-            self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True)
-
-    def __call__(self, opt: Optimizer) -> None:
-        if self.bar is None:
+    def attach(self, opt: Optimizer) -> None:
+        """Follow ``opt`` call by call (nothing to follow when the bar is off)."""
+        if self.bar.bar is None:
             return
-        best = opt.history.best()
-        u = opt.usage
-        self.bar.n = opt.step
-        optimum = opt.problem.config().get("optimum")
-        gap = f" gap={100 * (best.value - optimum) / optimum:.2f}%" if best is not None and optimum else ""
-        self.bar.set_postfix_str(f"best={'-' if best is None else f'{best.value:.6g}'}{gap} calls={u.calls} "
-                                 f"tokens={u.tokens} cost={u.format_dollars()}", refresh=True)
+        opt.register_callback("call", self._redraw)
+        opt.register_callback("trial", self._trial)
+        opt.register_callback("scoring", self._scorer_call)
+
+    def _redraw(self, opt: Optimizer, event: Any = None) -> None:
+        if self.bar.due():
+            self.bar.show(postfix=self.postfix(opt))
+
+    def _trial(self, opt: Optimizer, trial: Any) -> None:
+        self._scoring = 0  # its scorer calls, if any, are in the usage now
+        self._redraw(opt)
+
+    def _scorer_call(self, opt: Optimizer, event: CallEvent) -> None:
+        self._scoring += 1
+        self._redraw(opt)
+
+    def postfix(self, opt: Optimizer) -> str:
+        best, u, c = opt.history.best(), opt.usage, opt.history.counts()
+        if self._optimum is None:
+            self._optimum = opt.problem.config().get("optimum") or 0
+        gap = f" gap={100 * (best.value - self._optimum) / self._optimum:.2f}%" \
+            if best is not None and self._optimum else ""
+        text = (f"best={'-' if best is None else f'{best.value:.6g}'}{gap} calls={u.calls} tokens={u.tokens} "
+                f"cost={u.format_dollars()} valid={c['COMPLETE']} invalid={c['INVALID']} dup={c['DUPLICATE']}")
+        if c["FAILED"]:
+            text += f" failed={c['FAILED']}"
+        if self._scoring:
+            text += f" scoring={self._scoring}"
+        return text
+
+    def __call__(self, opt: Optimizer, force: bool = False) -> None:
+        """At a step's end (the loop's ``on_step``), or at the start (``force``: drawn at once)."""
+        self.bar.show(n=opt.step, postfix=self.postfix(opt), force=force)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def prepare_run(args: argparse.Namespace, calls: bool = True) -> tuple[Problem, Proposer, Budget]:
@@ -278,10 +308,12 @@ def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, propos
                      max_rounds=args.max_rounds, store=store, name=name, resume=args.resume)
 
 
-def execute(opt: Optimizer, args: argparse.Namespace) -> RunResult:
-    """Run to a stop, with a progress bar unless --quiet, scoring on the chosen executor."""
-    progress = Progress(opt.budget.max_steps, enabled=not args.quiet)
-    progress(opt)
+def execute(opt: Optimizer, args: argparse.Namespace, progress_bar: bool | None = None) -> RunResult:
+    """Run to a stop, with a progress bar (unless --quiet, or ``progress_bar`` says otherwise),
+    scoring on the chosen executor."""
+    progress = Progress(opt.budget.max_steps, enabled=not args.quiet if progress_bar is None else progress_bar)
+    progress.attach(opt)
+    progress(opt, force=True)
     try:
         with open_executor(args.executor, args.workers or None, args.dask_scheduler) as executor:
             return opt.run(executor=executor, on_step=progress)

@@ -156,8 +156,10 @@ class Collected:
 
 
 def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = True,
-            log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Collected:
-    """Run (``run=True``) or only read back every cell of the grid, in order."""
+            log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+            progress: bool = False) -> Collected:
+    """Run (``run=True``) or only read back every cell of the grid, in order; ``progress``: each
+    run shows its progress bar (on stderr, after the line saying which cell it is)."""
     from .cli import execute, open_run, prepare_run
 
     parsed = [(cell, parse_cell(cell, store_path)) for cell in grid.cells()]  # every cell checked first
@@ -179,7 +181,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
                 outcome.result = opt.result()
                 continue
             log(f"[{i}/{len(parsed)}] {cell.name}: {'resuming' if exists else 'starting'}")
-            outcome.result = execute(opt, args)
+            outcome.result = execute(opt, args, progress_bar=progress)
             outcome.finished = outcome.result.stop_reason is not StopReason.INTERRUPTED
             log(f"[{i}/{len(parsed)}] {cell.name}: {outcome.result.stop_reason.value} after "
                 f"{outcome.result.steps} steps ({outcome.result.elapsed_s:.1f} s)")
@@ -366,13 +368,16 @@ and optimum as rows.
             p.add_argument("--no-run", action="store_true", help="only print the tables of what is in the store")
             p.add_argument("--markdown", action="store_true", help="tables in Markdown")
             p.add_argument("--plot", metavar="DIR", help="also write the figures (see llmopt plot) to DIR")
+            p.add_argument("--quiet", action="store_true",
+                           help="no progress bar of each run (the line naming each cell stays)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         grid = grid_from_args(args)
         store = args.store or grid.store or DEFAULT_STORE
         try:
-            collected = collect(grid, store, run=not args.no_run, with_references=not args.no_references)
+            collected = collect(grid, store, run=not args.no_run, with_references=not args.no_references,
+                                progress=not args.quiet)
         except KeyboardInterrupt:
             print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
             return 130

@@ -18,13 +18,15 @@ litellm is imported on first use: ``import litellm`` takes seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Literal, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
     from .router import RouterSpec
@@ -127,6 +129,23 @@ class ResponseCache(Protocol):
 
 
 Backend = Callable[[dict[str, Any]], Awaitable[BackendReply]]
+
+#: Called as each call made in a context is answered: (model, completion). See observe_calls.
+CallObserver = Callable[[str, "Completion"], None]
+_observers: contextvars.ContextVar[tuple[CallObserver, ...]] = contextvars.ContextVar("llmopt_call_observers",
+                                                                                      default=())
+
+
+@contextlib.contextmanager
+def observe_calls(observer: CallObserver) -> Iterator[None]:
+    """Call ``observer(model, completion)`` as each call made inside the ``with`` block (in this
+    thread, and the tasks and worker it starts) is answered, cached or failed: progress from code
+    that makes calls but takes no callback, such as a problem's scorer inside ``evaluate``."""
+    token = _observers.set(_observers.get() + (observer,))
+    try:
+        yield
+    finally:
+        _observers.reset(token)
 
 
 def cache_key(request: dict[str, Any]) -> str:
@@ -433,9 +452,10 @@ class LLM:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(coro)
-        # Called from inside a running loop (a notebook): run ours on a worker thread.
+        # Called from inside a running loop (a notebook): run ours on a worker thread (same observers).
         box: dict[str, Any] = {}
-        worker = threading.Thread(target=lambda: box.update(out=asyncio.run(coro)))
+        context = contextvars.copy_context()
+        worker = threading.Thread(target=lambda: box.update(out=context.run(asyncio.run, coro)))
         worker.start()
         worker.join()
         return box["out"]
@@ -455,6 +475,8 @@ class LLM:
                 done = await self._one(messages, seed, response_format)
             if on_complete is not None:
                 on_complete(i, done)
+            for observer in _observers.get():
+                observer(self.config.model, done)
             return done
 
         return list(await asyncio.gather(*(one(i, m, s) for i, (m, s) in enumerate(items))))

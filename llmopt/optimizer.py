@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Hashable, Iterable
 
 from .history import SolutionHistory, Trial, TrialState
+from .llm import observe_calls
 from .problem import Evaluation, Problem
 from .proposers import Proposal, Proposer
 from .seeding import stream
@@ -74,6 +75,30 @@ class Budget:
                              "max_tokens, max_usd, max_seconds")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"budget patience must be >= 1, got {self.patience}")
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """One LLM call, reported to the ``"call"`` callbacks as soon as it is accounted.
+
+    A proposal's call is reported the moment it completes, while the rest of its round is still
+    being asked; a scorer's calls when the solution they scored is told (with its trial number),
+    and, to the ``"scoring"`` callbacks, already as each is answered (see :data:`CALLBACKS`).
+    """
+
+    number: int  # the trial the call belongs to
+    step: int
+    role: str  # "optimizer" (a proposal) or "scorer"
+    model: str
+    completion: Any  # llmopt.llm.Completion
+
+
+#: Callback names of :meth:`Optimizer.register_callback`: ``"call"`` gets a :class:`CallEvent`
+#: after each LLM call is accounted; ``"trial"`` gets each :class:`Trial` as it is recorded;
+#: ``"scoring"`` gets a :class:`CallEvent` as each call of a problem's scorer model is answered
+#: while a solution is scored in the loop (not yet accounted: it is, and reported as a ``"call"``,
+#: when the solution is told; scoring on an executor reports no ``"scoring"`` events).
+CALLBACKS = ("call", "trial", "scoring")
 
 
 @dataclass(frozen=True)
@@ -152,11 +177,27 @@ class Optimizer:
         self._solved_step: int | None = None
         self._failure: str | None = None
         self._started = False
+        self._callbacks: dict[str, list[Callable[["Optimizer", Any], None]]] = {name: [] for name in CALLBACKS}
         self.run_record: RunRecord | None = None
         if store is not None:
             self.proposer.bind_cache(store.cache())
             self.problem.bind_cache(store.cache())
             self._open_store(store, name, resume)
+
+    # --- callbacks ---------------------------------------------------------------------------
+    def register_callback(self, name: str, callback: Callable[["Optimizer", Any], None]) -> None:
+        """Call ``callback(optimizer, event)`` on every ``name`` event (see :data:`CALLBACKS`).
+
+        They run in the loop's thread (a proposal's call: on the event loop, between other calls'
+        replies), so they should be quick: a progress bar, a log line. What they raise is raised.
+        """
+        if name not in self._callbacks:
+            raise ValueError(f"unknown callback {name!r} (expected one of {', '.join(CALLBACKS)})")
+        self._callbacks[name].append(callback)
+
+    def _emit(self, name: str, event: Any) -> None:
+        for callback in self._callbacks[name]:
+            callback(self, event)
 
     # --- configuration and the store -----------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -246,6 +287,7 @@ class Optimizer:
         if self.store is not None and self.run_record is not None:
             self.store.add_trial(self.run_record.id, trial)
         self._remember(trial)
+        self._emit("trial", trial)
         return trial
 
     def _on_call(self, number: int, model: str, completion: Any, role: str = "optimizer", item: int = 0) -> None:
@@ -253,6 +295,7 @@ class Optimizer:
         self._role_usage[role] = self._role_usage.get(role, Usage()).add(completion)
         if self.store is not None and self.run_record is not None:
             self.store.add_call(self.run_record.id, number, self._step, model, completion, role, item)
+        self._emit("call", CallEvent(number, self._step, role, model, completion))
 
     # --- ask / tell / suggest ------------------------------------------------------------
     def start(self) -> None:
@@ -450,6 +493,8 @@ class Optimizer:
 
         ``executor``: anything with ``submit(fn, *args)`` returning futures
         (``concurrent.futures`` pools, ``dask.distributed.Client``) to score a step in parallel.
+        ``on_step(optimizer)`` runs after each step; :meth:`register_callback` reports finer
+        events (each LLM call, each trial) within a step.
         """
         reason: tuple[StopReason, str] | None = None
         if self.store is not None and self.run_record is not None and not self.store.readonly:
@@ -481,11 +526,22 @@ class Optimizer:
     def _evaluate(self, candidates: list[Candidate], executor: Any) -> None:
         if executor is None:
             for c in candidates:
-                self._tell_scored(c, lambda c=c: self.problem.evaluate(c.solution))
+                self._tell_scored(c, lambda c=c: self._evaluate_here(c))
             return
         futures = [executor.submit(self.problem.evaluate, c.solution) for c in candidates]
         for c, future in zip(candidates, futures):  # record in proposal order: reproducible numbering
             self._tell_scored(c, future.result)
+
+    def _evaluate_here(self, candidate: Candidate) -> Evaluation:
+        """Score in the loop, reporting each scorer call to the "scoring" callbacks as it is answered."""
+        if not self._callbacks["scoring"]:
+            return self.problem.evaluate(candidate.solution)
+
+        def scoring(model: str, completion: Any) -> None:
+            self._emit("scoring", CallEvent(candidate.number, self._step, "scorer", model, completion))
+
+        with observe_calls(scoring):
+            return self.problem.evaluate(candidate.solution)
 
     def _tell_scored(self, candidate: Candidate, compute: Callable[[], Evaluation]) -> None:
         try:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from llmopt.llm import LLM, import_litellm
 from llmopt.local import DEFAULT_MODEL, set_threads
+from llmopt.progress import Bar
 from llmopt.seeding import stream
 from llmopt.storage import DEFAULT_STORE, RunStore, StoreError, Usage
 from problems.prompt_optimization.data import DataError, Example, Task, load_task
@@ -268,6 +269,7 @@ class Evaluate:
                        help="also evaluate on these datasets (all their examples), e.g. a GSM8K instruction")
         w.add_argument("--store", default=DEFAULT_STORE,
                        help="run store: runs to read, and the reply cache (default %(default)s)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar (it counts scorer calls, on stderr)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -290,11 +292,16 @@ class Evaluate:
                     raise ValueError(f"{name}: the {split} split is empty")
                 print(f"{name} ({split}): {len(examples)} examples x {len(instructions)} instructions, "
                       f"scorer {scorer.model}", file=sys.stderr)
-                for label, text in instructions:
-                    result = scorer.score(text, examples, task.kind)
-                    for c in result.completions:
-                        usage = usage.add(c)
-                    rows.append(Row(label, text, name, split, result.correct, result.total, result.failed))
+                bar = Bar(len(examples) * len(instructions), "call", enabled=not args.quiet,
+                          desc=f"{name} ({split})")
+                try:
+                    for label, text in instructions:
+                        result = scorer.score(text, examples, task.kind, on_call=lambda i, c: bar.advance())
+                        for c in result.completions:
+                            usage = usage.add(c)
+                        rows.append(Row(label, text, name, split, result.correct, result.total, result.failed))
+                finally:
+                    bar.close()
         from llmopt.report import format_table
 
         head = ["instruction", "text", "dataset", "split", "n", "accuracy %", "95% CI (Wilson)", "failed calls"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from llmopt.llm import LLM, Completion
 from problems.prompt_optimization.data import Example
@@ -98,10 +98,13 @@ class Scorer:
     def messages(self, instruction: str, example: Example) -> list[dict[str, str]]:
         return [{"role": "user", "content": scorer_prompt(instruction, example.question, self.position)}]
 
-    def score(self, instruction: str, examples: Sequence[Example], kind: Kind) -> ScoreResult:
-        """Ask the model every example (concurrently, cached) and grade the replies."""
+    def score(self, instruction: str, examples: Sequence[Example], kind: Kind,
+              on_call: Callable[[int, Completion], None] | None = None) -> ScoreResult:
+        """Ask the model every example (concurrently, cached) and grade the replies.
+
+        ``on_call(i, completion)`` runs as the call of example ``i`` is answered (a progress bar)."""
         items = [(self.messages(instruction, ex), SCORER_SEED) for ex in examples]
-        completions = self.llm.complete_batch(items)
+        completions = self.llm.complete_batch(items, on_call)
         grades = tuple(None if c.text is None else grade(c.text, ex.answer, kind, ex.question)
                        for c, ex in zip(completions, examples))
         correct = sum(1 for g in grades if g is not None and g.correct)
