@@ -331,7 +331,7 @@ class LLM:
             return
         local = _local_module(self.config.model)
         if local is not None:
-            local.model_path(self.config.model.split("/", 1)[1])  # raises a clear error if missing
+            local.check_model(self.config.model.split("/", 1)[1])  # missing weights, a crashing CPU: one line
             local.register()
             return
         litellm = import_litellm()

@@ -414,11 +414,10 @@ per configuration with a band over its seeds.
             if args.set or args.sweep or args.proposers or args.models:
                 raise ValueError("--set, --sweep, --proposers and --models describe a grid: give a grid file or "
                                  "--problems, or plot runs already in a store without them")
-            from .cli import DEFAULT_STORE as RUN_STORE
             from .grid import parse_seeds
             from .storage import RunStore
 
-            store = args.store or RUN_STORE
+            store = args.store or DEFAULT_STORE
             if not Path(store).exists():
                 raise ValueError(f"no store at {store}")
             seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
