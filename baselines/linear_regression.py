@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from scipy import stats
 
-from problems.linear_regression import LinearRegression, Pair
+from llmopt.experiments.compare import Reference
+from llmopt.experiments.report import format_table
+from problems.linear_regression.cli import CLI as ProblemCLI
+from problems.linear_regression.problem import LinearRegression, Pair
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,35 @@ def best_integer_pair(problem: LinearRegression, radius: int = 3) -> tuple[Pair,
                 best = ((w, b), loss)
     assert best is not None
     return best
+
+
+class CLI:
+    """``llmopt baselines linreg`` (group ``llmopt.baselines``), and the reference rows of
+    ``llmopt compare``'s linear-regression table."""
+
+    HELP = "least squares and the best integer pair of a linear-regression instance"
+
+    @staticmethod
+    def add_arguments(p: Any) -> None:
+        ProblemCLI.add_arguments(p)
+        p.add_argument("--seed", type=int, default=0, help="seed of the instance's noise (default 0)")
+
+    @staticmethod
+    def run(args: Any) -> int:
+        problem = ProblemCLI.from_args(args)
+        rows = [["baseline", "w", "b", "loss"]]
+        fit = least_squares(problem)
+        pair, loss = best_integer_pair(problem)
+        rows += [["least squares (real-valued)", f"{fit.w:.4f}", f"{fit.b:.4f}", f"{fit.loss:.4f}"],
+                 ["best integer pair", str(pair[0]), str(pair[1]), f"{loss:.4f}"],
+                 ["true pair", str(problem.w_true), str(problem.b_true), f"{problem.loss_at_true_pair:.4f}"]]
+        print(format_table(rows))
+        return 0
+
+    @staticmethod
+    def references(problem: LinearRegression) -> list[Any]:
+        """Least squares (real-valued) and the best integer pair: rows of ``llmopt compare``'s table."""
+        fit = least_squares(problem)
+        pair, loss = best_integer_pair(problem)
+        return [Reference("least squares (real-valued w, b)", fit.loss),
+                Reference("best integer pair", loss, solution=pair)]

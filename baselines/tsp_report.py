@@ -12,10 +12,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from llmopt.report import format_table
-from llmopt.storage import RunStore
+from baselines import tsp as solvers
+from llmopt.experiments.compare import Reference
+from llmopt.experiments.report import format_table
+from llmopt.store.sqlite import RunStore
 from problems.data import tsplib_file
-from problems.tsp_instances import TSPInstance, random_instance, read_tour, read_tsplib, tour_length
+from problems.tsp.instances import TSPInstance, random_instance, read_tour, read_tsplib, tour_length
+from problems.tsp.problem import TravellingSalesman
+
+REFERENCE_LABELS = {"nearest_neighbour": "nearest neighbour", "farthest_insertion": "farthest insertion",
+                    "nearest_neighbour_2opt": "nearest neighbour + 2-opt", "christofides": "Christofides",
+                    "ortools_guided_local_search": "OR-Tools GLS (1 s)", "lkh": "LKH-3"}
 
 Cell = list[tuple[float, float]]  # (gap %, seconds) per instance
 
@@ -25,8 +32,6 @@ EXACT_LABELS = {"held_karp": "Held-Karp (exact)", "exact": "integer program (exa
 
 def solve(inst: TSPInstance, gls_time_s: float, exact_time_s: float) -> tuple[float, bool, dict[str, tuple[float, float]]]:
     """(optimum, proved, {method: (gap %, seconds)}) for one instance; the optimum is solved once."""
-    from baselines import tsp as solvers
-
     results = solvers.all_baselines(inst, gls_time_s=gls_time_s, exact_time_s=exact_time_s)
     best = next(r for r in results if r.method in EXACT_LABELS)
     rows = {}
@@ -120,3 +125,12 @@ class CLI:
         for note in notes:
             print(note)
         return 0
+
+    @staticmethod
+    def references(problem: TravellingSalesman) -> list[Any]:
+        """The classical solvers on the run's instance: rows of ``llmopt compare``'s table."""
+        results = [solvers.nearest_neighbour(problem.instance), solvers.farthest_insertion(problem.instance),
+                   solvers.nearest_neighbour_2opt(problem.instance), solvers.christofides(problem.instance),
+                   solvers.ortools_guided_local_search(problem.instance, time_limit_s=1.0),
+                   solvers.lkh(problem.instance)]
+        return [Reference(REFERENCE_LABELS.get(r.method, r.method), r.length, r.seconds, r.tour) for r in results]

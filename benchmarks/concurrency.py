@@ -53,8 +53,8 @@ from openai_server import OpenAIServer  # noqa: E402
 from overhead import instant  # noqa: E402
 
 from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore  # noqa: E402
-from llmopt.report import format_table  # noqa: E402
-from problems.linear_regression import LinearRegression  # noqa: E402
+from llmopt.experiments.report import format_table  # noqa: E402
+from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 CONCURRENCY = (1, 4, 8)
 PROPOSALS = 8
@@ -81,13 +81,14 @@ def fake_server(latency_s: float, backlog: int) -> Iterator[tuple[str, str, dict
 def llama_server(threads: int, log_dir: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """llama-cpp-python's server with the embedded weights, as tests/conftest.py starts it (but with
     ``threads`` for the prompt too: its default of 2 spins against any other load on 2 cores)."""
-    from llmopt.local import model_path
+    from llmopt.llm.embedded import model_path
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cmd = [sys.executable, "-m", "llmopt.local_server", "--model", str(model_path("smollm2")), "--host", "127.0.0.1",
-           "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", "2048", "--model_alias", "smollm2"]
+    cmd = [sys.executable, "-m", "llmopt.llm.embedded_server", "--model", str(model_path("smollm2")), "--host", "127.0.0.1",
+           "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", "2048",
+           "--model_alias", "smollm2"]
     log = log_dir / "llama-server.log"
     with open(log, "wb") as sink:  # a pipe would fill with llama.cpp's logging and stall the server
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)

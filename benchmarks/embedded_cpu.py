@@ -2,11 +2,11 @@
 
     python benchmarks/embedded_cpu.py [--repeats 5] [--threads 1]
 
-llmopt loads models with ``use_extra_bufts = False`` (llmopt.local): the AMX kernels of a native
+llmopt loads models with ``use_extra_bufts = False`` (llmopt.llm.embedded): the AMX kernels of a native
 build segfault on some Xeons, and the switch also turns off weight repacking. This loads the
 embedded model both ways in fresh child processes (the AMX path may crash: a child's death is
 reported, not suffered) and times prompt evaluation (a 500-token OPRO-sized prompt) and
-generation (64 tokens), median over repeats; it also times the probe (llmopt.local.check_runs)
+generation (64 tokens), median over repeats; it also times the probe (llmopt.llm.embedded.check_runs)
 a run pays once per machine.
 """
 
@@ -22,7 +22,7 @@ import time
 
 CHILD = r"""
 import json, sys, time
-from llmopt import local
+from llmopt.llm import embedded as local
 extra, threads, repeats = sys.argv[1] == "on", int(sys.argv[2]), int(sys.argv[3])
 path = local.model_path("smollm2")
 if extra:
@@ -56,7 +56,7 @@ def measure(extra: str, threads: int, repeats: int) -> str:
 
 
 def probe_seconds(threads: int) -> float:
-    from llmopt import local
+    from llmopt.llm import embedded as local
 
     with tempfile.TemporaryDirectory() as cache:
         import os
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    from llmopt.local import cpu_summary
+    from llmopt.llm.embedded import cpu_summary
 
     print(f"CPU: {cpu_summary()}; {args.threads} thread(s); median of {args.repeats}\n")
     print("| extra buffer types | loaded with use_extra_bufts | prompt tokens/s (500) | generated tokens/s (64) |")

@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 from faults import FAULTS, run_scenario, table  # noqa: E402
-from llmopt.report import format_table  # noqa: E402
 from test_resume import SCRIPT, snapshot  # noqa: E402
+
+from llmopt.experiments.report import format_table  # noqa: E402
 
 
 def kill_and_resume(workdir: Path, draws: int, reference: tuple) -> list[str]:

@@ -24,9 +24,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmopt import LLM, Budget, LLMProposer, Optimizer, RandomProposer, RunStore, TrialState  # noqa: E402
-from llmopt.local import DEFAULT_MODEL  # noqa: E402
-from llmopt.report import format_table  # noqa: E402
-from problems.linear_regression import LinearRegression  # noqa: E402
+from llmopt.experiments.report import format_table  # noqa: E402
+from llmopt.llm.embedded import DEFAULT_MODEL  # noqa: E402
+from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 CONFIGS = ("structured", "free text", "random")
 CHECKPOINTS = (0, 10, 20, 30, 40, 50)
@@ -34,7 +34,7 @@ CHECKPOINTS = (0, 10, 20, 30, 40, 50)
 
 def engine_seconds() -> float:
     """Seconds this process's embedded models spent generating (the rest of a step is llmopt's)."""
-    from llmopt import local
+    from llmopt.llm import embedded as local
 
     return sum(e.busy_s for e in local._engines.values())
 

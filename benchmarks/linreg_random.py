@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from baselines.linear_regression import best_integer_pair, least_squares  # noqa: E402
 from llmopt import Budget, Optimizer, RandomProposer, RunStore  # noqa: E402
-from llmopt.report import format_table  # noqa: E402
-from problems.linear_regression import LinearRegression  # noqa: E402
+from llmopt.experiments.report import format_table  # noqa: E402
+from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 
 def main() -> None:

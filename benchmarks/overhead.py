@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore  # noqa: E402
-from llmopt.llm import BackendReply  # noqa: E402
-from llmopt.report import format_table  # noqa: E402
-from problems.linear_regression import LinearRegression  # noqa: E402
+from llmopt.experiments.report import format_table  # noqa: E402
+from llmopt.llm.client import BackendReply  # noqa: E402
+from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 PHASES = {
     "meta-prompt build": ("metaprompt.py", "build_meta_prompt"),

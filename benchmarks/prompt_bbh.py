@@ -18,10 +18,10 @@ import time
 
 from baselines.prompts import BASELINES
 from llmopt.cli import main as llmopt
-from llmopt.llm import LLM
-from llmopt.local import DEFAULT_MODEL, set_threads
-from llmopt.report import format_table
-from llmopt.storage import RunStore
+from llmopt.experiments.report import format_table
+from llmopt.llm.client import LLM
+from llmopt.llm.embedded import DEFAULT_MODEL, set_threads
+from llmopt.store.sqlite import RunStore
 from problems.prompt_optimization.cli import sample_examples, wilson
 from problems.prompt_optimization.data import load_task
 from problems.prompt_optimization.scorer import Scorer

@@ -5,19 +5,19 @@ Yang et al., "Large Language Models as Optimizers", arXiv 2309.03409.
 
 from __future__ import annotations
 
-from .export import load
-from .history import SolutionHistory, Trial, TrialState
-from .llm import LLM, Completion, LLMConfig, LLMConfigError
-from .metaprompt import MetaPromptConfig, build_meta_prompt
-from .optimizer import Budget, Candidate, Optimizer, RunResult, StopReason
-from .problem import Direction, ParseError, Problem
-from .proposers import LLMProposer, Proposal, Proposer, RandomProposer
-from .storage import RunStore, StoreError, Usage
+from llmopt.budget import Budget, StopReason
+from llmopt.history import SolutionHistory, Trial, TrialState
+from llmopt.llm import LLM, Completion, LLMConfig, LLMConfigError, Usage
+from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
+from llmopt.optimizer import CallEvent, Candidate, Optimizer, RunResult
+from llmopt.problem import Direction, ParseError, Problem
+from llmopt.proposers import LLMProposer, Proposal, Proposer, RandomProposer
+from llmopt.store import RunStore, StoreError, load
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Budget", "Candidate", "Completion", "Direction", "LLM", "LLMConfig", "LLMConfigError", "LLMProposer",
+    "Budget", "CallEvent", "Candidate", "Completion", "Direction", "LLM", "LLMConfig", "LLMConfigError", "LLMProposer",
     "MetaPromptConfig", "Optimizer", "ParseError", "Problem", "Proposal", "Proposer", "RandomProposer",
     "RunResult", "RunStore", "SolutionHistory", "StopReason", "StoreError", "Trial", "TrialState", "Usage",
     "build_meta_prompt", "load",

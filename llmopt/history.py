@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Iterator
 
-from .problem import Direction
+from llmopt.problem import Direction
 
 
 class TrialState(str, enum.Enum):

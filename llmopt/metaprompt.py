@@ -11,9 +11,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .history import SolutionHistory, Trial
-from .problem import Direction, Problem
-from .seeding import stream
+from llmopt.history import SolutionHistory, Trial
+from llmopt.problem import Direction, Problem
+from llmopt.seeding import stream
 
 Order = Literal["worst_to_best", "best_to_worst", "random"]
 ScoreDisplay = Literal["exact", "rounded", "buckets", "hidden"]

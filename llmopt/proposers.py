@@ -12,11 +12,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal
 
-from .history import SolutionHistory
-from .llm import LLM, Completion, ResponseCache, response_format
-from .metaprompt import MetaPromptConfig, build_meta_prompt
-from .problem import ParseError, Problem
-from .seeding import derive_seed, stream
+from llmopt.history import SolutionHistory
+from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
+from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
+from llmopt.problem import ParseError, Problem
+from llmopt.seeding import derive_seed, stream
 
 #: Structured output: auto (where supported), on / json_schema (OpenAI style), json_object
 #: (llama.cpp server style), off (free text, as in the paper).

@@ -30,12 +30,12 @@ def llama_server(tmp_path_factory):
     import time
     import urllib.request
 
-    from llmopt.local import model_path
+    from llmopt.llm.embedded import model_path
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cmd = [sys.executable, "-m", "llmopt.local_server", "--model", str(model_path("smollm2")), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "llmopt.llm.embedded_server", "--model", str(model_path("smollm2")), "--host", "127.0.0.1",
            "--port", str(port), "--n_threads", "1", "--n_ctx", "2048", "--model_alias", "smollm2"]
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     sink = open(log, "wb")  # a pipe would fill with llama.cpp's logging and stall the server

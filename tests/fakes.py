@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from llmopt.llm import LLM, BackendReply
+from llmopt.llm.client import LLM, BackendReply
 
 Script = Callable[[str, int], str]
 
@@ -63,7 +63,7 @@ def scripted_llm(script: Script = linreg_script, model: str = "fake/scripted", *
 
 def litellm_mock_backend(script: Script = linreg_script):
     """Through litellm itself: its ``mock_response`` carries the scripted reply."""
-    from llmopt.llm import litellm_backend
+    from llmopt.llm.client import litellm_backend
 
     async def backend(request: dict[str, Any]) -> BackendReply:
         return await litellm_backend({**request, "mock_response": script(prompt_of(request), request["seed"])})

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from fakes import linreg_script
-from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore
 from openai_server import FAULTS, OpenAIServer
-from problems.linear_regression import LinearRegression
+
+from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore
+from problems.linear_regression.problem import LinearRegression
 
 MODEL = "openai/scripted-model"
 SECRET = "sk-llmopt-FAULT-SUITE-0123456789abcdef"

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fakes import linreg_script
-from llmopt.cli import main
-from llmopt.compare import parse_cell
-from llmopt.grid import Grid, GridError, grid_from_dict, load_grid
-from llmopt import RunStore
 from openai_server import OpenAIServer
 from test_interrupts import spawn
+
+from llmopt import RunStore
+from llmopt.cli import main
+from llmopt.experiments.compare import parse_cell
+from llmopt.experiments.grid import Grid, GridError, grid_from_dict, load_grid
 
 KEY = {"GRID_KEY": "sk-grid-00000000"}
 
@@ -152,7 +152,7 @@ def test_the_shipped_grids_are_valid(path: Path) -> None:
     cells = grid.cells()
     assert cells and grid.store
     for cell in cells:
-        args = parse_cell(cell, "unused.db")
+        args = parse_cell(cell)
         assert args.seed == cell.seed and args.name == cell.name
 
 
@@ -251,7 +251,7 @@ def test_an_interrupted_grid_resumes_to_the_uninterrupted_result(tmp_path: Path)
 def test_plot_writes_every_figure_as_png_and_svg(tmp_path: Path, capsys) -> None:
     grid, store, figures = tmp_path / "p.toml", tmp_path / "p.db", tmp_path / "figs"
     grid.write_text('seeds = 2\n[defaults]\nproposer = "random"\nsteps = 4\n[problems.linreg]\n'
-                    '[problems.tsp]\nn = 7\n[configs.random]\n[configs.wide]\nrandom-range = [0, 30]\n')
+                    '[problems.tsp.problem]\nn = 7\n[configs.random]\n[configs.wide]\nrandom-range = [0, 30]\n')
     assert main(["plot", str(grid), "--store", str(store), "--out", str(figures)]) == 2
     assert "run `llmopt compare` first" in capsys.readouterr().err
     # random-range is a linreg option: the tsp rows of config "wide" are refused before anything runs

@@ -7,14 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from datadir import data_dir
 from fakes import linreg_script, scripted_llm
-from llmopt import LLM, Budget, LLMProposer, Optimizer, StopReason
-from llmopt.cli import main, prepare_run, run_parser
-from llmopt import llm as llm_module
 from openai_server import OpenAIServer
-from problems.linear_regression import LinearRegression
+
+from llmopt import LLM, Budget, LLMProposer, Optimizer, StopReason
+from llmopt.cli import main
+from llmopt.experiments.runs import prepare_run, run_parser
+from llmopt.llm import client as llm_module
+from problems.linear_regression.problem import LinearRegression
 
 DATA = str(data_dir())
 PROVIDER_VARIABLES = ("OPENAI_API_KEY", "OPENAI_API_BASE", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY",
@@ -36,7 +37,7 @@ def litellm_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
         calls.append(request)
         raise RuntimeError("AuthenticationError: no API key")
 
-    monkeypatch.setattr("llmopt.llm.litellm_backend", backend)
+    monkeypatch.setattr("llmopt.llm.client.litellm_backend", backend)
     return calls
 
 

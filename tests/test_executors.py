@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fakes import scripted_llm
+
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer
 from llmopt.cli import main
 from llmopt.executors import open_executor
-from problems.tsp import TravellingSalesman
-from problems.tsp_instances import random_instance
+from problems.tsp.instances import random_instance
+from problems.tsp.problem import TravellingSalesman
 
 
 def tours(prompt: str, seed: int) -> str:

@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes import scripted_llm
 
 import llmopt
-from fakes import scripted_llm
 from llmopt import Budget, LLMProposer, Optimizer, RunStore
 from llmopt.cli import main
-from llmopt.export import dumps, rows
-from problems.linear_regression import LinearRegression
+from llmopt.store.export import dumps, rows
+from problems.linear_regression.problem import LinearRegression
 
 
 @pytest.fixture()

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from faults import SECRET, run_scenario
-from llmopt import Budget, RunStore
 from openai_server import FAULTS
+
+from llmopt import Budget, RunStore
 
 
 @pytest.mark.parametrize("fault", FAULTS)

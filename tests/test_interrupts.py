@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fakes import linreg_script
-from llmopt import RunStore
 from openai_server import OpenAIServer
 from test_resume import SCRIPT, reference, run_script, snapshot  # noqa: F401  (reference is a fixture)
+
+from llmopt import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

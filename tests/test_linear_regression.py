@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from contract import ProblemContract
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baselines.linear_regression import best_integer_pair, least_squares
-from contract import ProblemContract
 from llmopt import ParseError
 from llmopt.seeding import stream
-from problems.linear_regression import MAX_ABS, LinearRegression
+from problems.linear_regression.problem import MAX_ABS, LinearRegression
 
 PROBLEM = LinearRegression()
 pairs = st.tuples(st.integers(-MAX_ABS, MAX_ABS), st.integers(-MAX_ABS, MAX_ABS))

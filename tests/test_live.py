@@ -7,7 +7,7 @@ import os
 import pytest
 
 from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore
-from problems.linear_regression import LinearRegression
+from problems.linear_regression.problem import LinearRegression
 
 pytestmark = pytest.mark.live
 

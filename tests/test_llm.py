@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from fakes import ScriptedBackend, litellm_mock_backend, scripted_llm
+
 from llmopt import LLM, Budget, LLMConfigError, LLMProposer, Optimizer, RunStore
-from llmopt.llm import cache_key
-from problems.linear_regression import LinearRegression
+from llmopt.llm.client import cache_key
+from problems.linear_regression.problem import LinearRegression
 
 MESSAGES = [{"role": "user", "content": "propose a pair"}]
 

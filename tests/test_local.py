@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmopt import LLM, Budget, LLMConfigError, LLMProposer, Optimizer, RunStore, StopReason, TrialState
-from llmopt.local import DEFAULT_MODEL, model_path
-from problems.linear_regression import LinearRegression
+from llmopt.llm.embedded import DEFAULT_MODEL, model_path
+from problems.linear_regression.problem import LinearRegression
 
 pytestmark = pytest.mark.slow
 MESSAGES = [{"role": "user", "content": "Give me two integers as JSON."}]
@@ -93,7 +93,7 @@ def test_a_cancelled_call_queued_behind_the_engine_never_generates() -> None:
     and drop the call, instead of generating a reply nobody reads while the run waits for it."""
     import asyncio
 
-    from llmopt import local
+    from llmopt.llm import embedded as local
 
     eng = local.engine("smollm2")
     provider = local._provider_class()()
@@ -121,7 +121,7 @@ def test_a_cancelled_call_queued_behind_the_engine_never_generates() -> None:
 def test_models_load_without_llama_cpps_extra_buffer_types() -> None:
     """The AMX kernels (an extra buffer type of a native build on such CPUs) segfault on the first
     generation; the engine loads with them off, on every CPU, so no machine takes that path."""
-    from llmopt import local
+    from llmopt.llm import embedded as local
 
     assert local.engine("smollm2").llama().model_params.use_extra_bufts is False
 
@@ -147,8 +147,8 @@ def test_a_crashing_llama_cpp_is_one_line_before_anything_is_spent(tmp_path, mon
     instead; no store is made, no call recorded."""
     import sys
 
-    from llmopt import local
     from llmopt.cli import main
+    from llmopt.llm import embedded as local
 
     segfault = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
     monkeypatch.setattr(local, "probe_command", lambda path, threads: segfault)
@@ -165,7 +165,7 @@ def test_a_crashing_llama_cpp_is_one_line_before_anything_is_spent(tmp_path, mon
 def test_a_passed_probe_is_remembered_on_disk(tmp_path, monkeypatch) -> None:
     import sys
 
-    from llmopt import local
+    from llmopt.llm import embedded as local
 
     monkeypatch.setenv("LLMOPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(local, "_probed", set())
@@ -181,7 +181,7 @@ def test_a_passed_probe_is_remembered_on_disk(tmp_path, monkeypatch) -> None:
 def test_samples_do_not_depend_on_the_order_calls_arrive_in() -> None:
     """The engine serves concurrent calls in arrival order and keeps the last prompt's KV cache; a
     sample for (prompt, seed) must still be the same whichever calls came before it."""
-    from llmopt import local
+    from llmopt.llm import embedded as local
 
     eng = local.engine("smollm2")
     prompts = {

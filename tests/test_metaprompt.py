@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from llmopt import MetaPromptConfig, SolutionHistory, Trial, TrialState, build_meta_prompt
-from problems.linear_regression import LinearRegression
+from problems.linear_regression.problem import LinearRegression
 
 PROBLEM = LinearRegression()
 HEAD = ("Now you will help me minimize a function with two input variables w, b. I have some (w, b) pairs and "

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fakes import scripted_llm
+
 from llmopt import Budget, LLMProposer, Optimizer, Problem, RandomProposer, RunStore, Usage
 from llmopt.cli import build_parser, main
-from llmopt.report import format_table, run_summary
+from llmopt.experiments.report import format_table, run_summary
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -50,9 +50,9 @@ def test_plot_draws_the_runs_of_an_ordinary_store(tmp_path: Path, capsys) -> Non
 
 
 def test_a_plotted_title_names_the_seeds_that_were_run(tmp_path: Path, capsys) -> None:
-    from llmopt.compare import collect
-    from llmopt.grid import load_grid
-    from llmopt.plot import best_so_far_figure, proposals_figure
+    from llmopt.experiments.compare import collect
+    from llmopt.experiments.grid import load_grid
+    from llmopt.experiments.plot import best_so_far_figure, proposals_figure
 
     grid, store = tmp_path / "g.toml", str(tmp_path / "g.db")
     grid.write_text('seeds = 3\n[defaults]\nproposer = "random"\nsteps = 2\n[problems.linreg]\n[configs.random]\n')
@@ -65,7 +65,7 @@ def test_a_plotted_title_names_the_seeds_that_were_run(tmp_path: Path, capsys) -
 
 
 def test_a_grids_store_plotted_without_its_grid_keeps_the_grids_labels(tmp_path: Path, capsys) -> None:
-    from llmopt.plot import best_so_far_title, collect_runs
+    from llmopt.experiments.plot import best_so_far_title, collect_runs
 
     store = str(tmp_path / "g.db")
     assert main(["compare", "--problems", "linreg", "--proposers", "random", "--seeds", "[0, 2]", "--set", "steps=2",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from fakes import linreg_script
-from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore, StopReason, TrialState
 from openai_server import OpenAIServer
-from problems.linear_regression import LinearRegression
+
+from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore, StopReason, TrialState
+from problems.linear_regression.problem import LinearRegression
 
 SECRET = "sk-llmopt-TEST-SECRET-0123456789"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from fakes import scripted_llm
+
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore, StopReason, TrialState
-from problems.linear_regression import LinearRegression
+from problems.linear_regression.problem import LinearRegression
 
 
 class CountingLR(LinearRegression):

@@ -13,7 +13,7 @@ import pytest
 from llmopt.cli import main
 from problems.data import DataError, data_dir, packaged, tsplib_file
 from problems.prompt_optimization.data import bbh_tasks, load_task
-from problems.tsp_instances import read_tour, read_tsplib, tour_length
+from problems.tsp.instances import read_tour, read_tsplib, tour_length
 
 try:
     import tomllib

@@ -8,13 +8,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from datadir import data_dir
 from fakes import linreg_script, scripted_llm
+from openai_server import OpenAIServer
+
 from llmopt import Budget, LLMProposer, Optimizer, RunStore
 from llmopt.cli import main
-from openai_server import OpenAIServer
-from problems.linear_regression import LinearRegression
+from problems.linear_regression.problem import LinearRegression
 
 DATA = str(data_dir())
 KEY_ENV = "PROGRESS_TEST_KEY"
@@ -23,7 +23,7 @@ KEY_ENV = "PROGRESS_TEST_KEY"
 @pytest.fixture()
 def every_redraw(monkeypatch: pytest.MonkeyPatch) -> None:
     """Redraw on every update (stderr is not a terminal here: bars are otherwise drawn rarely)."""
-    monkeypatch.setattr("llmopt.progress.LOG_INTERVAL_S", 0.0)
+    monkeypatch.setattr("llmopt.experiments.progress.LOG_INTERVAL_S", 0.0)
 
 
 def test_each_call_is_reported_as_it_completes_before_its_step_ends(tmp_path: Path) -> None:

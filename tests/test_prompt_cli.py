@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
-
 from datadir import data_dir
+from openai_server import OpenAIServer
+
 from llmopt import RunStore
 from llmopt.cli import main
-from openai_server import OpenAIServer
 from problems.prompt_optimization.data import load_bbh
 
 DATA = str(data_dir())
@@ -93,7 +93,8 @@ def test_estimate_refuses_before_anything_is_spent(tmp_path: Path, capsys) -> No
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--task", "bbh/navigate", "--data-dir", "/nonexistent/data"], "data directory /nonexistent/data (--data-dir) does not exist"),
+    (["--task", "bbh/navigate", "--data-dir", "/nonexistent/data"],
+     "data directory /nonexistent/data (--data-dir) does not exist"),
     (["--task", "bbh/chess", "--data-dir", DATA], "unknown BBH task 'chess'"),
     (["--task", "gsm8k", "--data-dir", DATA, "--position", "middle"], "invalid choice: 'middle'"),
     (["--task", "bbh/navigate", "--data-dir", DATA, "--scorer", "nonsense-model"], "unknown model 'nonsense-model'"),

@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from problems.prompt_optimization.data import (DataError, bbh_tasks, data_dir, load_aqua, load_bbh, load_gsm8k,
-                                               load_multiarith, load_task)
+from problems.prompt_optimization.data import (
+    DataError,
+    bbh_tasks,
+    data_dir,
+    load_aqua,
+    load_bbh,
+    load_gsm8k,
+    load_multiarith,
+    load_task,
+)
 from tests.datadir import data_dir as resolved_data
 
 DATA = resolved_data()

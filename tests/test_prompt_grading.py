@@ -11,8 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from problems.prompt_optimization.grading import (answer_region, grade, infer_kind, parse_number,
-                                                  parse_options, predicted_bool, predicted_choice)
+from problems.prompt_optimization.grading import (
+    answer_region,
+    grade,
+    infer_kind,
+    parse_number,
+    parse_options,
+    predicted_bool,
+    predicted_choice,
+)
 
 SUN = "From which direction does the sun rise in the morning? (A) west (B) east (C) north (D) south"
 DUMMY = ("This is a (dummy) question. (A) west (B) east west (C) north (D) south\n"

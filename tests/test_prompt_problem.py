@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import strategies as st
-
 from contract import ProblemContract
 from fakes import scripted_llm
+from hypothesis import strategies as st
+
 from llmopt import Budget, LLMProposer, Optimizer, ParseError, RunStore, StopReason
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from datadir import data_dir
 from fakes import linreg_script
+from openai_server import OpenAIServer
+
 from llmopt import RunStore
 from llmopt.cli import main
-from llmopt.llm import LLM, LLMConfigError
-from llmopt.router import RouterSpec
-from openai_server import OpenAIServer
+from llmopt.llm.client import LLM, LLMConfigError
+from llmopt.llm.router import RouterSpec
 
 SECRET = "sk-router-file-SECRET-0123456789abcdef"
 ENV_SECRET = "sk-router-env-SECRET-fedcba9876543210"

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from datadir import data_dir
 from fakes import linreg_script
-from llmopt import RunStore
 from openai_server import OpenAIServer
+
+from llmopt import RunStore
 
 KEY = "sk-LLMOPT-CANARY-7f3a9b1c2d4e5f60718293a4b5c6d7e8"
 ROOT = Path(__file__).resolve().parents[1]

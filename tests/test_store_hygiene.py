@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fakes import scripted_llm
+
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore, StoreError
 from llmopt.cli import build_parser, main
-from problems.linear_regression import LinearRegression
+from problems.linear_regression.problem import LinearRegression
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).parent / "scripts" / "fake_run.py"
@@ -40,7 +40,7 @@ def fingerprint(path: Path) -> tuple[bytes, int]:
 # --- 1. one default store; reading commands never create or modify one ----------------------
 
 def test_every_command_defaults_to_one_store(tmp_path: Path, monkeypatch, capsys) -> None:
-    from llmopt.storage import DEFAULT_STORE
+    from llmopt.store.sqlite import DEFAULT_STORE
 
     assert DEFAULT_STORE == "runs.db"
     parser = build_parser()

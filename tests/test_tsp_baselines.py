@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datadir import data_dir
-
 import itertools
 import math
 
 import numpy as np
 import pytest
+from datadir import data_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baselines import tsp
-from problems.tsp_instances import (
+from problems.tsp.instances import (
     TSPInstance,
     random_instance,
     read_tsplib,

@@ -40,8 +40,9 @@ def test_a_malformed_tsplib_file_is_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_tsp_shows_the_papers_ten_best_traces(tmp_path: Path, capsys) -> None:
-    from llmopt.cli import build_parser, make_proposer
-    from problems.tsp import CLI as TSP
+    from llmopt.cli import build_parser
+    from llmopt.experiments.runs import make_proposer
+    from problems.tsp.cli import CLI as TSP
 
     args = build_parser().parse_args(["run", "tsp", "--n", "6", "--store", str(tmp_path / "r.db")])
     assert make_proposer(args, TSP.from_args(args)).metaprompt.max_shown == 10

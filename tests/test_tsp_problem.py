@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from datadir import data_dir
-
 import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from contract import ProblemContract
+from datadir import data_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract import ProblemContract
 from llmopt import Budget, MetaPromptConfig, Optimizer, ParseError, RandomProposer, SolutionHistory, Trial, TrialState
 from llmopt.metaprompt import build_meta_prompt
-from problems.tsp import TravellingSalesman, canonical
-from problems.tsp_instances import TSPLIBError, random_instance, read_tour, read_tsplib, tour_length
+from problems.tsp.instances import TSPLIBError, random_instance, read_tour, read_tsplib, tour_length
+from problems.tsp.problem import TravellingSalesman, canonical
 
 DATA = data_dir() / "tsplib"
 PROBLEM = TravellingSalesman(random_instance(8, 1))

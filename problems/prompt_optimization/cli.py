@@ -9,11 +9,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from llmopt.llm import LLM, import_litellm
-from llmopt.local import DEFAULT_MODEL, set_threads
-from llmopt.progress import Bar
+from llmopt.experiments.progress import Bar
+from llmopt.experiments.report import format_table
+from llmopt.experiments.runs import entry_points
+from llmopt.llm.client import LLM, import_litellm
+from llmopt.llm.embedded import DEFAULT_MODEL, set_threads
 from llmopt.seeding import stream
-from llmopt.storage import DEFAULT_STORE, RunStore, StoreError, Usage
+from llmopt.store.sqlite import DEFAULT_STORE, RunStore, StoreError, Usage
 from problems.prompt_optimization.data import DataError, Example, Task, load_task
 from problems.prompt_optimization.problem import STYLES, PromptOptimization
 from problems.prompt_optimization.scorer import POSITIONS, Scorer, scorer_prompt
@@ -302,8 +304,6 @@ class Evaluate:
                         rows.append(Row(label, text, name, split, result.correct, result.total, result.failed))
                 finally:
                     bar.close()
-        from llmopt.report import format_table
-
         head = ["instruction", "text", "dataset", "split", "n", "accuracy %", "95% CI (Wilson)", "failed calls"]
         print(format_table([head] + [r.cells() for r in rows]))
         print(f"\nscorer calls: {usage.calls} ({usage.cache_hits} from the cache, {usage.failed_calls} failed), "
@@ -329,9 +329,7 @@ def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
             out.append((f"{args.run} #{rank} (train {r['value']:.1f})", r["text"]))
     out += [("given", text) for text in args.instruction]
     if not args.no_baselines:
-        from baselines.prompts import BASELINES
-
-        out += [(f"baseline: {name}", text) for name, text in BASELINES.items()]
+        out += [(f"baseline: {name}", text) for name, text in fixed_instructions().items()]
     if not out:
         raise ValueError("nothing to evaluate: pass --instruction, --run, or drop --no-baselines")
     seen, unique = set(), []
@@ -340,6 +338,14 @@ def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
             seen.add(text)
             unique.append((label, text))
     return unique
+
+
+def fixed_instructions() -> dict[str, str]:
+    """The fixed instructions every result is compared with: the ``INSTRUCTIONS`` of the ``prompt``
+    entry of the ``llmopt.baselines`` group (baselines attach themselves; problems never import
+    them), or none if no such baseline is installed."""
+    baseline = entry_points("llmopt.baselines").get("prompt")
+    return dict(getattr(baseline.load(), "INSTRUCTIONS", {})) if baseline is not None else {}
 
 
 def sample_examples(examples: Sequence[Example], limit: int | None, seed: int) -> tuple[Example, ...]:

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
-from llmopt.llm import LLM, Completion
+from llmopt.llm.client import LLM, Completion
 from problems.prompt_optimization.data import Example
 from problems.prompt_optimization.grading import Grade, Kind, grade
 

@@ -14,8 +14,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fakes import scripted_llm  # noqa: E402
+
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore  # noqa: E402
-from problems.linear_regression import LinearRegression  # noqa: E402
+from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 
 def arm_kill(at: int) -> None:

@@ -12,11 +12,18 @@ import copy
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .llm import LLMConfigError, import_litellm
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from llmopt.llm._litellm import import_litellm
+from llmopt.llm.errors import LLMConfigError
 
 ENV_REF = "os.environ/"  # litellm's reference to an environment variable, resolved by litellm at call time
 FALLBACK_SETTINGS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
@@ -180,8 +187,6 @@ def _parse(suffix: str, text: str) -> Any:
     if suffix == ".json":
         return json.loads(text)
     if suffix == ".toml":
-        from .grid import tomllib
-
         return tomllib.loads(text)
     import yaml  # PyYAML: a dependency of litellm
 

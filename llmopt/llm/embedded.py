@@ -15,7 +15,7 @@ Three things make it safe and reproducible on any x86-64 CPU:
   AMX kernels, which segfault (``ggml_backend_amx_mul_mat`` at ``ldtilecfg``) on the machines
   this project runs on. Models are loaded with ``use_extra_bufts = False`` (llama.cpp's switch
   for AMX and weight repacking), by :func:`safe_model_params`; the tests' and benchmarks'
-  llama.cpp server is started through :mod:`llmopt.local_server`, which does the same.
+  llama.cpp server is started through :mod:`llmopt.llm.embedded_server`, which does the same.
 * **A probe before the first use.** A crash cannot be caught in-process, so the first use of a
   model on a machine generates a few tokens in a child process (:func:`check_runs`); if that
   child dies, the run stops with one line saying so, before any budget is spent. A success is
@@ -45,7 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .llm import LLMConfigError, import_litellm
+from llmopt.llm._litellm import import_litellm
+from llmopt.llm.errors import LLMConfigError
 
 PROVIDER = "local"
 
@@ -256,7 +257,8 @@ def _probe_marker(path: Path, n_threads: int) -> Path:
     """Where a successful probe of this (CPU, llama.cpp build, model file, threads) is remembered."""
     spec = importlib.util.find_spec("llama_cpp")
     lib_dir = Path(list(spec.submodule_search_locations)[0]) / "lib" if spec and spec.submodule_search_locations else None
-    libs = sorted(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in lib_dir.glob("*")) if lib_dir and lib_dir.is_dir() else []
+    files = sorted(lib_dir.glob("*")) if lib_dir and lib_dir.is_dir() else []
+    libs = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
     stat = path.stat()
     key = "\n".join([str(PROBE_VERSION), sys.version, *sorted(_cpuinfo()[1]), *libs,
                      f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}", str(n_threads)])
@@ -267,7 +269,7 @@ def _probe_marker(path: Path, n_threads: int) -> Path:
 
 def probe_command(path: Path, n_threads: int) -> list[str]:
     """The child process that generates a few tokens with the model, as a run would."""
-    return [sys.executable, "-m", "llmopt.local", "--probe", str(path), str(n_threads)]
+    return [sys.executable, "-m", "llmopt.llm.embedded", "--probe", str(path), str(n_threads)]
 
 
 def check_runs(path: Path, n_threads: int, command: list[str] | None = None, timeout_s: float = 300.0) -> None:
@@ -405,7 +407,7 @@ def register() -> None:
     _registered = True
 
 
-if __name__ == "__main__":  # the probe's child process: python -m llmopt.local --probe PATH THREADS
+if __name__ == "__main__":  # the probe's child process: python -m llmopt.llm.embedded --probe PATH THREADS
     if len(sys.argv) == 4 and sys.argv[1] == "--probe":
         sys.exit(_probe_main(sys.argv[2], sys.argv[3]))
-    sys.exit("usage: python -m llmopt.local --probe MODEL.gguf THREADS")
+    sys.exit("usage: python -m llmopt.llm.embedded --probe MODEL.gguf THREADS")

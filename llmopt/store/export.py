@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any, Iterable, Sequence
 
-from .storage import DEFAULT_STORE, RunStore
+from llmopt.store.sqlite import RunStore
 
 TABLES = ("trials", "calls", "steps", "runs")
 FORMATS = ("csv", "jsonl")
@@ -68,29 +68,3 @@ def load(store: str | os.PathLike[str], table: str = "trials", runs: Sequence[st
         raise ImportError("llmopt.load needs pandas: pip install pandas (or use llmopt export)") from None
     with RunStore(store, readonly=True) as s:
         return pd.DataFrame(rows(s, table, runs))
-
-
-class ExportCommand:
-    """``llmopt export``: a store's trials, calls, steps or runs as CSV or JSON lines."""
-
-    HELP = "write a store's trials, LLM calls, steps or runs as CSV or JSON lines"
-
-    @staticmethod
-    def add_arguments(p: Any) -> None:
-        p.add_argument("--store", default=DEFAULT_STORE, help=f"the run store (default {DEFAULT_STORE})")
-        p.add_argument("--run", action="append", help="a run name (repeatable; default: every run)")
-        p.add_argument("--table", choices=TABLES, default="trials", help="what to write (default %(default)s)")
-        p.add_argument("--format", choices=FORMATS, default="csv",
-                       help="CSV, or JSON lines (one object a line) (default %(default)s)")
-        p.add_argument("--out", default="-", help="output file, - for standard output (default -)")
-
-    @staticmethod
-    def run(args: Any) -> int:
-        with RunStore(args.store, readonly=True) as store:
-            text = dumps(rows(store, args.table, args.run), args.format)
-        if args.out == "-":
-            print(text, end="")
-        else:
-            with open(args.out, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-        return 0

@@ -16,7 +16,7 @@ import numpy as np
 
 from llmopt.history import SolutionHistory
 from llmopt.problem import Direction, ParseError, Problem, json_objects
-from problems.tsp_instances import TSPInstance, tour_length
+from problems.tsp.instances import TSPInstance, tour_length
 
 Tour = tuple[int, ...]
 
@@ -65,7 +65,8 @@ class TravellingSalesman(Problem[Tour]):
 
     def answer_format(self) -> str:
         """The official code's words (its exemplars all start at 0; the prompt does not say so)."""
-        return "The trace should traverse all points exactly once. The trace should start with '<trace>' and end with </trace>."
+        return ("The trace should traverse all points exactly once. "
+                "The trace should start with '<trace>' and end with </trace>.")
 
     def answer_schema(self) -> dict[str, Any]:
         item = {"type": "integer", "minimum": 0, "maximum": self.n - 1}
@@ -173,57 +174,3 @@ class TravellingSalesman(Problem[Tour]):
             gap = 100.0 * (best.value - self.optimum) / self.optimum
         return {"optimum": self.optimum, "optimum_proved": self.optimum_proved, "gap_pct": gap,
                 "optimum_step": solved[0] if solved else None}
-
-
-def optimum_of(instance: TSPInstance, time_limit_s: float) -> tuple[float, bool]:
-    """The exact optimum (Held-Karp for small n, else the integer program), and whether it was proved."""
-    from baselines import tsp as solvers
-
-    result = solvers.held_karp(instance) if instance.n <= 12 else solvers.exact(instance, time_limit_s=time_limit_s)
-    return result.length, result.proved_optimal
-
-
-REFERENCE_LABELS = {"nearest_neighbour": "nearest neighbour", "farthest_insertion": "farthest insertion",
-                    "nearest_neighbour_2opt": "nearest neighbour + 2-opt", "christofides": "Christofides",
-                    "ortools_guided_local_search": "OR-Tools GLS (1 s)", "lkh": "LKH-3"}
-
-
-class CLI:
-    """``llmopt run tsp``: a generated instance (--n, --seed) or a TSPLIB file (--tsplib)."""
-
-    HELP = "travelling salesman: LLM tours against the exact optimum (the paper's Section 3.2)"
-
-    @staticmethod
-    def add_arguments(group: Any) -> None:
-        group.add_argument("--n", type=int, default=10, help="cities of a generated instance (default 10)")
-        group.add_argument("--tsplib", help="a TSPLIB file instead of a generated instance, or the name of one "
-                           "in tsplib/ of $LLMOPT_DATA or the package's data (eil51, berlin52)")
-        group.add_argument("--truncate", action="store_true",
-                           help="coordinates as the official code draws them (uniform reals cut by int())")
-        group.add_argument("--num-starts", type=int, default=5, help="random starting traces (default 5)")
-        group.add_argument("--any-start", action="store_true", help="accept traces that do not start at city 0")
-        group.add_argument("--exact-time", type=float, default=60.0,
-                           help="seconds for proving the optimum before the run, else the best known tour (default 60)")
-
-    @staticmethod
-    def from_args(args: Any) -> TravellingSalesman:
-        from problems.data import tsplib_file
-        from problems.tsp_instances import random_instance, read_tsplib
-
-        instance = read_tsplib(tsplib_file(args.tsplib)) if args.tsplib else random_instance(args.n, args.seed,
-                                                                                            truncate=args.truncate)
-        optimum, proved = optimum_of(instance, args.exact_time)
-        return TravellingSalesman(instance, optimum=optimum, optimum_proved=proved, num_starts=args.num_starts,
-                                  start_at_zero=not args.any_start)
-
-    @staticmethod
-    def references(problem: TravellingSalesman) -> list[Any]:
-        """The classical solvers on the run's instance: rows of ``llmopt compare``'s table."""
-        from baselines import tsp as solvers
-        from llmopt.compare import Reference
-
-        results = [solvers.nearest_neighbour(problem.instance), solvers.farthest_insertion(problem.instance),
-                   solvers.nearest_neighbour_2opt(problem.instance), solvers.christofides(problem.instance),
-                   solvers.ortools_guided_local_search(problem.instance, time_limit_s=1.0),
-                   solvers.lkh(problem.instance)]
-        return [Reference(REFERENCE_LABELS.get(r.method, r.method), r.length, r.seconds, r.tour) for r in results]

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .history import Trial
-from .llm import Completion
+from llmopt.history import Trial
+from llmopt.llm.usage import Completion, Usage
 
 try:
     import fcntl
@@ -188,45 +188,6 @@ class StepRecord:
     first_number: int
     prompt: str | None
     finished: bool
-
-
-@dataclass(frozen=True)
-class Usage:
-    calls: int = 0
-    cache_hits: int = 0
-    failed_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0  # known prices only
-    unpriced_calls: int = 0  # successful calls whose price litellm does not know
-    spent_usd: float = 0.0  # known prices of live (not cached) calls
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def add(self, c: Completion) -> "Usage":
-        priced = c.cost_usd is not None
-        return Usage(
-            calls=self.calls + 1,
-            cache_hits=self.cache_hits + int(c.cache_hit),
-            failed_calls=self.failed_calls + int(not c.ok),
-            prompt_tokens=self.prompt_tokens + c.prompt_tokens,
-            completion_tokens=self.completion_tokens + c.completion_tokens,
-            cost_usd=self.cost_usd + (c.cost_usd or 0.0),
-            unpriced_calls=self.unpriced_calls + int(c.ok and not priced),
-            spent_usd=self.spent_usd + (0.0 if c.cache_hit else (c.cost_usd or 0.0)),
-        )
-
-    def dollars(self) -> float:
-        """Dollars of the calls with a known price: the exact cost when ``unpriced_calls`` is 0,
-        else a lower bound (a model without a known price is never counted as free)."""
-        return self.cost_usd
-
-    def format_dollars(self) -> str:
-        """The cost for display: ``$0.0123``, or ``>=$0.0123 (40 unpriced)`` when it is a lower bound."""
-        text = f"${self.cost_usd:.4f}"
-        return f">={text} ({self.unpriced_calls} unpriced)" if self.unpriced_calls else text
 
 
 class RunStore:

@@ -1,8 +1,9 @@
-"""The ``llmopt`` command.
+"""One run from options: the ``llmopt run <problem>`` options, parsed into a problem, a proposer
+and a budget, opened in a store and run to a stop.
 
-Problems plug in through the ``llmopt.problems`` entry-point group: each entry names an object
-with ``add_arguments(parser)`` and ``from_args(args) -> Problem``, so llmopt never imports a
-problem module by name and a new problem needs no change here.
+The options are the language of every run: the command line, grid cells (``llmopt compare``)
+and the problems' own options all go through :func:`run_parser` and :func:`prepare_run`, so
+anything a run can do, a grid can compare, checked by one parser.
 """
 
 from __future__ import annotations
@@ -10,19 +11,18 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
-import sys
-from typing import Any, Sequence
+from typing import Any
 
-from .executors import EXECUTORS, open_executor
-from .llm import LLM, LLMConfigError
-from .local import DEFAULT_MODEL, set_threads
-from .metaprompt import MetaPromptConfig
-from .optimizer import Budget, CallEvent, Optimizer, RunResult, StopReason, default_run_name
-from .problem import Problem
-from .progress import Bar
-from .proposers import STRUCTURED, LLMProposer, Proposer, RandomProposer
-from .report import format_table, run_summary, runs_table, steps_table
-from .storage import DEFAULT_STORE, RunExistsError, RunStore, StoreError
+from llmopt.budget import Budget
+from llmopt.executors import EXECUTORS, open_executor
+from llmopt.experiments.progress import RunProgress
+from llmopt.llm import LLM, LLMConfigError
+from llmopt.llm.embedded import DEFAULT_MODEL, set_threads
+from llmopt.metaprompt import MetaPromptConfig
+from llmopt.optimizer import Optimizer, RunResult, default_run_name
+from llmopt.problem import Problem
+from llmopt.proposers import STRUCTURED, LLMProposer, Proposer, RandomProposer
+from llmopt.store import DEFAULT_STORE, RunStore
 
 
 class UsageError(Exception):
@@ -130,48 +130,6 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     mp.add_argument("--instruction", help="replace the closing instruction of the meta-prompt")
 
 
-def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[str, Any, argparse.ArgumentParser]]:
-    """One sub-command per entry point of ``group``; each remembers its plugin object."""
-    sub = parent.add_subparsers(dest="problem", required=True, metavar="PROBLEM")
-    out = []
-    for name, ep in sorted(entry_points(group).items()):
-        plugin = ep.load()
-        # every help string states its own default: argparse's ArgumentDefaultsHelpFormatter would say
-        # it a second time, and "(default: None)" where the text already explains what None means
-        parser = sub.add_parser(name, help=getattr(plugin, "HELP", None))
-        parser.set_defaults(plugin=plugin)
-        out.append((name, plugin, parser))
-    return out
-
-
-def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
-    parser = parser_class(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
-    for name, plugin, pp in plugin_commands(run, "llmopt.problems"):
-        plugin.add_arguments(pp.add_argument_group(name))
-        add_run_arguments(pp)
-    baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
-    for _, plugin, bp in plugin_commands(baselines, "llmopt.baselines"):
-        plugin.add_arguments(bp)
-    from . import compare, plot
-
-    for name, command in (("compare", compare.CompareCommand), ("plot", plot.PlotCommand)):
-        cp = sub.add_parser(name, help=command.HELP, description=command.__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        cp.set_defaults(plugin=command)
-        command.add_arguments(cp)
-    for name, ep in sorted(entry_points("llmopt.commands").items()):
-        plugin = ep.load()
-        cp = sub.add_parser(name, help=getattr(plugin, "HELP", None))
-        cp.set_defaults(plugin=plugin)
-        plugin.add_arguments(cp)
-    show = sub.add_parser("show", help="list the runs of a store, or one run step by step")
-    show.add_argument("name", nargs="?", help="a run name (omit to list all runs)")
-    show.add_argument("--store", default=DEFAULT_STORE, help="run store (default %(default)s)")
-    return parser
-
-
 def run_parser(command: str, parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
     """The parser of ``llmopt run <command>`` alone (for grids, which build many runs)."""
     eps = entry_points("llmopt.problems")
@@ -227,61 +185,6 @@ def make_budget(args: argparse.Namespace) -> Budget:
                   target=args.target, patience=args.patience or None, stop_when_solved=not args.no_stop_when_solved)
 
 
-class Progress:
-    """A bar over steps showing best value, calls, tokens, dollars and trials so far.
-
-    It moves at each step's end and, within a step, as each LLM call completes, each trial is
-    recorded and each scorer call is answered (the optimizer's callbacks; redraws rate-limited by
-    :class:`llmopt.progress.Bar`), so a step of many calls is never a silent wait.
-    """
-
-    def __init__(self, total: int | None, enabled: bool) -> None:
-        self.bar = Bar(total, "step", enabled=enabled)
-        self._optimum: Any = None
-        self._scoring = 0  # scorer calls answered for the trial being scored (not yet accounted)
-
-    def attach(self, opt: Optimizer) -> None:
-        """Follow ``opt`` call by call (nothing to follow when the bar is off)."""
-        if self.bar.bar is None:
-            return
-        opt.register_callback("call", self._redraw)
-        opt.register_callback("trial", self._trial)
-        opt.register_callback("scoring", self._scorer_call)
-
-    def _redraw(self, opt: Optimizer, event: Any = None) -> None:
-        if self.bar.due():
-            self.bar.show(postfix=self.postfix(opt))
-
-    def _trial(self, opt: Optimizer, trial: Any) -> None:
-        self._scoring = 0  # its scorer calls, if any, are in the usage now
-        self._redraw(opt)
-
-    def _scorer_call(self, opt: Optimizer, event: CallEvent) -> None:
-        self._scoring += 1
-        self._redraw(opt)
-
-    def postfix(self, opt: Optimizer) -> str:
-        best, u, c = opt.history.best(), opt.usage, opt.history.counts()
-        if self._optimum is None:
-            self._optimum = opt.problem.config().get("optimum") or 0
-        gap = f" gap={100 * (best.value - self._optimum) / self._optimum:.2f}%" \
-            if best is not None and self._optimum else ""
-        text = (f"best={'-' if best is None else f'{best.value:.6g}'}{gap} calls={u.calls} tokens={u.tokens} "
-                f"cost={u.format_dollars()} valid={c['COMPLETE']} invalid={c['INVALID']} dup={c['DUPLICATE']}")
-        if c["FAILED"]:
-            text += f" failed={c['FAILED']}"
-        if self._scoring:
-            text += f" scoring={self._scoring}"
-        return text
-
-    def __call__(self, opt: Optimizer, force: bool = False) -> None:
-        """At a step's end (the loop's ``on_step``), or at the start (``force``: drawn at once)."""
-        self.bar.show(n=opt.step, postfix=self.postfix(opt), force=force)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def prepare_run(args: argparse.Namespace, calls: bool = True) -> tuple[Problem, Proposer, Budget]:
     """Problem, proposer and budget of a parsed ``llmopt run``; bad settings raise UsageError.
 
@@ -311,7 +214,7 @@ def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, propos
 def execute(opt: Optimizer, args: argparse.Namespace, progress_bar: bool | None = None) -> RunResult:
     """Run to a stop, with a progress bar (unless --quiet, or ``progress_bar`` says otherwise),
     scoring on the chosen executor."""
-    progress = Progress(opt.budget.max_steps, enabled=not args.quiet if progress_bar is None else progress_bar)
+    progress = RunProgress(opt.budget.max_steps, enabled=not args.quiet if progress_bar is None else progress_bar)
     progress.attach(opt)
     progress(opt, force=True)
     try:
@@ -319,63 +222,3 @@ def execute(opt: Optimizer, args: argparse.Namespace, progress_bar: bool | None 
             return opt.run(executor=executor, on_step=progress)
     finally:
         progress.close()
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    problem, proposer, budget = prepare_run(args)
-    with RunStore(args.store) as store:
-        try:
-            opt = open_run(args, store, problem, proposer, budget)
-        except RunExistsError as exc:
-            where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
-            raise StoreError(f"run {exc.name!r} already exists in {args.store}: resume it with  llmopt run "
-                             f"{args.problem} ...{where} --name {exc.name} --resume, or pick another --name") from None
-        result = execute(opt, args)
-        print(format_table(run_summary(result, problem), header=False))
-        if result.stop_reason is StopReason.INTERRUPTED:
-            print(f"\ninterrupted: resume with  llmopt run {args.problem} ... --store {args.store} "
-                  f"--name {result.name} --resume", file=sys.stderr)
-            return 130
-        if result.stop_reason is StopReason.LLM_FAILURE:  # nothing was proposed: a script or CI must notice
-            print(f"\nllmopt: error: run {result.name} stopped by {result.stop_reason.value}: {result.stop_detail}",
-                  file=sys.stderr)
-            return 1
-    return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    if not os.path.exists(args.store):
-        raise UsageError(f"no store at {args.store}")
-    with RunStore(args.store, readonly=True) as store:
-        if args.name is None:
-            print(format_table(runs_table(store)))
-        else:
-            run = store.get_run(args.name)
-            print(format_table(steps_table(store, run)))
-            status, detail = store.run_status(run), run.stop_detail or ""
-            if run.status == "running" and status == "interrupted":  # its process died (see RunStore)
-                where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
-                detail = (f"its process ended without recording a stop (killed or crashed); resume with  "
-                          f"llmopt run {run.problem} ...{where} --name {run.name} --resume")
-            elif status == "running":
-                detail = f"{store.owner(run.name) or 'in another process'}, now"
-            print(f"\nstop: {run.stop_reason or status}: {detail}".rstrip())
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "show":
-            return cmd_show(args)
-        return args.plugin.run(args)  # baselines and plugin commands
-    except (UsageError, StoreError, LLMConfigError, ValueError) as exc:
-        print(f"llmopt: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

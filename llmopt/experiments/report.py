@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from .optimizer import RunResult
-from .problem import Direction, Problem
-from .storage import RunRecord, RunStore, Usage
+from llmopt.optimizer import RunResult
+from llmopt.problem import Direction, Problem
+from llmopt.store.sqlite import RunRecord, RunStore, Usage
 
 Table = list[list[str]]
 

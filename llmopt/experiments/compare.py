@@ -1,6 +1,6 @@
 """``llmopt compare``: run a grid of experiments into one store and print the paper-style tables.
 
-Every cell of the grid (problem x configuration x seed, see :mod:`llmopt.grid`) is one ordinary
+Every cell of the grid (problem x configuration x seed, see :mod:`llmopt.experiments.grid`) is one ordinary
 ``llmopt run``, stored under a name that says which cell it is. Running the same grid again
 resumes whatever is unfinished and skips what is done (a finished run is reopened, its budget
 re-checked, and nothing is asked again), so an interrupted grid costs nothing twice. The tables
@@ -14,16 +14,17 @@ import argparse
 import math
 import statistics
 import sys
-
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .grid import Cell, Grid, GridError, grid_from_dict, load_grid, parse_seeds, sweep_configs, tomllib
-from .history import TrialState
-from .optimizer import RunResult, StopReason
-from .problem import Direction, Problem
-from .report import Table, format_table, markdown_table
-from .storage import DEFAULT_STORE, RunStore
+from llmopt.budget import StopReason
+from llmopt.experiments.grid import Cell, Grid, GridError
+from llmopt.experiments.report import Table
+from llmopt.experiments.runs import UsageError, entry_points, execute, open_run, prepare_run, run_parser
+from llmopt.history import TrialState
+from llmopt.optimizer import RunResult
+from llmopt.problem import Direction, Problem
+from llmopt.store import RunStore
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -35,7 +36,7 @@ class _RaisingParser(argparse.ArgumentParser):
 
 # --- from a cell to the arguments of one run -------------------------------------------------
 
-def cell_argv(cell: Cell, parser: argparse.ArgumentParser, store: str) -> list[str]:
+def cell_argv(cell: Cell, parser: argparse.ArgumentParser) -> list[str]:
     """The ``llmopt run <problem>`` flags of a cell (TOML values to command-line words)."""
     argv: list[str] = []
     actions = parser._option_string_actions  # the public API has no lookup by flag
@@ -60,16 +61,15 @@ def cell_argv(cell: Cell, parser: argparse.ArgumentParser, store: str) -> list[s
                 argv += [flag, str(v)]
         else:
             argv += [flag, *map(str, values)]
-    return argv + ["--seed", str(cell.seed), "--name", cell.name, "--store", store, "--quiet"]
+    return argv + ["--seed", str(cell.seed), "--name", cell.name, "--quiet"]
 
 
-def parse_cell(cell: Cell, store: str) -> argparse.Namespace:
-    """Parsed run arguments of a cell; a GridError names the cell on any bad option."""
-    from .cli import UsageError, run_parser
-
+def parse_cell(cell: Cell) -> argparse.Namespace:
+    """Parsed run arguments of a cell; a GridError names the cell on any bad option. (The store is
+    the grid's, opened by :func:`collect`, not an option of the cell.)"""
     try:
         parser = run_parser(cell.command, _RaisingParser)
-        return parser.parse_args(cell_argv(cell, parser, store))
+        return parser.parse_args(cell_argv(cell, parser))
     except (GridError, UsageError) as exc:
         raise GridError(f"{cell.problem}/{cell.config}: {exc}") from None
 
@@ -135,9 +135,12 @@ class Reference:
     solution: Any = field(default=None, compare=False)
 
 
-def references(cell_args: argparse.Namespace, problem: Problem) -> list[Reference]:
-    """The problem plugin's baselines (``references(problem)``), plus the known optimum."""
-    hook = getattr(cell_args.plugin, "references", None)
+def references(command: str, problem: Problem) -> list[Reference]:
+    """The classical baselines of the problem (the ``references(problem)`` hook of its entry in the
+    ``llmopt.baselines`` group: baselines attach themselves, problems never import them), plus
+    the known optimum."""
+    baseline = entry_points("llmopt.baselines").get(command)
+    hook = getattr(baseline.load(), "references", None) if baseline is not None else None
     out = [Reference(*r) if isinstance(r, tuple) else r for r in (hook(problem) if hook else [])]
     optimum = problem.config().get("optimum")
     if optimum is not None and not any(r.name.startswith("optimum") for r in out):
@@ -160,15 +163,13 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
             progress: bool = False) -> Collected:
     """Run (``run=True``) or only read back every cell of the grid, in order; ``progress``: each
     run shows its progress bar (on stderr, after the line saying which cell it is)."""
-    from .cli import execute, open_run, prepare_run
-
-    parsed = [(cell, parse_cell(cell, store_path)) for cell in grid.cells()]  # every cell checked first
+    parsed = [(cell, parse_cell(cell)) for cell in grid.cells()]  # every cell's options checked first,
+    prepared = [(cell, args, prepare_run(args, calls=run)) for cell, args in parsed]  # then models and keys
     out = Collected(grid, [], {})
     with RunStore(store_path, readonly=not run) as store:  # only reading: nothing created or written
-        for i, (cell, args) in enumerate(parsed, 1):
-            problem, proposer, budget = prepare_run(args, calls=run)
+        for i, (cell, args, (problem, proposer, budget)) in enumerate(prepared, 1):
             if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):
-                out.references[cell.problem][cell.seed] = references(args, problem)
+                out.references[cell.problem][cell.seed] = references(cell.command, problem)
             record = store.find_run(cell.name)
             exists = record is not None
             outcome = Outcome(cell, problem, finished=exists and record.status == "finished")
@@ -180,10 +181,10 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
             if not run:
                 outcome.result = opt.result()
                 continue
-            log(f"[{i}/{len(parsed)}] {cell.name}: {'resuming' if exists else 'starting'}")
+            log(f"[{i}/{len(prepared)}] {cell.name}: {'resuming' if exists else 'starting'}")
             outcome.result = execute(opt, args, progress_bar=progress)
             outcome.finished = outcome.result.stop_reason is not StopReason.INTERRUPTED
-            log(f"[{i}/{len(parsed)}] {cell.name}: {outcome.result.stop_reason.value} after "
+            log(f"[{i}/{len(prepared)}] {cell.name}: {outcome.result.stop_reason.value} after "
                 f"{outcome.result.steps} steps ({outcome.result.elapsed_s:.1f} s)")
             if outcome.result.stop_reason is StopReason.INTERRUPTED:
                 out.stopped = StopReason.INTERRUPTED
@@ -275,128 +276,3 @@ def _drop_empty_columns(rows: Table) -> Table:
 
 
 # --- the command ----------------------------------------------------------------------------
-
-def _value(text: str) -> Any:
-    """A command-line value as TOML reads it (numbers, booleans, lists), else the plain string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def _assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise GridError(f"{flag} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = _value(value.strip())
-    return out
-
-
-def grid_from_args(args: argparse.Namespace) -> Grid:
-    settings = _assignments(args.set, "--set")
-    if args.grid:
-        if args.problems or args.proposers or args.models or args.sweep:
-            raise GridError("with a grid file, only --seeds, --set and --store apply "
-                            "(put problems, proposers and models in the file)")
-        grid = load_grid(args.grid)
-        seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
-        return grid.with_overrides(seeds=seeds, defaults={k.replace("_", "-"): v for k, v in settings.items()})
-    if not args.problems:
-        raise GridError("give a grid file or --problems (see llmopt compare --help)")
-    configs: dict[str, dict[str, Any]] = {}
-    for proposer in args.proposers or ["llm", "random"]:
-        if proposer == "random":
-            configs["random"] = {"proposer": "random"}
-        else:
-            for model in args.models or [None]:
-                label = "opro" if model is None else f"opro {model.replace('/', ':')}"
-                configs[label] = {} if model is None else {"model": model}
-    sweep: dict[str, Any] = {k: v if isinstance(v, list) else [v] for k, v in _assignments(args.sweep, "--sweep").items()}
-    llm_rows = [label for label in configs if label != "random"]
-    if sweep and llm_rows:
-        sweep["base"] = llm_rows[0]  # an ablation changes the (first) OPRO configuration
-    configs.update(sweep_configs(sweep, configs, "--sweep"))
-    data = {"name": args.name, "seeds": 3 if args.seeds is None else args.seeds, "defaults": settings,
-            "problems": {p: {} for p in args.problems}, "configs": configs}
-    return grid_from_dict(data, name=args.name, source="command line")
-
-
-def print_tables(collected: Collected, markdown: bool) -> None:
-    for plabel, rows in tables(collected).items():
-        commands = {o.cell.command for o in collected.outcomes if o.cell.problem == plabel}
-        print(f"\n{plabel} ({', '.join(sorted(commands))}; seeds {', '.join(map(str, collected.grid.seeds))})")
-        print(markdown_table(rows) if markdown else format_table(rows))
-
-
-class CompareCommand:
-    """Run a grid of experiments (problem x configuration x seed) into one store, resuming what
-is done, and print one table per problem: mean ± std over seeds, with the problem's baselines
-and optimum as rows.
-
-  llmopt compare experiments/demo.toml             # a grid file (see experiments/)
-  llmopt compare --problems linreg tsp --seeds 3 --set steps=10
-  llmopt compare --problems linreg --sweep temperature=[0.0,1.0,2.0] --proposers llm
-"""
-
-    HELP = "run a grid of experiments and print comparison tables"
-
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser, figures: bool = True) -> None:
-        if figures:
-            p.add_argument("grid", nargs="?", help="a TOML grid file")
-        else:  # llmopt plot: a grid's runs, or any runs of a store
-            p.add_argument("grid", nargs="*", metavar="GRID_OR_RUN",
-                           help="a TOML grid file, or names of runs in --store (default: every run of the store)")
-        store_default, seeds_default = f"the grid's, else {DEFAULT_STORE}", "the grid file's, else 3"
-        if not figures:
-            seeds_default += "; without a grid, every seed in the store"
-        p.add_argument("--store", help=f"run store (default: {store_default})")
-        p.add_argument("--seeds", type=_seeds_arg,
-                       help=f"a count (3 = seeds 0,1,2) or a list such as [0,4,7] (default: {seeds_default})")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="an `llmopt run` option for every run, e.g. steps=10 (repeatable)")
-        p.add_argument("--problems", nargs="+", metavar="PROBLEM", help="problems, with their default options")
-        p.add_argument("--proposers", nargs="+", choices=("llm", "random"), help="proposers, for a grid from flags (default: llm random)")
-        p.add_argument("--models", nargs="+", help="litellm model strings for the llm proposer")
-        p.add_argument("--sweep", action="append", default=[], metavar="KEY=[V1,V2]",
-                       help="one configuration per value of an option (repeatable)")
-        p.add_argument("--name", default="compare", help="grid name for the command-line case (default compare)")
-        p.add_argument("--no-references", action="store_true", help="leave out the classical baselines")
-        if figures:
-            p.add_argument("--no-run", action="store_true", help="only print the tables of what is in the store")
-            p.add_argument("--markdown", action="store_true", help="tables in Markdown")
-            p.add_argument("--plot", metavar="DIR", help="also write the figures (see llmopt plot) to DIR")
-            p.add_argument("--quiet", action="store_true",
-                           help="no progress bar of each run (the line naming each cell stays)")
-
-    @staticmethod
-    def run(args: argparse.Namespace) -> int:
-        grid = grid_from_args(args)
-        store = args.store or grid.store or DEFAULT_STORE
-        try:
-            collected = collect(grid, store, run=not args.no_run, with_references=not args.no_references,
-                                progress=not args.quiet)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
-            return 130
-        print_tables(collected, args.markdown)
-        if args.plot:
-            from .plot import write_figures
-
-            for path in write_figures(collected, args.plot):
-                print(f"wrote {path}")
-        if collected.stopped is StopReason.INTERRUPTED:
-            print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
-            return 130
-        return 0
-
-
-def _seeds_arg(text: str) -> Any:
-    value = _value(text)
-    try:
-        parse_seeds(value, "--seeds")
-    except GridError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value

@@ -20,30 +20,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import hashlib
-import json
 import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Literal, Mapping, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Literal, Mapping, Sequence
 
-if TYPE_CHECKING:
-    from .router import RouterSpec
+from llmopt.llm import embedded
+from llmopt.llm._litellm import import_litellm, litellm_cost
+from llmopt.llm.cache import ResponseCache, cache_key
+from llmopt.llm.errors import LLMConfigError, MissingCredentials
+from llmopt.llm.router import RouterSpec
+from llmopt.llm.usage import Completion
 
 Messages = list[dict[str, str]]
-
-
-class LLMConfigError(ValueError):
-    """The model settings are unusable (unknown provider, bad numbers); raised before any call."""
-
-
-class MissingCredentials(LLMConfigError):
-    """A hosted model's API key is not in the environment (``variables``: what litellm looks for)."""
-
-    def __init__(self, message: str, variables: Sequence[str]) -> None:
-        super().__init__(message)
-        self.variables = tuple(variables)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,32 +92,6 @@ class BackendReply:
     deployment: str | None = None  # a router's call: the api_base of the deployment that served it
 
 
-@dataclass(frozen=True)
-class Completion:
-    """One sample: the reply text or the error, with its accounting."""
-
-    seed: int
-    text: str | None
-    error: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = None  # None: no known price (or no call made)
-    latency_s: float = 0.0
-    cache_hit: bool = False
-    finish_reason: str | None = None
-    cache_key: str | None = None
-    deployment: str | None = None  # a router's call: the api_base of the deployment that served it (not stored)
-
-    @property
-    def ok(self) -> bool:
-        return self.text is not None
-
-
-class ResponseCache(Protocol):
-    def get(self, key: str) -> dict[str, Any] | None: ...
-    def put(self, key: str, entry: dict[str, Any]) -> None: ...
-
-
 Backend = Callable[[dict[str, Any]], Awaitable[BackendReply]]
 
 #: Called as each call made in a context is answered: (model, completion). See observe_calls.
@@ -146,32 +110,6 @@ def observe_calls(observer: CallObserver) -> Iterator[None]:
         yield
     finally:
         _observers.reset(token)
-
-
-def cache_key(request: dict[str, Any]) -> str:
-    """Stable hash of everything that determines a sample (the API key is never part of it)."""
-    clean = {k: v for k, v in request.items() if k not in ("api_key", "num_retries", "timeout")}
-    blob = json.dumps(clean, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def import_litellm() -> Any:
-    """Import litellm offline-safe and quiet (bundled price map, no banners)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.suppress_debug_info = True
-    litellm.telemetry = False
-    return litellm
-
-
-def litellm_cost(litellm: Any, response: Any) -> float | None:
-    """Dollar cost from litellm's price map, or None when the model has no known price."""
-    try:
-        cost = litellm.completion_cost(completion_response=response)
-    except Exception:  # litellm raises a variety of errors for unmapped models
-        return None
-    return float(cost) if cost is not None else None
 
 
 async def litellm_backend(request: dict[str, Any]) -> BackendReply:
@@ -260,12 +198,8 @@ def _needs(what: str, variables: Sequence[str], hint: str) -> MissingCredentials
 
 
 def _local_module(model: str) -> Any:
-    """llmopt.local if ``model`` is an embedded model (``local/...``), else None."""
-    if not model.startswith("local/"):
-        return None
-    from . import local
-
-    return local
+    """llmopt.llm.embedded if ``model`` is an embedded model (``local/...``), else None."""
+    return embedded if model.startswith("local/") else None
 
 
 def _scrub(text: str, *secrets: str | None) -> str:
@@ -297,8 +231,6 @@ class LLM:
                     cache: ResponseCache | None = None, backend: Backend | None = None, **settings: Any) -> "LLM":
         """Calls to model group ``model`` of a litellm Router configuration (a file or a mapping in
         litellm's ``model_list`` / ``router_settings`` shape); the file holds the deployments' keys."""
-        from .router import RouterSpec
-
         return cls(LLMConfig(model=model, router=RouterSpec.load(config), **settings), cache=cache, backend=backend)
 
     def __getstate__(self) -> dict[str, Any]:

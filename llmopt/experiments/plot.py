@@ -22,22 +22,20 @@ matplotlib is imported here only, with the non-interactive Agg backend.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .history import SolutionHistory, Trial, TrialState
-from .problem import Direction
-
-if TYPE_CHECKING:
-    from .compare import Collected, Outcome
-    from .storage import RunRecord, RunStore
+from llmopt.experiments.compare import Collected, Outcome, Reference
+from llmopt.experiments.grid import Cell, Grid
+from llmopt.history import SolutionHistory, Trial, TrialState
+from llmopt.problem import Direction
+from llmopt.store import RunRecord, RunStore
 
 FORMATS = ("png", "svg")
 
@@ -344,9 +342,6 @@ def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[i
     """Every run of a store (or the named ones), grouped into problems and configurations as a
     grid's runs are; runs named as a grid names them (``<grid>/<problem>/<config>/seed<S>``) keep
     the grid's labels. Nothing is rebuilt or run; the references are the recorded optima."""
-    from .compare import Collected, Outcome, Reference
-    from .grid import Cell, Grid
-
     runs = [store.get_run(name) for name in names] if names else store.runs()
     if seeds is not None:
         runs = [r for r in runs if r.config.get("seed") in seeds]
@@ -379,63 +374,3 @@ def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[i
         if with_references and optimum is not None and not refs:
             refs.append(Reference("optimum", float(optimum)))
     return out
-
-
-class PlotCommand:
-    """Figures of runs (read from the store; nothing is run): best so far against step and against
-scored solutions with a band over seeds and the baselines as lines, a histogram of proposal
-scores per step, and, for a grid, the best solutions drawn (TSP tours).
-
-  llmopt plot --out figures/                          # every run of llmopt run's store
-  llmopt plot --store runs.db linreg-llm-seed0 linreg-random-seed0 --out figures/
-  llmopt plot experiments/demo.toml --out figures/demo    # a grid's runs (llmopt compare)
-
-Without a grid, runs are grouped by problem and configuration (seed and budget aside), one line
-per configuration with a band over its seeds.
-"""
-
-    HELP = "figures (PNG and SVG) of a store's runs, or of a grid's"
-
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        from .compare import CompareCommand
-
-        CompareCommand.add_arguments(p, figures=False)
-        p.add_argument("--out", default="figures", help="directory for the figures (default: figures)")
-
-    @staticmethod
-    def run(args: argparse.Namespace) -> int:
-        from .compare import collect, grid_from_args
-        from .storage import DEFAULT_STORE
-
-        sources = list(args.grid or [])
-        grid_file = sources[0] if sources and (sources[0].endswith(".toml") or Path(sources[0]).is_file()) else None
-        if grid_file is None and not args.problems:  # any runs of a store
-            if args.set or args.sweep or args.proposers or args.models:
-                raise ValueError("--set, --sweep, --proposers and --models describe a grid: give a grid file or "
-                                 "--problems, or plot runs already in a store without them")
-            from .grid import parse_seeds
-            from .storage import RunStore
-
-            store = args.store or DEFAULT_STORE
-            if not Path(store).exists():
-                raise ValueError(f"no store at {store}")
-            seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
-            with RunStore(store, readonly=True) as opened:  # plot only reads: nothing is written
-                collected = collect_runs(opened, sources, seeds, with_references=not args.no_references)
-            for path in write_figures(collected, args.out):
-                print(f"wrote {path}")
-            return 0
-        if len(sources) > 1 or (sources and grid_file is None):
-            raise ValueError("give one grid file (or --problems), or run names without a grid")
-        args.grid = grid_file
-        grid = grid_from_args(args)
-        store = args.store or grid.store or DEFAULT_STORE
-        if not Path(store).exists():
-            raise ValueError(f"no store at {store}: run `llmopt compare` first")
-        collected = collect(grid, store, run=False, with_references=not args.no_references)
-        if not any(o.result is not None for o in collected.outcomes):
-            raise ValueError(f"no run of grid {grid.name!r} in {store}: run `llmopt compare` first")
-        for path in write_figures(collected, args.out):
-            print(f"wrote {path}")
-        return 0

@@ -1,0 +1,118 @@
+"""The ``llmopt`` command.
+
+Problems plug in through the ``llmopt.problems`` entry-point group: each entry names an object
+with ``add_arguments(parser)`` and ``from_args(args) -> Problem``, so llmopt never imports a
+problem module by name and a new problem needs no change here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Sequence
+
+from llmopt.budget import StopReason
+from llmopt.cli.compare import CompareCommand
+from llmopt.cli.plot import PlotCommand
+from llmopt.experiments.report import format_table, run_summary, runs_table, steps_table
+from llmopt.experiments.runs import Parser, UsageError, add_run_arguments, entry_points, execute, open_run, prepare_run
+from llmopt.llm import LLMConfigError
+from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError
+
+
+def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[str, Any, argparse.ArgumentParser]]:
+    """One sub-command per entry point of ``group``; each remembers its plugin object."""
+    sub = parent.add_subparsers(dest="problem", required=True, metavar="PROBLEM")
+    out = []
+    for name, ep in sorted(entry_points(group).items()):
+        plugin = ep.load()
+        # every help string states its own default: argparse's ArgumentDefaultsHelpFormatter would say
+        # it a second time, and "(default: None)" where the text already explains what None means
+        parser = sub.add_parser(name, help=getattr(plugin, "HELP", None))
+        parser.set_defaults(plugin=plugin)
+        out.append((name, plugin, parser))
+    return out
+
+
+def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
+    parser = parser_class(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
+    for name, plugin, pp in plugin_commands(run, "llmopt.problems"):
+        plugin.add_arguments(pp.add_argument_group(name))
+        add_run_arguments(pp)
+    baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
+    for _, plugin, bp in plugin_commands(baselines, "llmopt.baselines"):
+        plugin.add_arguments(bp)
+    for name, command in (("compare", CompareCommand), ("plot", PlotCommand)):
+        cp = sub.add_parser(name, help=command.HELP, description=command.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        cp.set_defaults(plugin=command)
+        command.add_arguments(cp)
+    for name, ep in sorted(entry_points("llmopt.commands").items()):
+        plugin = ep.load()
+        cp = sub.add_parser(name, help=getattr(plugin, "HELP", None))
+        cp.set_defaults(plugin=plugin)
+        plugin.add_arguments(cp)
+    show = sub.add_parser("show", help="list the runs of a store, or one run step by step")
+    show.add_argument("name", nargs="?", help="a run name (omit to list all runs)")
+    show.add_argument("--store", default=DEFAULT_STORE, help="run store (default %(default)s)")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    problem, proposer, budget = prepare_run(args)
+    with RunStore(args.store) as store:
+        try:
+            opt = open_run(args, store, problem, proposer, budget)
+        except RunExistsError as exc:
+            where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
+            raise StoreError(f"run {exc.name!r} already exists in {args.store}: resume it with  llmopt run "
+                             f"{args.problem} ...{where} --name {exc.name} --resume, or pick another --name") from None
+        result = execute(opt, args)
+        print(format_table(run_summary(result, problem), header=False))
+        if result.stop_reason is StopReason.INTERRUPTED:
+            print(f"\ninterrupted: resume with  llmopt run {args.problem} ... --store {args.store} "
+                  f"--name {result.name} --resume", file=sys.stderr)
+            return 130
+        if result.stop_reason is StopReason.LLM_FAILURE:  # nothing was proposed: a script or CI must notice
+            print(f"\nllmopt: error: run {result.name} stopped by {result.stop_reason.value}: {result.stop_detail}",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    if not os.path.exists(args.store):
+        raise UsageError(f"no store at {args.store}")
+    with RunStore(args.store, readonly=True) as store:
+        if args.name is None:
+            print(format_table(runs_table(store)))
+        else:
+            run = store.get_run(args.name)
+            print(format_table(steps_table(store, run)))
+            status, detail = store.run_status(run), run.stop_detail or ""
+            if run.status == "running" and status == "interrupted":  # its process died (see RunStore)
+                where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
+                detail = (f"its process ended without recording a stop (killed or crashed); resume with  "
+                          f"llmopt run {run.problem} ...{where} --name {run.name} --resume")
+            elif status == "running":
+                detail = f"{store.owner(run.name) or 'in another process'}, now"
+            print(f"\nstop: {run.stop_reason or status}: {detail}".rstrip())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "show":
+            return cmd_show(args)
+        return args.plugin.run(args)  # baselines and plugin commands
+    except (UsageError, StoreError, LLMConfigError, ValueError) as exc:
+        print(f"llmopt: error: {exc}", file=sys.stderr)
+        return 2
+

@@ -1,0 +1,139 @@
+"""``llmopt compare``: a grid from a TOML file or flags, run into one store, then its tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from llmopt.budget import StopReason
+from llmopt.experiments.compare import Collected, collect, tables
+from llmopt.experiments.grid import Grid, GridError, grid_from_dict, load_grid, parse_seeds, sweep_configs, tomllib
+from llmopt.experiments.plot import write_figures
+from llmopt.experiments.report import format_table, markdown_table
+from llmopt.store import DEFAULT_STORE
+
+
+def _value(text: str) -> Any:
+    """A command-line value as TOML reads it (numbers, booleans, lists), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise GridError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def grid_from_args(args: argparse.Namespace) -> Grid:
+    settings = _assignments(args.set, "--set")
+    if args.grid:
+        if args.problems or args.proposers or args.models or args.sweep:
+            raise GridError("with a grid file, only --seeds, --set and --store apply "
+                            "(put problems, proposers and models in the file)")
+        grid = load_grid(args.grid)
+        seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
+        return grid.with_overrides(seeds=seeds, defaults={k.replace("_", "-"): v for k, v in settings.items()})
+    if not args.problems:
+        raise GridError("give a grid file or --problems (see llmopt compare --help)")
+    configs: dict[str, dict[str, Any]] = {}
+    for proposer in args.proposers or ["llm", "random"]:
+        if proposer == "random":
+            configs["random"] = {"proposer": "random"}
+        else:
+            for model in args.models or [None]:
+                label = "opro" if model is None else f"opro {model.replace('/', ':')}"
+                configs[label] = {} if model is None else {"model": model}
+    sweep: dict[str, Any] = {k: v if isinstance(v, list) else [v] for k, v in _assignments(args.sweep, "--sweep").items()}
+    llm_rows = [label for label in configs if label != "random"]
+    if sweep and llm_rows:
+        sweep["base"] = llm_rows[0]  # an ablation changes the (first) OPRO configuration
+    configs.update(sweep_configs(sweep, configs, "--sweep"))
+    data = {"name": args.name, "seeds": 3 if args.seeds is None else args.seeds, "defaults": settings,
+            "problems": {p: {} for p in args.problems}, "configs": configs}
+    return grid_from_dict(data, name=args.name, source="command line")
+
+
+def print_tables(collected: Collected, markdown: bool) -> None:
+    for plabel, rows in tables(collected).items():
+        commands = {o.cell.command for o in collected.outcomes if o.cell.problem == plabel}
+        print(f"\n{plabel} ({', '.join(sorted(commands))}; seeds {', '.join(map(str, collected.grid.seeds))})")
+        print(markdown_table(rows) if markdown else format_table(rows))
+
+
+class CompareCommand:
+    """Run a grid of experiments (problem x configuration x seed) into one store, resuming what
+is done, and print one table per problem: mean ± std over seeds, with the problem's baselines
+and optimum as rows.
+
+  llmopt compare experiments/demo.toml             # a grid file (see experiments/)
+  llmopt compare --problems linreg tsp --seeds 3 --set steps=10
+  llmopt compare --problems linreg --sweep temperature=[0.0,1.0,2.0] --proposers llm
+"""
+
+    HELP = "run a grid of experiments and print comparison tables"
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser, figures: bool = True) -> None:
+        if figures:
+            p.add_argument("grid", nargs="?", help="a TOML grid file")
+        else:  # llmopt plot: a grid's runs, or any runs of a store
+            p.add_argument("grid", nargs="*", metavar="GRID_OR_RUN",
+                           help="a TOML grid file, or names of runs in --store (default: every run of the store)")
+        store_default, seeds_default = f"the grid's, else {DEFAULT_STORE}", "the grid file's, else 3"
+        if not figures:
+            seeds_default += "; without a grid, every seed in the store"
+        p.add_argument("--store", help=f"run store (default: {store_default})")
+        p.add_argument("--seeds", type=_seeds_arg,
+                       help=f"a count (3 = seeds 0,1,2) or a list such as [0,4,7] (default: {seeds_default})")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="an `llmopt run` option for every run, e.g. steps=10 (repeatable)")
+        p.add_argument("--problems", nargs="+", metavar="PROBLEM", help="problems, with their default options")
+        p.add_argument("--proposers", nargs="+", choices=("llm", "random"),
+                       help="proposers, for a grid from flags (default: llm random)")
+        p.add_argument("--models", nargs="+", help="litellm model strings for the llm proposer")
+        p.add_argument("--sweep", action="append", default=[], metavar="KEY=[V1,V2]",
+                       help="one configuration per value of an option (repeatable)")
+        p.add_argument("--name", default="compare", help="grid name for the command-line case (default compare)")
+        p.add_argument("--no-references", action="store_true", help="leave out the classical baselines")
+        if figures:
+            p.add_argument("--no-run", action="store_true", help="only print the tables of what is in the store")
+            p.add_argument("--markdown", action="store_true", help="tables in Markdown")
+            p.add_argument("--plot", metavar="DIR", help="also write the figures (see llmopt plot) to DIR")
+            p.add_argument("--quiet", action="store_true",
+                           help="no progress bar of each run (the line naming each cell stays)")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        grid = grid_from_args(args)
+        store = args.store or grid.store or DEFAULT_STORE
+        try:
+            collected = collect(grid, store, run=not args.no_run, with_references=not args.no_references,
+                                progress=not args.quiet)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
+            return 130
+        print_tables(collected, args.markdown)
+        if args.plot:
+            for path in write_figures(collected, args.plot):
+                print(f"wrote {path}")
+        if collected.stopped is StopReason.INTERRUPTED:
+            print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
+            return 130
+        return 0
+
+
+def _seeds_arg(text: str) -> Any:
+    value = _value(text)
+    try:
+        parse_seeds(value, "--seeds")
+    except GridError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value

@@ -1,0 +1,64 @@
+"""``llmopt plot``: figures of a store's runs, or of a grid's (see :mod:`llmopt.experiments.plot`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from llmopt.cli.compare import CompareCommand, grid_from_args
+from llmopt.experiments.compare import collect
+from llmopt.experiments.grid import parse_seeds
+from llmopt.experiments.plot import collect_runs, write_figures
+from llmopt.store import DEFAULT_STORE, RunStore
+
+
+class PlotCommand:
+    """Figures of runs (read from the store; nothing is run): best so far against step and against
+scored solutions with a band over seeds and the baselines as lines, a histogram of proposal
+scores per step, and, for a grid, the best solutions drawn (TSP tours).
+
+  llmopt plot --out figures/                          # every run of llmopt run's store
+  llmopt plot --store runs.db linreg-llm-seed0 linreg-random-seed0 --out figures/
+  llmopt plot experiments/demo.toml --out figures/demo    # a grid's runs (llmopt compare)
+
+Without a grid, runs are grouped by problem and configuration (seed and budget aside), one line
+per configuration with a band over its seeds.
+"""
+
+    HELP = "figures (PNG and SVG) of a store's runs, or of a grid's"
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        CompareCommand.add_arguments(p, figures=False)
+        p.add_argument("--out", default="figures", help="directory for the figures (default: figures)")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        sources = list(args.grid or [])
+        grid_file = sources[0] if sources and (sources[0].endswith(".toml") or Path(sources[0]).is_file()) else None
+        if grid_file is None and not args.problems:  # any runs of a store
+            if args.set or args.sweep or args.proposers or args.models:
+                raise ValueError("--set, --sweep, --proposers and --models describe a grid: give a grid file or "
+                                 "--problems, or plot runs already in a store without them")
+            store = args.store or DEFAULT_STORE
+            if not Path(store).exists():
+                raise ValueError(f"no store at {store}")
+            seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
+            with RunStore(store, readonly=True) as opened:  # plot only reads: nothing is written
+                collected = collect_runs(opened, sources, seeds, with_references=not args.no_references)
+            for path in write_figures(collected, args.out):
+                print(f"wrote {path}")
+            return 0
+        if len(sources) > 1 or (sources and grid_file is None):
+            raise ValueError("give one grid file (or --problems), or run names without a grid")
+        args.grid = grid_file
+        grid = grid_from_args(args)
+        store = args.store or grid.store or DEFAULT_STORE
+        if not Path(store).exists():
+            raise ValueError(f"no store at {store}: run `llmopt compare` first")
+        collected = collect(grid, store, run=False, with_references=not args.no_references)
+        if not any(o.result is not None for o in collected.outcomes):
+            raise ValueError(f"no run of grid {grid.name!r} in {store}: run `llmopt compare` first")
+        for path in write_figures(collected, args.out):
+            print(f"wrote {path}")
+        return 0

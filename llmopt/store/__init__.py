@@ -1,0 +1,19 @@
+"""Where runs live: one SQLite file holds any number of runs, their trials, steps, calls and the
+response cache (``sqlite``), readable as CSV, JSON lines or pandas (``export``)."""
+
+from __future__ import annotations
+
+from llmopt.store.export import load
+from llmopt.store.sqlite import (
+                                 DEFAULT_STORE,
+                                 RunBusyError,
+                                 RunExistsError,
+                                 RunRecord,
+                                 RunStore,
+                                 SQLiteCache,
+                                 StepRecord,
+                                 StoreError,
+)
+
+__all__ = ["DEFAULT_STORE", "RunBusyError", "RunExistsError", "RunRecord", "RunStore", "SQLiteCache", "StepRecord",
+           "StoreError", "load"]
