@@ -251,7 +251,7 @@ def test_an_interrupted_grid_resumes_to_the_uninterrupted_result(tmp_path: Path)
 def test_plot_writes_every_figure_as_png_and_svg(tmp_path: Path, capsys) -> None:
     grid, store, figures = tmp_path / "p.toml", tmp_path / "p.db", tmp_path / "figs"
     grid.write_text('seeds = 2\n[defaults]\nproposer = "random"\nsteps = 4\n[problems.linreg]\n'
-                    '[problems.tsp.problem]\nn = 7\n[configs.random]\n[configs.wide]\nrandom-range = [0, 30]\n')
+                    '[problems.tsp]\nn = 7\n[configs.random]\n[configs.wide]\nrandom-range = [0, 30]\n')
     assert main(["plot", str(grid), "--store", str(store), "--out", str(figures)]) == 2
     assert "run `llmopt compare` first" in capsys.readouterr().err
     # random-range is a linreg option: the tsp rows of config "wide" are refused before anything runs
