@@ -52,7 +52,7 @@ def test_progress_bar_and_summary_in_a_real_process(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--steps", "-3"], "must be >= 0"),
     (["--model", "gpt-nonsense-9000"], "unknown model 'gpt-nonsense-9000'"),
-    (["--model", "local/nonexistent"], "unknown local model"),
+    (["--model", "local/nonexistent"], "unknown local model 'local/nonexistent'"),
     (["--model", "local//tmp/no-such-model.gguf"], "does not exist"),
     (["--store", "/nonexistent-dir/x.db", "--proposer", "random"], "does not exist"),
     (["--resume", "--name", "ghost", "--proposer", "random"], "no run named 'ghost'"),
