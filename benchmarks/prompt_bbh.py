@@ -50,7 +50,7 @@ def main() -> int:
 
     common = ["--task", args.task, "--steps", str(args.steps), "--proposals", str(args.proposals),
               "--max-rounds", "1", "--max-train", str(args.max_train), "--scorer", args.scorer,
-              "--scorer-max-tokens", str(args.scorer_max_tokens), "--position", args.position,
+              "--scorer-max-output-tokens", str(args.scorer_max_tokens), "--position", args.position,
               "--store", args.store, "--quiet"] + (["--data-dir", args.data_dir] if args.data_dir else [])
     with RunStore(args.store) as store:
         done = {r.name for r in store.runs()}

@@ -126,7 +126,7 @@ def test_embedded_model_scores_and_optimizes(tmp_path: Path, capsys) -> None:
     """The default models end to end: SmolLM2 proposes and scores (a few examples, one step)."""
     store = str(tmp_path / "p.db")
     assert main(["run", "prompt", "--task", "bbh/navigate", "--data-dir", DATA, "--max-train", "3", "--steps", "1",
-                 "--proposals", "2", "--max-rounds", "1", "--scorer-max-tokens", "8", "--store", store,
+                 "--proposals", "2", "--max-rounds", "1", "--scorer-max-output-tokens", "8", "--store", store,
                  "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "training examples         3" in out and re.search(r"  scorer +\d+ \(0 cached", out)
