@@ -59,7 +59,7 @@ def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path) -> None:
                    for h in server.headers)  # the key was really sent
         assert server.injected["leak"] > 0
     with RunStore(store) as s:
-        errors = [t["error"] for run in s.runs() for t in s.trial_rows(run.id) if t["error"]]
+        errors = [t.error for run in s.runs() for t in s.trials(run.id) if t.error]
     assert any("***" in e for e in errors)  # the leaked header reached an error, scrubbed
     for out in outputs:
         assert KEY not in out

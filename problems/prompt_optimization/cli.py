@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from llmopt.experiments.progress import Bar
 from llmopt.experiments.report import format_table
 from llmopt.experiments.runs import entry_points
+from llmopt.history import TrialState
 from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args
 from llmopt.seeding import stream
 from llmopt.store.sqlite import DEFAULT_STORE, RunStore, StoreError, Usage
@@ -272,7 +273,7 @@ def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
     if args.run:
         with RunStore(args.store, readonly=True) as store:
             run = store.get_run(args.run)
-            rows = [r for r in store.trial_rows(run.id) if r["state"] == "COMPLETE"]
+            scored = store.trials(run.id, states=[TrialState.COMPLETE])
         problem = run.config.get("problem", {})
         if problem.get("name") != "prompt":
             raise StoreError(f"run {args.run!r} is not a prompt-optimization run")
@@ -280,9 +281,9 @@ def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
             args.task = problem["task"]
             split = problem.get("split", {})
             args.split_seed, args.train_fraction = split.get("seed", 0), split.get("train_fraction")
-        rows.sort(key=lambda r: (-r["value"], r["number"]))
-        for rank, r in enumerate(rows[:args.top], start=1):
-            out.append((f"{args.run} #{rank} (train {r['value']:.1f})", r["text"]))
+        scored.sort(key=lambda t: (-t.value, t.number))  # type: ignore[operator]
+        for rank, t in enumerate(scored[:args.top], start=1):
+            out.append((f"{args.run} #{rank} (train {t.value:.1f})", t.text))
     out += [("given", text) for text in args.instruction]
     if not args.no_baselines:
         out += [(f"baseline: {name}", text) for name, text in fixed_instructions().items()]
