@@ -14,7 +14,8 @@ from typing import Any
 
 from baselines import tsp as solvers
 from llmopt.experiments.compare import Reference
-from llmopt.experiments.report import format_table
+from llmopt.experiments.report import format_table, stored_history
+from llmopt.problem import gap_pct
 from llmopt.store.sqlite import RunStore
 from problems.data import tsplib_file
 from problems.tsp.instances import TSPInstance, random_instance, read_tour, read_tsplib, tour_length
@@ -37,7 +38,7 @@ def solve(inst: TSPInstance, gls_time_s: float, exact_time_s: float) -> tuple[fl
     rows = {}
     for r in results:
         label = EXACT_LABELS.get(r.method, r.method)
-        rows[label] = (100.0 * (r.length - best.length) / best.length, r.seconds)
+        rows[label] = (gap_pct(r.length, best.length, TravellingSalesman.direction), r.seconds)
     return best.length, best.proved_optimal, rows
 
 
@@ -49,14 +50,13 @@ def store_rows(store_path: str, columns: dict[str, list[str]]) -> dict[str, dict
         for run in store.runs():
             problem = run.config.get("problem", {})
             column = wanted.get(problem.get("instance"))
-            optimum = problem.get("optimum")
-            if problem.get("name") != "tsp" or column is None or not optimum:
+            if problem.get("name") != "tsp" or column is None or not run.optimum:
                 continue
-            values = [r["value"] for r in store.trial_rows(run.id) if r["state"] == "COMPLETE"]
+            best = stored_history(store, run).best()
             proposer = run.config.get("proposer", {})
             label = f"OPRO {proposer['llm']['model']}" if proposer.get("kind") == "llm" else "random search (loop)"
-            if values:
-                out[label][column].append((100.0 * (min(values) - optimum) / optimum, run.elapsed_s))
+            if best is not None:
+                out[label][column].append((gap_pct(best.value, run.optimum, run.direction), run.elapsed_s))
     return out
 
 

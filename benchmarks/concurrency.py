@@ -130,18 +130,18 @@ def one_run(api_base: str, model: str, structured: str, concurrency: int, seed: 
     marks = [time.time()]
     result = opt.run(on_step=lambda _: marks.append(time.time()))
     assert opt.run_record is not None
-    rows = store.call_rows(opt.run_record.id)
+    rows = store.calls(opt.run_record.id)
     prompts = [s.prompt for s in store.steps(opt.run_record.id) if s.prompt]
     store.close()
     walls, outside, per_step_calls = [], [], []
     for step, (start, end) in enumerate(itertools.pairwise(marks), start=1):
-        calls = [r for r in rows if r["step"] == step]
+        calls = [r for r in rows if r.step == step]
         per_step_calls.append(len(calls))
         walls.append(end - start)
-        busy = _union([(r["created"] - r["latency_s"], r["created"]) for r in calls])
+        busy = _union([(r.created - r.latency_s, r.created) for r in calls])
         outside.append((end - start - busy) / max(len(calls), 1))
     return {"walls": walls, "outside": outside, "calls": per_step_calls, "prompts": prompts,
-            "call_latency": [r["latency_s"] for r in rows], "cache_hits": result.usage.cache_hits,
+            "call_latency": [r.latency_s for r in rows], "cache_hits": result.usage.cache_hits,
             "failed": result.usage.failed_calls, "format": proposer.config()["response_format"]}
 
 

@@ -19,6 +19,7 @@ import time
 from baselines.prompts import BASELINES
 from llmopt.cli import main as llmopt
 from llmopt.experiments.report import format_table
+from llmopt.history import TrialState
 from llmopt.llm.client import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL, set_threads
 from llmopt.store.sqlite import RunStore
@@ -50,7 +51,7 @@ def main() -> int:
 
     common = ["--task", args.task, "--steps", str(args.steps), "--proposals", str(args.proposals),
               "--max-rounds", "1", "--max-train", str(args.max_train), "--scorer", args.scorer,
-              "--scorer-max-tokens", str(args.scorer_max_tokens), "--position", args.position,
+              "--scorer-max-output-tokens", str(args.scorer_max_tokens), "--position", args.position,
               "--store", args.store, "--quiet"] + (["--data-dir", args.data_dir] if args.data_dir else [])
     with RunStore(args.store) as store:
         done = {r.name for r in store.runs()}
@@ -85,10 +86,10 @@ def main() -> int:
         for run in store.runs():
             if run.problem != "prompt" or run.config["problem"]["task"] != args.task:
                 continue
-            trials = [t for t in store.trial_rows(run.id) if t["state"] == "COMPLETE"]
-            best = max(trials, key=lambda t: (t["value"], -t["number"]))
+            trials = store.trials(run.id, states=[TrialState.COMPLETE])
+            best = max(trials, key=lambda t: (t.value, -t.number))
             usage = store.usage(run.id)
-            row(best["text"], best["text"], f"best of {run.name}", str(len(trials)), str(usage.calls),
+            row(best.text, best.text, f"best of {run.name}", str(len(trials)), str(usage.calls),
                 f"{run.elapsed_s:.0f}")
     print(f"task {args.task}: {len(task.train)} training examples, {len(test)} test examples; scorer {args.scorer} "
           f"(max {args.scorer_max_tokens} tokens), optimizer {args.optimizer}; {args.steps} steps x "

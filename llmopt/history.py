@@ -37,6 +37,20 @@ class Trial:
         return self.state is TrialState.COMPLETE
 
 
+def running_best(values: Iterable[float | None], direction: Direction | str) -> list[float | None]:
+    """The best of ``values`` so far after each one (None entries are skipped: not scored; the
+    result is None until the first number). The one best-so-far rule, for plain stored values
+    too; :meth:`SolutionHistory.best_so_far` is it over a history."""
+    direction = Direction(direction)
+    out: list[float | None] = []
+    best: float | None = None
+    for value in values:
+        if value is not None and (best is None or direction.better(value, best)):
+            best = value
+        out.append(best)
+    return out
+
+
 class SolutionHistory:
     """Every trial of a run, in order, with the queries the meta-prompt needs.
 
@@ -105,13 +119,21 @@ class SolutionHistory:
         ranked = sorted(self._by_key.values(), key=self._rank)[:k]
         return ranked[::-1]
 
-    def best_so_far(self) -> list[tuple[int, float | None]]:
-        """(step, best value after that step) for every step present in the history."""
+    def best_so_far(self, by: str = "step") -> list[tuple[int, float | None]]:
+        """The best value so far, as ``(x, best)`` pairs.
+
+        ``by="step"``: one pair per step present in the history, the best after that step (None
+        while nothing is scored yet). ``by="evaluation"``: one pair per scored (COMPLETE) trial,
+        ``x`` counting them from 1 (starting points included), the best after that evaluation.
+        """
+        if by == "evaluation":
+            values = running_best((float(t.value) for t in self._trials if t.ok), self.direction)  # type: ignore[arg-type]
+            return list(enumerate(values, start=1))
+        if by != "step":
+            raise ValueError(f"best_so_far by {by!r}: expected 'step' or 'evaluation'")
         out: list[tuple[int, float | None]] = []
-        best: float | None = None
-        for trial in self._trials:
-            if trial.ok and (best is None or self.direction.better(float(trial.value), best)):  # type: ignore[arg-type]
-                best = float(trial.value)  # type: ignore[arg-type]
+        bests = running_best((float(t.value) if t.ok else None for t in self._trials), self.direction)  # type: ignore[arg-type]
+        for trial, best in zip(self._trials, bests):
             if out and out[-1][0] == trial.step:
                 out[-1] = (trial.step, best)
             else:

@@ -19,7 +19,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Hashable, Iterable
 
 from llmopt.budget import Budget, StopReason
@@ -209,13 +209,10 @@ class Optimizer:
             raise StoreError(f"cannot resume run {self.run_record.name!r} with different settings{details}")
 
     def _load(self, store: RunStore, run: RunRecord) -> None:
-        for row in store.trial_rows(run.id):
-            solution = self.problem.from_text(row["text"]) if row["text"] is not None else None
-            trial = Trial(number=row["number"], step=row["step"], state=TrialState(row["state"]),
-                          source=row["source"], solution=solution, text=row["text"],
-                          key=None if solution is None else self.problem.key(solution), value=row["value"],
-                          raw=row["raw"], error=row["error"], duplicate_of=row["duplicate_of"])
-            self._remember(trial)
+        for stored in store.trials(run.id):
+            solution = self.problem.from_text(stored.text) if stored.text is not None else None
+            self._remember(replace(stored, solution=solution,
+                                   key=None if solution is None else self.problem.key(solution)))
         self._usage = store.usage(run.id, only_recorded_trials=True)
         for role in ("optimizer", "scorer"):
             used = store.usage(run.id, only_recorded_trials=True, role=role)

@@ -69,6 +69,21 @@ class Direction(str, enum.Enum):
         return a < b if self is Direction.MINIMIZE else a > b
 
 
+def gap_pct(value: float, optimum: float | None, direction: Direction | str) -> float | None:
+    """How far ``value`` falls short of ``optimum``, in percent of ``|optimum|``: positive when worse,
+    0 at the optimum, negative if better (an optimum that was only the best known). Direction-aware:
+    ``100 * (value - optimum) / |optimum|`` when minimizing, ``100 * (optimum - value) / |optimum|``
+    when maximizing. None when the optimum is unknown (None) or 0 (no relative gap to it).
+
+    For code that holds only stored numbers; with a problem at hand, :meth:`Problem.gap_pct`.
+    """
+    if optimum is None or optimum == 0:
+        return None
+    optimum = float(optimum)
+    shortfall = value - optimum if Direction(direction) is Direction.MINIMIZE else optimum - value
+    return 100.0 * shortfall / abs(optimum)
+
+
 class Problem(ABC, Generic[S]):
     """One optimization problem, as the OPRO loop sees it.
 
@@ -167,6 +182,17 @@ class Problem(ABC, Generic[S]):
     @abstractmethod
     def random_solution(self, rng: np.random.Generator) -> S:
         """One draw of the random-search control."""
+
+    @property
+    def optimum(self) -> float | None:
+        """The best value this instance can reach, if known (None: unknown, the default). A problem
+        that knows it returns it here (and records it under ``"optimum"`` in ``config()``, where
+        stored runs read it back); optimality gaps are measured against it."""
+        return None
+
+    def gap_pct(self, value: float) -> float | None:
+        """The optimality gap of ``value`` in percent (see :func:`gap_pct`); None if no optimum is known."""
+        return gap_pct(value, self.optimum, self.direction)
 
     def is_solved(self, solution: S) -> bool:
         """True if ``solution`` is the known optimum (the paper's success criterion)."""

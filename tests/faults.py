@@ -20,7 +20,7 @@ from typing import Any
 from fakes import linreg_script
 from openai_server import FAULTS, OpenAIServer
 
-from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore
+from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore, TrialState
 from problems.linear_regression.problem import LinearRegression
 
 MODEL = "openai/scripted-model"
@@ -89,17 +89,17 @@ def audit(store: RunStore, server: OpenAIServer, out: Outcome) -> None:
     run = store.find_run("run")
     if run is None:
         return
-    rows = store.trial_rows(run.id)
-    numbers = [r["number"] for r in rows]
+    rows = store.trials(run.id)
+    numbers = [r.number for r in rows]
     out.trials = len(rows)
     out.lost = (max(numbers) + 1 - len(set(numbers))) if numbers else 0
-    keys = [r["key"] for r in rows if r["state"] == "COMPLETE"]
+    keys = [r.key for r in rows if r.state is TrialState.COMPLETE]
     out.duplicated = (len(numbers) - len(set(numbers))) + (len(keys) - len(set(keys)))
     for r in rows:
-        out.states[r["state"]] = out.states.get(r["state"], 0) + 1
-    out.invalid_without_text = sum(1 for r in rows if r["state"] == "INVALID" and r["raw"] is None)
-    calls = store.call_rows(run.id)
-    ok_calls = sum(1 for c in calls if c["error"] is None and not c["cache_hit"])
+        out.states[r.state.value] = out.states.get(r.state.value, 0) + 1
+    out.invalid_without_text = sum(1 for r in rows if r.state is TrialState.INVALID and r.raw is None)
+    calls = store.calls(run.id)
+    ok_calls = sum(1 for c in calls if c.error is None and not c.cache_hit)
     # Each well-formed 200 reply is one successful call, except replies the client gave up on
     # (timeouts) or could not read (bad UTF-8), which litellm retried or recorded as failed.
     out.unaccounted = max(0, server.replies - ok_calls - server.injected["timeout"])

@@ -39,7 +39,7 @@ def test_every_table_round_trips_through_csv_and_jsonl(store: Path) -> None:
             assert len(parsed) == len(records) and list(parsed[0]) == list(records[0])
             assert [p["run"] for p in parsed] == [r["run"] for r in records]
         trials = rows(s, "trials", ["r1"])
-        assert len(trials) == len(s.trial_rows(s.get_run("r1").id)) and trials[0]["state"] == "COMPLETE"
+        assert len(trials) == len(s.trials(s.get_run("r1").id)) and trials[0]["state"] == "COMPLETE"
         with pytest.raises(llmopt.StoreError, match="no run named 'ghost'"):
             rows(s, "trials", ["ghost"])
 

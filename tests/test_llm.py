@@ -99,10 +99,10 @@ def test_through_litellm_mock_response_calls_tokens_cost_and_cache(tmp_path) -> 
     assert u.calls >= 24 and u.cache_hits == 0 and u.failed_calls == 0
     assert u.prompt_tokens > 0 and u.completion_tokens > 0  # litellm's mock usage
     assert u.cost_usd > 0 and u.unpriced_calls == 0 and u.spent_usd == pytest.approx(u.cost_usd)
-    rows = store.call_rows(store.get_run("first").id)
-    assert len(rows) == u.calls and all(r["model"] == "openai/gpt-4o-mini" and r["cost_usd"] > 0 for r in rows)
-    assert len({r["seed"] for r in rows}) == len(rows)
-    assert sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows) == u.tokens
+    rows = store.calls(store.get_run("first").id)
+    assert len(rows) == u.calls and all(r.model == "openai/gpt-4o-mini" and r.cost_usd > 0 for r in rows)
+    assert len({r.seed for r in rows}) == len(rows)
+    assert sum(r.prompt_tokens + r.completion_tokens for r in rows) == u.tokens
 
     second = run_through_litellm(store, "second", "openai/gpt-4o-mini")  # same seed: all from the cache
     assert second.usage.cache_hits == second.usage.calls == u.calls
@@ -117,5 +117,5 @@ def test_unknown_price_is_recorded_as_unknown_not_zero(tmp_path) -> None:
     assert result.usage.unpriced_calls == result.usage.calls > 0
     assert result.usage.dollars() == 0.0  # a number: the known part, a lower bound here
     assert result.usage.format_dollars() == f">=$0.0000 ({result.usage.calls} unpriced)"
-    rows = store.call_rows(store.get_run("local").id)
-    assert all(r["cost_usd"] is None for r in rows)
+    rows = store.calls(store.get_run("local").id)
+    assert all(r.cost_usd is None for r in rows)

@@ -36,8 +36,8 @@ def test_embedded_model_runs_opro_with_structured_output(tmp_path) -> None:
     assert all(t.raw.lstrip().startswith("{") for t in llm_trials if t.raw)
     prompt = store.steps(opt.run_record.id)[1].prompt
     assert 'JSON object of the form {"w": <integer>, "b": <integer>}' in prompt and "[w, b]" not in prompt
-    rows = store.call_rows(opt.run_record.id)
-    assert all(r["cost_usd"] == 0.0 and r["prompt_tokens"] > 100 for r in rows)  # free, and known to be
+    rows = store.calls(opt.run_record.id)
+    assert all(r.cost_usd == 0.0 and r.prompt_tokens > 100 for r in rows)  # free, and known to be
     # same seed again: served from the cache, the same trials
     _, again = run(store, "again", LLM.from_model(DEFAULT_MODEL, max_tokens=48))
     assert again.usage.cache_hits == again.usage.calls == result.usage.calls
@@ -212,8 +212,8 @@ def test_same_seed_same_run_in_fresh_stores_and_processes(tmp_path) -> None:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-1500:]
         with RunStore(store) as s:
-            rows = s.trial_rows(s.get_run("linreg-llm-seed0").id)
-            return [(r["number"], r["state"], r["raw"], r["value"]) for r in rows]
+            rows = s.trials(s.get_run("linreg-llm-seed0").id)
+            return [(r.number, r.state, r.raw, r.value) for r in rows]
 
     first, second = run_in_a_new_process(tmp_path / "a.db"), run_in_a_new_process(tmp_path / "b.db")
     assert len(first) == 5 + 8 and first == second

@@ -165,12 +165,12 @@ def test_store_holds_every_trial_prompt_and_call(tmp_path) -> None:
     result = opt.run()
     run = store.get_run("a")
     assert run.status == "finished" and run.stop_reason == "max_steps"
-    assert len(store.trial_rows(run.id)) == len(result.history)
-    assert len(store.call_rows(run.id)) == len(backend.requests) == result.usage.calls
+    assert len(store.trials(run.id)) == len(result.history)
+    assert len(store.calls(run.id)) == len(backend.requests) == result.usage.calls
     steps = store.steps(run.id)
     assert [s.step for s in steps] == [0, 1, 2, 3] and all(s.finished for s in steps)
     assert steps[0].prompt is None and all(s.prompt.startswith("Now you will help me") for s in steps[1:])
     assert run.config["proposer"]["llm"]["model"] == "fake/scripted" and run.config["seed"] == 0
     assert run.versions["numpy"] and run.versions["python"]
-    raw = {r["number"]: r["raw"] for r in store.trial_rows(run.id)}
+    raw = {t.number: t.raw for t in store.trials(run.id)}
     assert all(raw[t.number] == t.raw for t in result.history)

@@ -11,7 +11,7 @@ import pytest
 from datadir import data_dir
 from openai_server import OpenAIServer
 
-from llmopt import RunStore
+from llmopt import RunStore, TrialState
 from llmopt.cli import main
 from problems.prompt_optimization.data import load_bbh
 
@@ -59,9 +59,8 @@ def test_run_then_evaluate_over_http(server: OpenAIServer, tmp_path: Path, capsy
     assert re.search(r"  scorer +\d+ \(0 cached, 0 failed\)", out)
     with RunStore(store) as s:
         run = s.get_run("prompt-llm-seed0")
-        trials = s.trial_rows(run.id)
-        scorer_calls = [c for c in s.call_rows(run.id) if c["role"] == "scorer"]
-        assert len(scorer_calls) == 6 * sum(1 for t in trials if t["state"] == "COMPLETE")
+        scorer_calls = s.calls(run.id, role="scorer")
+        assert len(scorer_calls) == 6 * len(s.trials(run.id, states=[TrialState.COMPLETE]))
         assert run.config["problem"]["task"] == "bbh/navigate" and run.config["problem"]["split"]["train"] == 6
     asked = len(server.requests)
     args = ["evaluate", "--run", "prompt-llm-seed0", "--data-dir", DATA, "--max-examples", "10", "--top", "1",
@@ -126,14 +125,14 @@ def test_embedded_model_scores_and_optimizes(tmp_path: Path, capsys) -> None:
     """The default models end to end: SmolLM2 proposes and scores (a few examples, one step)."""
     store = str(tmp_path / "p.db")
     assert main(["run", "prompt", "--task", "bbh/navigate", "--data-dir", DATA, "--max-train", "3", "--steps", "1",
-                 "--proposals", "2", "--max-rounds", "1", "--scorer-max-tokens", "8", "--store", store,
+                 "--proposals", "2", "--max-rounds", "1", "--scorer-max-output-tokens", "8", "--store", store,
                  "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "training examples         3" in out and re.search(r"  scorer +\d+ \(0 cached", out)
     with RunStore(store) as s:
         run = s.get_run("prompt-llm-seed0")
-        scored = [t for t in s.trial_rows(run.id) if t["state"] == "COMPLETE"]
-        assert scored and all(abs(t["value"] * 3 / 100 - round(t["value"] * 3 / 100)) < 1e-9 for t in scored)
+        scored = s.trials(run.id, states=[TrialState.COMPLETE])
+        assert scored and all(abs(t.value * 3 / 100 - round(t.value * 3 / 100)) < 1e-9 for t in scored)
 
 
 def test_resume_continues_without_rescoring(server: OpenAIServer, tmp_path: Path, capsys) -> None:
@@ -142,14 +141,14 @@ def test_resume_continues_without_rescoring(server: OpenAIServer, tmp_path: Path
             "--max-rounds", "1", "--store", store, "--quiet", "--name", "r", *http_args(server)]
     assert main([*base, "--steps", "1"]) == 0
     with RunStore(store) as s:
-        first = [(t["number"], t["text"], t["value"]) for t in s.trial_rows(s.get_run("r").id)]
+        first = [(t.number, t.text, t.value) for t in s.trials(s.get_run("r").id)]
     asked = len(server.requests)
     assert main([*base, "--steps", "2", "--resume"]) == 0
     assert "steps                     2" in capsys.readouterr().out
     with RunStore(store) as s:
         run = s.get_run("r")
-        after = [(t["number"], t["text"], t["value"]) for t in s.trial_rows(run.id)]
-        new_calls = len(s.call_rows(run.id))
+        after = [(t.number, t.text, t.value) for t in s.trials(run.id)]
+        new_calls = len(s.calls(run.id))
     assert after[:len(first)] == first and len(after) > len(first)
     assert len(server.requests) - asked <= 2 + 2 * 4  # one step's proposals and their scoring, nothing re-asked
     assert new_calls == len(server.requests)  # every request the server saw is one recorded call

@@ -170,7 +170,7 @@ def test_the_loop_accounts_for_scorer_calls(tmp_path) -> None:
         assert result.best is not None and result.best.value == 100.0
         assert result.usage_by_role["scorer"].calls == complete * len(TRAIN) == len(scorer_backend.requests)
         assert result.usage.calls == result.usage_by_role["scorer"].calls + result.usage_by_role["optimizer"].calls
-        roles = [r["role"] for r in store.call_rows(result_run(store).id)]
+        roles = [c.role for c in store.calls(result_run(store).id)]
         assert roles.count("scorer") == complete * len(TRAIN)
         assert store.usage(result_run(store).id).calls == result.usage.calls
 

@@ -25,9 +25,8 @@ def run_script(store: Path, *args: str) -> subprocess.CompletedProcess:
 def snapshot(store_path: Path, name: str = "run") -> tuple[list[tuple], list[tuple], dict]:
     with RunStore(store_path) as store:
         run = store.get_run(name)
-        trials = [tuple(row[f] for f in FIELDS) for row in store.trial_rows(run.id)]
-        calls = [(row["number"], row["seed"], row["prompt_tokens"], row["completion_tokens"])
-                 for row in store.call_rows(run.id)]
+        trials = [tuple(getattr(t, f) for f in FIELDS) for t in store.trials(run.id)]
+        calls = [(c.number, c.seed, c.prompt_tokens, c.completion_tokens) for c in store.calls(run.id)]
         return trials, calls, {"status": run.status, "stop": run.stop_reason}
 
 

@@ -22,6 +22,7 @@ from llmopt import RunStore
 from llmopt.cli import main
 from llmopt.llm.client import LLM, LLMConfigError
 from llmopt.llm.router import RouterSpec
+from llmopt.store import CallRecord
 
 SECRET = "sk-router-file-SECRET-0123456789abcdef"
 ENV_SECRET = "sk-router-env-SECRET-fedcba9876543210"
@@ -59,26 +60,26 @@ def run_linreg(router: str, store: str, *extra: str, name: str = "r") -> int:
                  "--quiet", *extra])
 
 
-def call_rows(store: str, name: str = "r") -> list[Any]:
+def recorded_calls(store: str, name: str = "r") -> list[CallRecord]:
     with RunStore(store) as s:
-        return s.call_rows(s.get_run(name).id)
+        return s.calls(s.get_run(name).id)
 
 
 def test_a_run_spreads_over_both_deployments_and_caches_by_group(servers, tmp_path: Path) -> None:
     a, b = servers
     store = str(tmp_path / "runs.db")
     assert run_linreg(write(tmp_path, {"model_list": [deployment(a.api_base), deployment(b.api_base)]}), store) == 0
-    calls = call_rows(store)
-    assert len(calls) >= 16 and all(c["error"] is None and not c["cache_hit"] for c in calls)
+    calls = recorded_calls(store)
+    assert len(calls) >= 16 and all(c.error is None and not c.cache_hit for c in calls)
     assert a.requests and b.requests  # both deployments served
     assert len(a.requests) + len(b.requests) == len(calls)  # every request is one recorded call, no more
-    assert all(c["model"] == "g" and c["cost_usd"] is None for c in calls)  # unpriced stays unknown, not $0
+    assert all(c.model == "g" and c.cost_usd is None for c in calls)  # unpriced stays unknown, not $0
     # The same run over two other servers: cached by model group, so no request at all.
     with OpenAIServer(linreg_script) as c, OpenAIServer(linreg_script) as d:
         moved = write(tmp_path, {"model_list": [deployment(c.api_base), deployment(d.api_base)]}, "moved.json")
         assert run_linreg(moved, store, name="again") == 0
         assert not c.requests and not d.requests
-    assert all(row["cache_hit"] for row in call_rows(store, "again"))
+    assert all(call.cache_hit for call in recorded_calls(store, "again"))
 
 
 @pytest.mark.parametrize("failure", ["500", "closed"])
@@ -91,8 +92,8 @@ def test_a_failing_deployment_falls_back_and_every_call_is_recorded(failure: str
         store = str(tmp_path / "runs.db")
         # No retries: litellm does not cool down this group of one, so each retry would wait its backoff.
         assert run_linreg(write(tmp_path, config), store, "--num-retries", "0") == 0
-    calls = call_rows(store)
-    assert len(calls) >= 16 and all(c["error"] is None for c in calls)  # every call completed, on the fallback
+    calls = recorded_calls(store)
+    assert len(calls) >= 16 and all(c.error is None for c in calls)  # every call completed, on the fallback
     assert len(good.requests) == len(calls)
     assert all(r["model"] == "scripted" for r in good.requests)
     if failure == "500":
@@ -190,7 +191,7 @@ def test_no_key_from_the_router_file_reaches_the_store(servers, tmp_path: Path, 
     assert sent == {f"Bearer {ENV_SECRET}"}  # litellm resolved os.environ/ at call time
     with RunStore(store) as s:
         run = s.get_run("r")
-        errors = [c["error"] for c in s.call_rows(run.id) if c["error"]]
+        errors = [c.error for c in s.calls(run.id) if c.error]
     assert errors and all("***" in e and "SECRET" not in e for e in errors)
     recorded = run.config["proposer"]["llm"]["router"]["deployments"]
     assert [d["api_base"] for d in recorded] == [a.api_base, b.api_base] and recorded[0]["rpm"] == 100

@@ -41,7 +41,7 @@ def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path) -> None:
             ["run", "linreg", "--model", "openai/m", *http, "--steps", "3", "--structured", "off"],
             ["run", "prompt", "--task", "bbh/navigate", "--data-dir", DATA, "--max-train", "4", "--steps", "1",
              "--proposals", "2", "--model", "openai/m", *http, "--structured", "off", "--scorer", "openai/s",
-             "--scorer-api-base", server.api_base, "--scorer-api-key-env", "CANARY_KEY", "--scorer-retries", "0"],
+             "--scorer-api-base", server.api_base, "--scorer-api-key-env", "CANARY_KEY", "--scorer-num-retries", "0"],
             ["show"], ["show", "linreg-llm-seed0"],
             *[["export", "--table", t, "--format", f, "--out", str(tmp_path / f"export-{t}.{f}")]
               for t in ("trials", "calls", "steps", "runs") for f in ("csv", "jsonl")],
@@ -59,7 +59,7 @@ def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path) -> None:
                    for h in server.headers)  # the key was really sent
         assert server.injected["leak"] > 0
     with RunStore(store) as s:
-        errors = [t["error"] for run in s.runs() for t in s.trial_rows(run.id) if t["error"]]
+        errors = [t.error for run in s.runs() for t in s.trials(run.id) if t.error]
     assert any("***" in e for e in errors)  # the leaked header reached an error, scrubbed
     for out in outputs:
         assert KEY not in out

@@ -23,7 +23,7 @@ from llmopt.experiments.report import Table
 from llmopt.experiments.runs import UsageError, entry_points, execute, open_run, prepare_run, run_parser
 from llmopt.history import TrialState
 from llmopt.optimizer import RunResult
-from llmopt.problem import Direction, Problem
+from llmopt.problem import Direction, Problem, gap_pct
 from llmopt.store import RunStore
 
 
@@ -85,21 +85,13 @@ class Outcome:
     result: RunResult | None = None
     finished: bool = False  # False: not run, interrupted, or still running in another process
 
-    @property
-    def optimum(self) -> float | None:
-        value = self.problem.config().get("optimum")
-        return float(value) if value is not None else None
-
     def best(self) -> float | None:
         best = self.result.best if self.result else None
         return None if best is None else float(best.value)
 
     def gap_pct(self) -> float | None:
-        best, optimum = self.best(), self.optimum
-        if best is None or not optimum:
-            return None
-        sign = 1.0 if self.problem.direction is Direction.MINIMIZE else -1.0
-        return sign * 100.0 * (best - optimum) / abs(optimum)
+        best = self.best()
+        return None if best is None else self.problem.gap_pct(best)
 
     def proposed(self) -> list[Any]:
         return [t for t in self.result.history if t.source != "start"] if self.result else []
@@ -142,9 +134,8 @@ def references(command: str, problem: Problem) -> list[Reference]:
     baseline = entry_points("llmopt.baselines").get(command)
     hook = getattr(baseline.load(), "references", None) if baseline is not None else None
     out = [Reference(*r) if isinstance(r, tuple) else r for r in (hook(problem) if hook else [])]
-    optimum = problem.config().get("optimum")
-    if optimum is not None and not any(r.name.startswith("optimum") for r in out):
-        out.append(Reference("optimum", float(optimum)))
+    if problem.optimum is not None and not any(r.name.startswith("optimum") for r in out):
+        out.append(Reference("optimum", float(problem.optimum)))
     return out
 
 
@@ -244,9 +235,8 @@ def reference_rows(refs: dict[int, list[Reference]], optimum_of: dict[int, float
         for r in rs:
             by_name.setdefault(r.name, []).append((seed, r))
     rows = []
-    sign = 1.0 if direction is Direction.MINIMIZE else -1.0
     for name, items in by_name.items():
-        gaps = [sign * 100.0 * (r.value - optimum_of[s]) / abs(optimum_of[s]) for s, r in items if optimum_of.get(s)]
+        gaps = [gap_pct(r.value, optimum_of.get(s), direction) for s, r in items]
         rows.append([f"{name} (reference)", f"{len(items)}", "-", "-", "-", mean_std([r.value for _, r in items], "{:.4g}"),
                      mean_std(gaps, "{:.2f}"), "-", "-", "-", "-", "-",
                      mean_std([r.seconds for _, r in items], "{:.2g}")])
@@ -264,7 +254,7 @@ def tables(collected: Collected) -> dict[str, Table]:
         rows: Table = [list(COLUMNS)]
         for clabel in grid.configs:
             rows.append(config_row(clabel, [o for o in outcomes if o.cell.config == clabel], len(grid.seeds)))
-        optimum_of = {o.cell.seed: o.optimum for o in outcomes}
+        optimum_of = {o.cell.seed: o.problem.optimum for o in outcomes}
         rows += reference_rows(collected.references.get(plabel, {}), optimum_of, outcomes[0].problem.direction)
         out[plabel] = _drop_empty_columns(rows)
     return out

@@ -33,8 +33,9 @@ import numpy as np
 
 from llmopt.experiments.compare import Collected, Outcome, Reference
 from llmopt.experiments.grid import Cell, Grid
+from llmopt.experiments.report import stored_history
 from llmopt.history import SolutionHistory, Trial, TrialState
-from llmopt.problem import Direction
+from llmopt.problem import Direction, gap_pct
 from llmopt.store import RunRecord, RunStore
 
 FORMATS = ("png", "svg")
@@ -58,15 +59,11 @@ def step_curve(outcome: "Outcome", last_step: int) -> np.ndarray:
     return _carry_forward(out)
 
 
-def evals_curve(outcome: "Outcome", last: int, direction: Direction) -> np.ndarray:
+def evals_curve(outcome: "Outcome", last: int) -> np.ndarray:
     """Best-so-far after each scored solution 1..last."""
     out = np.full(last, np.nan)
-    best: float | None = None
-    scored = [t for t in outcome.result.history if t.state is TrialState.COMPLETE]
-    for i, t in enumerate(scored[:last]):
-        if best is None or direction.better(float(t.value), best):
-            best = float(t.value)
-        out[i] = best
+    for evaluation, value in outcome.result.history.best_so_far("evaluation")[:last]:
+        out[evaluation - 1] = value
     return _carry_forward(out)
 
 
@@ -100,7 +97,6 @@ def _reference_lines(ax: Any, collected: "Collected", label: str) -> None:
 
 def _curves(ax: Any, collected: "Collected", label: str, x_of: str) -> list[float]:
     outcomes = [o for o in collected.outcomes if o.cell.problem == label and o.result is not None]
-    direction = outcomes[0].problem.direction
     seen: list[float] = []
     for config in collected.grid.configs:
         mine = [o for o in outcomes if o.cell.config == config]
@@ -112,7 +108,7 @@ def _curves(ax: Any, collected: "Collected", label: str, x_of: str) -> list[floa
             xs = np.arange(last + 1)
         else:
             last = max(o.result.evaluations for o in mine)
-            ys = np.array([evals_curve(o, last, direction) for o in mine])
+            ys = np.array([evals_curve(o, last) for o in mine])
             xs = np.arange(1, last + 1)
         mean = np.nanmean(ys, axis=0) if len(ys) else ys
         line, = ax.plot(xs, mean, label=f"{config} (n={len(mine)})", linewidth=1.6)
@@ -259,21 +255,24 @@ class StoredResult:
 
 @dataclass(frozen=True)
 class StoredProblem:
-    """A stored run's problem as far as the figures need it: its direction and recorded settings."""
+    """A stored run's problem as far as the figures and tables need it: its direction, recorded
+    settings and the optimum recorded with the run."""
 
     name: str
     direction: Direction
     recorded: dict[str, Any]
+    optimum: float | None = None
 
     def config(self) -> dict[str, Any]:
         return self.recorded
 
+    def gap_pct(self, value: float) -> float | None:
+        return gap_pct(value, self.optimum, self.direction)
+
 
 def stored_result(store: "RunStore", run: "RunRecord") -> StoredResult:
-    direction = Direction(run.config.get("direction", Direction.MINIMIZE.value))
-    trials = [Trial(number=r["number"], step=r["step"], state=TrialState(r["state"]), source=r["source"],
-                    text=r["text"], key=("trial", r["number"]), value=r["value"]) for r in store.trial_rows(run.id)]
-    return StoredResult(SolutionHistory(direction, trials), max((t.step for t in trials), default=0))
+    history = stored_history(store, run)
+    return StoredResult(history, max((t.step for t in history), default=0))
 
 
 def _experiment(run: "RunRecord") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -364,13 +363,10 @@ def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[i
     out = Collected(grid, [], {})
     for run, plabel, clabel in zip(runs, problems, configs):
         seed = int(run.config.get("seed", 0))
-        recorded = run.config.get("problem", {})
-        problem = StoredProblem(run.problem, Direction(run.config.get("direction", Direction.MINIMIZE.value)),
-                                recorded)
+        problem = StoredProblem(run.problem, run.direction, run.config.get("problem", {}), run.optimum)
         out.outcomes.append(Outcome(Cell(grid.name, plabel, clabel, seed, run.problem, {}), problem,  # type: ignore[arg-type]
                                     stored_result(store, run), finished=run.status == "finished"))  # type: ignore[arg-type]
         refs = out.references.setdefault(plabel, {}).setdefault(seed, [])
-        optimum = recorded.get("optimum")
-        if with_references and optimum is not None and not refs:
-            refs.append(Reference("optimum", float(optimum)))
+        if with_references and run.optimum is not None and not refs:
+            refs.append(Reference("optimum", run.optimum))
     return out

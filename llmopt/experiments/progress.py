@@ -78,7 +78,6 @@ class RunProgress:
 
     def __init__(self, total: int | None, enabled: bool) -> None:
         self.bar = Bar(total, "step", enabled=enabled)
-        self._optimum: Any = None
         self._scoring = 0  # scorer calls answered for the trial being scored (not yet accounted)
 
     def attach(self, opt: Optimizer) -> None:
@@ -103,10 +102,8 @@ class RunProgress:
 
     def postfix(self, opt: Optimizer) -> str:
         best, u, c = opt.history.best(), opt.usage, opt.history.counts()
-        if self._optimum is None:
-            self._optimum = opt.problem.config().get("optimum") or 0
-        gap = f" gap={100 * (best.value - self._optimum) / self._optimum:.2f}%" \
-            if best is not None and self._optimum else ""
+        gap_pct = None if best is None else opt.problem.gap_pct(best.value)
+        gap = "" if gap_pct is None else f" gap={gap_pct:.2f}%"
         text = (f"best={'-' if best is None else f'{best.value:.6g}'}{gap} calls={u.calls} tokens={u.tokens} "
                 f"cost={u.format_dollars()} valid={c['COMPLETE']} invalid={c['INVALID']} dup={c['DUPLICATE']}")
         if c["FAILED"]:

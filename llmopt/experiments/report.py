@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from dataclasses import replace
 from typing import Any, Sequence
 
+from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.optimizer import RunResult
-from llmopt.problem import Direction, Problem
+from llmopt.problem import Direction, Problem, gap_pct
 from llmopt.store.sqlite import RunRecord, RunStore, Usage
 
 Table = list[list[str]]
@@ -73,50 +76,53 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
     return rows
 
 
+def stored_history(store: RunStore, run: RunRecord) -> SolutionHistory:
+    """A stored run's history, rebuilt from its trials alone (no Problem object: no solutions). Each
+    trial is keyed by its number, which is unique, not by the stored ``repr`` of its key."""
+    return SolutionHistory(run.direction, [replace(t, key=("trial", t.number)) for t in store.trials(run.id)])
+
+
 def runs_table(store: RunStore) -> Table:
     rows: Table = [["run", "problem", "proposer", "status", "steps", "evals", "best", "calls", "tokens", "cost"]]
     for run in store.runs():
-        trials = store.trial_rows(run.id)
-        values = [r["value"] for r in trials if r["state"] == "COMPLETE"]
-        best = _best(values, run)
+        history = stored_history(store, run)
+        best = history.best()
         usage = store.usage(run.id)
-        steps = max((r["step"] for r in trials), default=0)
+        steps = max((t.step for t in history), default=0)
         status = run.stop_reason or store.run_status(run)  # a dead "running" run shows as interrupted
-        rows.append([run.name, run.problem, _proposer_label(run), status, steps, len(values),
-                     "-" if best is None else f"{best:.6g}", usage.calls, usage.tokens, usage.format_dollars()])
+        rows.append([run.name, run.problem, _proposer_label(run), status, steps, len(history.completed()),
+                     "-" if best is None else f"{best.value:.6g}", usage.calls, usage.tokens, usage.format_dollars()])
     return rows
 
 
 def steps_table(store: RunStore, run: RunRecord) -> Table:
     """One run's best-so-far per step."""
-    optimum = run.config.get("problem", {}).get("optimum")
+    optimum = run.optimum
     rows: Table = [["step", "complete", "invalid", "duplicate", "failed", "step best", "best so far", "calls"]
                    + (["gap %"] if optimum else [])]
-    calls_per_step: dict[int, int] = {}
-    for call in store.call_rows(run.id):
-        calls_per_step[call["step"]] = calls_per_step.get(call["step"], 0) + 1
-    per_step: dict[int, list[Any]] = {}
-    for r in store.trial_rows(run.id):
-        per_step.setdefault(r["step"], []).append(r)
-    best: float | None = None
+    calls_per_step = Counter(call.step for call in store.calls(run.id))
+    history = stored_history(store, run)
+    best_after = dict(history.best_so_far("step"))
+    per_step: dict[int, list[Trial]] = {}
+    for t in history:
+        per_step.setdefault(t.step, []).append(t)
     for step in sorted(per_step):
         trials = per_step[step]
-        count = {s: sum(1 for t in trials if t["state"] == s) for s in ("COMPLETE", "INVALID", "DUPLICATE", "FAILED")}
-        step_best = _best([t["value"] for t in trials if t["state"] == "COMPLETE"], run)
-        if step_best is not None:
-            best = step_best if best is None else _best([best, step_best], run)
-        rows.append([step, count["COMPLETE"], count["INVALID"], count["DUPLICATE"], count["FAILED"],
-                     "-" if step_best is None else f"{step_best:.6g}", "-" if best is None else f"{best:.6g}",
-                     calls_per_step.get(step, 0)]
-                    + ([("-" if best is None else f"{100 * (best - optimum) / optimum:.2f}")] if optimum else []))
+        count = Counter(t.state for t in trials)
+        step_best = _best([float(t.value) for t in trials if t.ok], run.direction)  # type: ignore[arg-type]
+        best = best_after[step]
+        gap = None if best is None else gap_pct(best, optimum, run.direction)
+        rows.append([step, count[TrialState.COMPLETE], count[TrialState.INVALID], count[TrialState.DUPLICATE],
+                     count[TrialState.FAILED], "-" if step_best is None else f"{step_best:.6g}",
+                     "-" if best is None else f"{best:.6g}", calls_per_step.get(step, 0)]
+                    + (["-" if gap is None else f"{gap:.2f}"] if optimum else []))
     return rows
 
 
-def _best(values: list[float], run: RunRecord) -> float | None:
+def _best(values: list[float], direction: Direction) -> float | None:
     if not values:
         return None
-    minimize = run.config.get("direction", Direction.MINIMIZE.value) == Direction.MINIMIZE.value
-    return min(values) if minimize else max(values)
+    return min(values) if direction is Direction.MINIMIZE else max(values)
 
 
 def _proposer_label(run: RunRecord) -> str:

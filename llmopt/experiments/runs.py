@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
 from typing import Any
 
 from llmopt.budget import Budget
 from llmopt.executors import EXECUTORS, open_executor
 from llmopt.experiments.progress import RunProgress
-from llmopt.llm import LLM, LLMConfigError
-from llmopt.llm.embedded import DEFAULT_MODEL, set_threads
+from llmopt.llm import LLMConfigError
+from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args, non_negative, non_negative_int, positive_int
 from llmopt.metaprompt import MetaPromptConfig
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
 from llmopt.problem import Problem
@@ -40,93 +39,52 @@ def entry_points(group: str) -> dict[str, Any]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
 
 
-def _positive_int(text: str) -> int:
-    """An integer >= 1: counts where 0 means nothing (proposals per step, rounds, threads, workers)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    """An integer >= 0: seeds, and limits where 0 makes sense (``--steps 0`` scores only the starts)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--proposer", choices=("llm", "random"), default="llm",
                    help="llm: OPRO; random: the random-search control (default: llm)")
-    g.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the instance and the run (default 0)")
+    g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the instance and the run (default 0)")
     g.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite run store (default {DEFAULT_STORE})")
     g.add_argument("--name", help="run name in the store (default: <problem>-<proposer>-seed<S>)")
     g.add_argument("--resume", action="store_true", help="continue the named run (same settings; budgets may grow)")
-    g.add_argument("--proposals", type=_positive_int, default=8, help="valid proposals per step (default 8)")
-    g.add_argument("--max-rounds", type=_positive_int, default=3,
+    g.add_argument("--proposals", type=positive_int, default=8, help="valid proposals per step (default 8)")
+    g.add_argument("--max-rounds", type=positive_int, default=3,
                    help="sampling rounds per step to replace invalid or duplicate replies (default 3)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--executor", choices=EXECUTORS, default="none",
                    help="where solutions are scored: in the loop (none), threads, processes, or a Dask cluster "
                         "(default none)")
-    g.add_argument("--workers", type=_positive_int, help="workers of the executor (default: the pool's own)")
+    g.add_argument("--workers", type=positive_int, help="workers of the executor (default: the pool's own)")
     g.add_argument("--dask-scheduler", help="address of a running Dask scheduler (default: a LocalCluster)")
     b = p.add_argument_group("budget (the first limit reached stops the run)")
-    b.add_argument("--steps", type=_non_negative_int, default=50,
+    b.add_argument("--steps", type=non_negative_int, default=50,
                    help="max steps; 0 scores only the starting solutions (default 50)")
-    b.add_argument("--max-evals", type=_non_negative_int, help="max scored solutions, starting ones included")
-    b.add_argument("--max-calls", type=_non_negative_int, help="max LLM calls")
-    b.add_argument("--max-tokens", type=_non_negative_int, help="max LLM tokens, prompt + completion")
-    b.add_argument("--max-usd", type=_non_negative, help="max dollars (calls with a known price)")
-    b.add_argument("--max-seconds", type=_non_negative, help="max wall time")
+    b.add_argument("--max-evals", type=non_negative_int, help="max scored solutions, starting ones included")
+    b.add_argument("--max-calls", type=non_negative_int, help="max LLM calls")
+    b.add_argument("--max-tokens", type=non_negative_int, help="max LLM tokens, prompt + completion")
+    b.add_argument("--max-usd", type=non_negative, help="max dollars (calls with a known price)")
+    b.add_argument("--max-seconds", type=non_negative, help="max wall time")
     b.add_argument("--target", type=float, help="stop once the best value reaches this")
-    b.add_argument("--patience", type=_positive_int, help="stop after this many steps without improvement")
+    b.add_argument("--patience", type=positive_int, help="stop after this many steps without improvement")
     b.add_argument("--no-stop-when-solved", action="store_true",
                    help="keep going after the known optimum is proposed")
     m = p.add_argument_group("model")
-    m.add_argument("--model", "--optimizer", dest="model", default=DEFAULT_MODEL,
-                   help=f"litellm model string (default {DEFAULT_MODEL}, the embedded offline model), e.g. "
-                        "openai/gpt-4o-mini, ollama/llama3, openai/<name> with --api-base for any "
-                        "OpenAI-compatible server, local//path/to/model.gguf")
+    add_model_arguments(m, model_aliases=("--optimizer",))
     m.add_argument("--structured", choices=STRUCTURED, default="auto",
                    help="structured output (the problem's JSON schema; a grammar for the embedded model): where "
                         "supported (auto), always in OpenAI's json_schema style (on), in llama.cpp-server's "
                         "json_object style, or never (off: the paper's free-text replies) (default auto)")
-    m.add_argument("--local-threads", type=_positive_int, default=1,
-                   help="CPU threads of the embedded model (default 1, the robust choice on 2 shared cores)")
-    endpoint = m.add_mutually_exclusive_group()
-    endpoint.add_argument("--api-base", help="endpoint of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
-    endpoint.add_argument("--router", metavar="FILE",
-                          help="a litellm Router configuration (.yaml, .json or .toml: model_list, router_settings) "
-                               "spreading calls over several deployments; --model then names its model group")
-    m.add_argument("--api-key-env", help="read the API key from this environment variable "
-                                         "(default: the provider's usual variable, e.g. OPENAI_API_KEY)")
-    m.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    m.add_argument("--max-output-tokens", type=_positive_int, default=512, help="max tokens per reply (default 512)")
-    m.add_argument("--concurrency", type=_positive_int, default=8, help="concurrent LLM calls (default 8)")
-    m.add_argument("--num-retries", type=_non_negative_int, default=3,
-                   help="retries per call, with backoff (default 3)")
-    m.add_argument("--timeout", type=_non_negative, default=120.0, help="seconds per call attempt (default 120)")
     m.add_argument("--no-cache", action="store_true", help="do not serve replies from the store's cache")
     mp = p.add_argument_group("meta-prompt")
-    mp.add_argument("--show", type=_non_negative_int,
+    mp.add_argument("--show", type=non_negative_int,
                     help="past solutions shown (default: the paper's for the problem, 20 for linreg, 10 for tsp)")
     mp.add_argument("--order", choices=("worst_to_best", "best_to_worst", "random"), default="worst_to_best",
                     help="order of the past solutions shown (default worst_to_best: the best last, as in the paper)")
     mp.add_argument("--scores", choices=("exact", "rounded", "buckets", "hidden"), default="rounded",
                     help="how their scores are shown: as computed, rounded to --decimals, as a bucket 1..--buckets, "
                          "or not at all (default rounded)")
-    mp.add_argument("--decimals", type=_non_negative_int, default=0, help="decimals for --scores rounded (default 0)")
-    mp.add_argument("--buckets", type=_positive_int, default=10, help="buckets for --scores buckets (default 10)")
+    mp.add_argument("--decimals", type=non_negative_int, default=0, help="decimals for --scores rounded (default 0)")
+    mp.add_argument("--buckets", type=positive_int, default=10, help="buckets for --scores buckets (default 10)")
     mp.add_argument("--instruction", help="replace the closing instruction of the meta-prompt")
 
 
@@ -146,22 +104,7 @@ def run_parser(command: str, parser_class: type[argparse.ArgumentParser] = Parse
 def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
     if args.proposer == "random":
         return RandomProposer()
-    set_threads(args.local_threads or 1)
-    settings = dict(temperature=args.temperature, max_tokens=args.max_output_tokens, concurrency=args.concurrency,
-                    num_retries=args.num_retries, timeout_s=args.timeout)
-    if args.router and args.api_key_env:
-        raise UsageError("--api-key-env does not apply with --router: each deployment names its key in the "
-                         "router file (api_key: os.environ/NAME)")
-    api_key = None
-    if args.api_key_env:
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            raise UsageError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
-    if args.router:
-        llm = LLM.from_router(args.router, args.model, **settings)
-    else:
-        llm = LLM.from_model(args.model, api_key=api_key, api_base=args.api_base, **settings)
-    llm.validate()  # an unroutable model is refused before any store is created
+    llm = llm_from_args(args)
     shown = problem.default_shown if args.show is None else args.show
     meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=args.scores, decimals=args.decimals,
                             buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)
@@ -173,7 +116,7 @@ def check_credentials(args: argparse.Namespace, problem: Problem, proposer: Prop
     e.g. a scorer model), has its API key (:meth:`LLM.check_credentials`), else MissingCredentials."""
     llm = getattr(proposer, "llm", None)
     if llm is not None:
-        llm.check_credentials(key_hint="--api-key-env NAME")
+        llm.check_credentials(key_hint=key_hint())
     hook = getattr(args.plugin, "check_credentials", None)
     if hook is not None:
         hook(args, problem)

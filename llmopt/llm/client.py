@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Awaitable, Callable, Iterator, Literal, Mapping, Sequence
 
 from llmopt.llm import embedded
-from llmopt.llm._litellm import import_litellm, litellm_cost
+from llmopt.llm._litellm import count_tokens, import_litellm, reply_cost, token_cost
 from llmopt.llm.cache import ResponseCache, cache_key
 from llmopt.llm.errors import LLMConfigError, MissingCredentials
 from llmopt.llm.router import RouterSpec
@@ -118,19 +118,15 @@ async def litellm_backend(request: dict[str, Any]) -> BackendReply:
     if local is not None:
         local.register()
     response = await litellm.acompletion(**request)
-    return _reply(response, 0.0 if local is not None else litellm_cost(litellm, response))  # in-process: free
+    return _reply(response, 0.0 if local is not None else reply_cost(response))  # in-process: free
 
 
 async def router_backend(router: Any, request: dict[str, Any]) -> BackendReply:
-    """One call through a litellm Router: it picks the deployment, retries and falls back.
-
-    The cost is the Router's own (it prices the deployment that served, from the price map or the
-    deployment's ``input_cost_per_token``...); ``completion_cost`` of a Router's reply says $0 for
-    a model without a price."""
+    """One call through a litellm Router: it picks the deployment, retries and falls back; the
+    cost is the Router's own (see :func:`reply_cost`)."""
     response = await router.acompletion(**request)
     hidden = getattr(response, "_hidden_params", None) or {}
-    cost = hidden.get("response_cost")
-    return replace(_reply(response, None if cost is None else float(cost)), deployment=hidden.get("api_base"))
+    return replace(_reply(response, reply_cost(response, router=True)), deployment=hidden.get("api_base"))
 
 
 def _reply(response: Any, cost_usd: float | None) -> BackendReply:
@@ -345,6 +341,23 @@ class LLM:
             return all(litellm.supports_response_schema(model=m) for m in models)
         except Exception:  # unmapped model: assume not
             return False
+
+    def token_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """What that many tokens would cost with this model, by the price map that prices its
+        replies (:func:`llmopt.llm._litellm.token_cost`), or None if unknown: for estimates made
+        before any call. The embedded model is free; a router's model group costs what its
+        dearest deployment does (any may serve; a deployment's own price counts, as in the Router's
+        reply costs), and is unknown if any deployment's is."""
+        router = self.config.router
+        priced = router.prices(self.config.model) if router is not None else ((self.config.model, None),)
+        costs = [0.0 if _local_module(m) is not None else token_cost(m, prompt_tokens, completion_tokens, own)
+                 for m, own in priced]
+        return None if any(c is None for c in costs) else max(c for c in costs if c is not None)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as one user message (a router's: by its group's first model's tokenizer)."""
+        router = self.config.router
+        return count_tokens(router.models(self.config.model)[0] if router is not None else self.config.model, text)
 
     def request(self, messages: Messages, seed: int, response_format: dict[str, Any] | None = None) -> dict[str, Any]:
         """The litellm keyword arguments for one sample (without the API key)."""

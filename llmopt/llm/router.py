@@ -31,6 +31,7 @@ RECORDED_DEPLOYMENT = ("model", "api_base", "rpm", "tpm", "weight", "order", "ma
 RECORDED_SETTINGS = (*FALLBACK_SETTINGS, "default_fallbacks", "max_fallbacks", "routing_strategy",
                      "routing_strategy_args", "allowed_fails", "cooldown_time", "disable_cooldowns", "retry_after",
                      "enable_pre_call_checks", "enable_weighted_failover", "default_max_parallel_requests")
+PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")  # a deployment's own price, per token
 SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 
 
@@ -85,6 +86,20 @@ class RouterSpec:
     def models(self, group: str) -> tuple[str, ...]:
         """The litellm model strings behind a group (what its replies are, whichever server sends them)."""
         return tuple(sorted({d["litellm_params"]["model"] for d in self.model_list if d["model_name"] == group}))
+
+    def prices(self, group: str) -> tuple[tuple[str, dict[str, float] | None], ...]:
+        """(model, its own price) of each deployment of a group: the deployment's
+        ``input_cost_per_token`` and ``output_cost_per_token`` (in ``litellm_params`` or
+        ``model_info``, as the Router reads them), or None where it names none (litellm's price
+        map then)."""
+        out = []
+        for d in self.model_list:
+            if d["model_name"] != group:
+                continue
+            given = {**(d.get("model_info") or {}), **d["litellm_params"]}
+            own = {k: float(given[k]) for k in PRICE_KEYS if given.get(k) is not None}
+            out.append((d["litellm_params"]["model"], own or None))
+        return tuple(out)
 
     def check_group(self, group: str) -> None:
         _check_group(self.source, "model (the model group)", group, self.groups)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from llmopt.store.export import load
 from llmopt.store.sqlite import (
                                  DEFAULT_STORE,
+                                 CallRecord,
                                  RunBusyError,
                                  RunExistsError,
                                  RunRecord,
@@ -15,5 +16,5 @@ from llmopt.store.sqlite import (
                                  StoreError,
 )
 
-__all__ = ["DEFAULT_STORE", "RunBusyError", "RunExistsError", "RunRecord", "RunStore", "SQLiteCache", "StepRecord",
-           "StoreError", "load"]
+__all__ = ["DEFAULT_STORE", "CallRecord", "RunBusyError", "RunExistsError", "RunRecord", "RunStore", "SQLiteCache",
+           "StepRecord", "StoreError", "load"]

@@ -33,16 +33,7 @@ def rows(store: RunStore, table: str = "trials", runs: Sequence[str] | None = No
                         "created": run.created, "config": json.dumps(run.config, sort_keys=True),
                         "versions": json.dumps(run.versions, sort_keys=True)})
             continue
-        if table == "trials":
-            records = store.trial_rows(run.id)
-        elif table == "calls":
-            records = store.call_rows(run.id)
-        else:
-            records = store._read("SELECT * FROM steps WHERE run_id = ? ORDER BY step", (run.id,))
-        for r in records:
-            row = {"run": run.name}
-            row.update({k: r[k] for k in r.keys() if k != "run_id"})
-            out.append(row)
+        out += [{"run": run.name, **record} for record in store.records(table, run.id)]
     return out
 
 

@@ -23,10 +23,11 @@ import urllib.parse
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from llmopt.history import Trial
+from llmopt.history import Trial, TrialState
 from llmopt.llm.usage import Completion, Usage
+from llmopt.problem import Direction
 
 try:
     import fcntl
@@ -181,6 +182,18 @@ class RunRecord:
     elapsed_s: float
     created: float
 
+    @property
+    def direction(self) -> Direction:
+        """The direction the run optimized in, as recorded in its config."""
+        return Direction(self.config.get("direction", Direction.MINIMIZE.value))
+
+    @property
+    def optimum(self) -> float | None:
+        """The optimum recorded with the run (its problem's ``config()["optimum"]``; None: unknown):
+        what a stored run's gap is measured against when no Problem object is at hand."""
+        value = self.config.get("problem", {}).get("optimum")
+        return None if value is None else float(value)
+
 
 @dataclass(frozen=True)
 class StepRecord:
@@ -188,6 +201,38 @@ class StepRecord:
     first_number: int
     prompt: str | None
     finished: bool
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One recorded LLM call: the optimizer's proposal for trial ``number``, or the scorer's
+    ``item``-th call while scoring it."""
+
+    number: int
+    role: str
+    item: int
+    step: int
+    model: str
+    seed: int
+    cache_key: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None  # None: the model is unpriced
+    latency_s: float
+    cache_hit: bool
+    error: str | None
+    created: float  # when it was recorded (time.time()), as it ended
+
+    def completion(self) -> Completion:
+        """The call's accounting as a :class:`Completion` (its text is not kept with the call)."""
+        return Completion(seed=self.seed, text=None if self.error else "", error=self.error,
+                          prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                          cost_usd=self.cost_usd, latency_s=self.latency_s, cache_hit=self.cache_hit,
+                          cache_key=self.cache_key)
+
+
+#: The per-run tables, in the order ``records`` reads them (one run's rows, in recording order).
+_RUN_TABLES = {"trials": "number", "calls": "number, role, item", "steps": "step"}
 
 
 class RunStore:
@@ -522,8 +567,19 @@ class RunStore:
              trial.duplicate_of, time.time()),
         )
 
-    def trial_rows(self, run_id: int) -> list[sqlite3.Row]:
-        return self._read("SELECT * FROM trials WHERE run_id = ? ORDER BY number", (run_id,))
+    def trials(self, run_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
+        """A run's trials in order (only those in ``states``, if given). Read back without their
+        solution (decoding is the problem's: ``problem.from_text(trial.text)``); ``key`` is the
+        stored ``repr`` of the solution's key."""
+        sql, params = "SELECT * FROM trials WHERE run_id = ?", [run_id]
+        if states is not None:
+            wanted = [TrialState(state).value for state in states]
+            sql += f" AND state IN ({', '.join('?' * len(wanted))})"
+            params += wanted
+        return [Trial(number=r["number"], step=r["step"], state=TrialState(r["state"]), source=r["source"],
+                      text=r["text"], key=r["key"], value=r["value"], raw=r["raw"], error=r["error"],
+                      duplicate_of=r["duplicate_of"])
+                for r in self._read(sql + " ORDER BY number", tuple(params))]
 
     # --- calls ---------------------------------------------------------------------------
     def add_call(self, run_id: int, number: int, step: int, model: str, c: Completion,
@@ -538,8 +594,22 @@ class RunStore:
              c.cost_usd, c.latency_s, int(c.cache_hit), c.error, time.time()),
         )
 
-    def call_rows(self, run_id: int) -> list[sqlite3.Row]:
-        return self._read("SELECT * FROM calls WHERE run_id = ? ORDER BY number, role, item", (run_id,))
+    def calls(self, run_id: int, role: str | None = None) -> list[CallRecord]:
+        """A run's recorded LLM calls (only one role's, if given), by trial number, role and item."""
+        sql, params = "SELECT * FROM calls WHERE run_id = ?", [run_id]
+        if role is not None:
+            sql += " AND role = ?"
+            params.append(role)
+        return [_call(r) for r in self._read(sql + " ORDER BY number, role, item", tuple(params))]
+
+    # --- flat records --------------------------------------------------------------------
+    def records(self, table: str, run_id: int) -> list[dict[str, Any]]:
+        """One run's rows of ``table`` (trials, calls or steps) as they are stored, every column but
+        ``run_id``, in recording order: the flat form that export writes."""
+        if table not in _RUN_TABLES:
+            raise ValueError(f"unknown table {table!r} (expected one of {', '.join(_RUN_TABLES)})")
+        rows = self._read(f"SELECT * FROM {table} WHERE run_id = ? ORDER BY {_RUN_TABLES[table]}", (run_id,))
+        return [{k: r[k] for k in r.keys() if k != "run_id"} for r in rows]
 
     def usage(self, run_id: int, only_recorded_trials: bool = False, role: str | None = None) -> Usage:
         """Totals over a run's calls (optionally only calls whose trial was recorded, or one role)."""
@@ -552,7 +622,7 @@ class RunStore:
             params.append(role)
         usage = Usage()
         for row in self._read(sql, tuple(params)):
-            usage = usage.add(_completion(row))
+            usage = usage.add(_call(row).completion())
         return usage
 
     # --- cache ---------------------------------------------------------------------------
@@ -560,11 +630,12 @@ class RunStore:
         return SQLiteCache(self)
 
 
-def _completion(row: sqlite3.Row) -> Completion:
-    return Completion(seed=row["seed"], text=None if row["error"] else "", error=row["error"],
-                      prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
-                      cost_usd=row["cost_usd"], latency_s=row["latency_s"], cache_hit=bool(row["cache_hit"]),
-                      cache_key=row["cache_key"])
+def _call(row: sqlite3.Row) -> CallRecord:
+    return CallRecord(number=row["number"], role=row["role"], item=row["item"], step=row["step"], model=row["model"],
+                      seed=row["seed"], cache_key=row["cache_key"], prompt_tokens=row["prompt_tokens"],
+                      completion_tokens=row["completion_tokens"], cost_usd=row["cost_usd"],
+                      latency_s=row["latency_s"], cache_hit=bool(row["cache_hit"]), error=row["error"],
+                      created=row["created"])
 
 
 class SQLiteCache:

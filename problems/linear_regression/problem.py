@@ -63,6 +63,9 @@ class LinearRegression(Problem[Pair]):
         self.x = np.arange(1, num_points + 1, dtype=float)
         noise = stream(self.seed, "linreg-noise").standard_normal(num_points)
         self.y = self.w_true * self.x + self.b_true + noise
+        # Not the optimum: noise can give a neighbouring integer pair a lower loss. The optimum (the
+        # best integer pair's loss) is left unknown here (Problem.optimum is None); the baselines
+        # compute it as a reference row.
         self.loss_at_true_pair = float(noise @ noise)
 
     # --- text ----------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -12,8 +11,8 @@ from typing import Any, Sequence
 from llmopt.experiments.progress import Bar
 from llmopt.experiments.report import format_table
 from llmopt.experiments.runs import entry_points
-from llmopt.llm.client import LLM, import_litellm
-from llmopt.llm.embedded import DEFAULT_MODEL, set_threads
+from llmopt.history import TrialState
+from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args
 from llmopt.seeding import stream
 from llmopt.store.sqlite import DEFAULT_STORE, RunStore, StoreError, Usage
 from problems.prompt_optimization.data import DataError, Example, Task, load_task
@@ -21,10 +20,14 @@ from problems.prompt_optimization.problem import STYLES, PromptOptimization
 from problems.prompt_optimization.scorer import POSITIONS, Scorer, scorer_prompt
 
 TRANSFER = ("multiarith", "aqua")
+SCORER = "scorer-"  # the scorer's model options: --scorer, --scorer-api-base, ... (llmopt.llm.flags)
+SCORER_ALIASES = {"num-retries": ["--scorer-retries"], "max-output-tokens": ["--scorer-max-tokens"]}
 
 
 # --- shared arguments ------------------------------------------------------------------------
-def add_task_arguments(g: Any, task_required: bool = True) -> None:
+def add_task_arguments(g: Any, task_required: bool = True, local_threads: bool = False) -> None:
+    """The task's options and the scorer's; ``local_threads``: also ``--local-threads`` (a command
+    without the optimizer's options, which have it)."""
     g.add_argument("--task", required=task_required,
                    help="gsm8k, bbh/<task> (e.g. bbh/navigate), multiarith or aqua")
     g.add_argument("--data-dir", help="directory with gsm8k/, bbh/, multiarith/, aqua/ "
@@ -36,28 +39,16 @@ def add_task_arguments(g: Any, task_required: bool = True) -> None:
     g.add_argument("--max-train", type=int, help="score instructions on at most this many training examples")
     g.add_argument("--position", choices=POSITIONS, default="Q_begin",
                    help="where the instruction goes in the scorer's prompt (default Q_begin)")
-    g.add_argument("--scorer", default=DEFAULT_MODEL, help="scorer model, any litellm model string "
-                                                            f"(default {DEFAULT_MODEL}, the embedded model)")
-    endpoint = g.add_mutually_exclusive_group()
-    endpoint.add_argument("--scorer-api-base", help="endpoint of an OpenAI-compatible server for the scorer")
-    endpoint.add_argument("--scorer-router", metavar="FILE",
-                          help="a litellm Router configuration for the scorer (several deployments; "
-                               "--scorer then names its model group)")
-    g.add_argument("--scorer-api-key-env", help="environment variable holding the scorer's API key")
-    g.add_argument("--scorer-max-tokens", type=int, default=64, help="max tokens of each scorer reply (default 64)")
-    g.add_argument("--scorer-concurrency", type=int, default=8, help="concurrent scorer calls (default 8)")
-    g.add_argument("--scorer-retries", type=int, default=3, help="retries per scorer call, with backoff (default 3)")
-    g.add_argument("--scorer-timeout", type=float, default=120.0,
-                   help="seconds per scorer call attempt (default 120)")
+    add_scorer_arguments(g, local_threads)
 
 
-def _api_key(env: str | None) -> str | None:
-    if not env:
-        return None
-    key = os.environ.get(env)
-    if not key:
-        raise ValueError(f"{env}: that environment variable is not set")
-    return key
+def add_scorer_arguments(g: Any, local_threads: bool) -> None:
+    """The scorer's model options: the optimizer's (llmopt.llm.flags) under ``--scorer``, at temperature 0.
+
+    The names before they were shared still work, unlisted: ``--scorer-retries`` (now
+    ``--scorer-num-retries``) and ``--scorer-max-tokens`` (now ``--scorer-max-output-tokens``)."""
+    add_model_arguments(g, SCORER, role="scorer", temperature=None, max_output_tokens=64,
+                        local_threads=local_threads, hidden_aliases=SCORER_ALIASES)
 
 
 def make_task(args: argparse.Namespace, name: str | None = None) -> Task:
@@ -66,22 +57,7 @@ def make_task(args: argparse.Namespace, name: str | None = None) -> Task:
 
 
 def make_scorer(args: argparse.Namespace) -> Scorer:
-    set_threads(getattr(args, "local_threads", 1) or 1)
-    settings = dict(temperature=0.0, max_tokens=args.scorer_max_tokens, concurrency=args.scorer_concurrency,
-                    num_retries=args.scorer_retries, timeout_s=args.scorer_timeout)
-    if args.scorer_router:
-        if args.scorer_api_key_env:
-            raise ValueError("--scorer-api-key-env does not apply with --scorer-router: each deployment names its "
-                             "key in the router file (api_key: os.environ/NAME)")
-        llm = LLM.from_router(args.scorer_router, args.scorer, **settings)
-    else:
-        llm = LLM.from_model(args.scorer, api_key=_api_key(args.scorer_api_key_env), api_base=args.scorer_api_base,
-                             **settings)
-    llm.validate()
-    return Scorer(llm, args.position)
-
-
-SCORER_KEY_HINT = "--scorer-api-key-env NAME"
+    return Scorer(llm_from_args(args, SCORER, temperature=0.0), args.position)
 
 
 # --- cost estimate ---------------------------------------------------------------------------
@@ -92,43 +68,25 @@ class Estimate:
     calls: int
     prompt_tokens: int
     completion_tokens: int
-    usd: float | None  # None: litellm has no price for the model
-
-
-def _tokens(model: str, text: str) -> int:
-    litellm = import_litellm()
-    try:
-        return int(litellm.token_counter(model=model, messages=[{"role": "user", "content": text}]))
-    except Exception:  # a tokenizer litellm cannot load offline: about 4 characters a token
-        return len(text) // 4 + 4
-
-
-def _price(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    if model.startswith("local/"):
-        return 0.0
-    litellm = import_litellm()
-    try:
-        a, b = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        return float(a) + float(b)
-    except Exception:
-        return None
+    usd: float | None  # None: litellm has no price for the model (LLM.token_cost: the price of its replies)
 
 
 def estimate(problem: PromptOptimization, proposer: Any, steps: int, proposals: int, max_rounds: int,
              max_evals: int | None = None) -> list[Estimate]:
-    """Upper bounds of a run's calls and tokens (every instruction new, every reply max length)."""
+    """Upper bounds of a run's calls and tokens (every instruction new, every reply max length),
+    priced as the calls will be (:meth:`LLM.token_cost`: the price map that prices the replies)."""
     scored = len(problem.initial) + steps * proposals
     if max_evals is not None:
         scored = min(scored, max_evals)
     train = problem.task.train
     sample = [train[i] for i in stream(0, "estimate").choice(len(train), size=min(20, len(train)), replace=False)]
-    scorer_model, scorer_cfg = problem.scorer.model, problem.scorer.llm.config
+    scorer = problem.scorer.llm
     typical = "Let's think step by step and answer the question carefully."
-    per_prompt = sum(_tokens(scorer_model, scorer_prompt(typical, ex.question, problem.position)) for ex in sample)
+    per_prompt = sum(scorer.count_tokens(scorer_prompt(typical, ex.question, problem.position)) for ex in sample)
     per_prompt = math.ceil(per_prompt / len(sample))
     calls = scored * len(train)
-    out = [Estimate("scorer", scorer_model, calls, calls * per_prompt, calls * scorer_cfg.max_tokens,
-                    _price(scorer_model, calls * per_prompt, calls * scorer_cfg.max_tokens))]
+    p_tok, c_tok = calls * per_prompt, calls * scorer.config.max_tokens
+    out = [Estimate("scorer", scorer.model, calls, p_tok, c_tok, scorer.token_cost(p_tok, c_tok))]
     llm = getattr(proposer, "llm", None)
     if llm is not None:
         shown = min(proposer.metaprompt.max_shown, scored)
@@ -137,8 +95,8 @@ def estimate(problem: PromptOptimization, proposer: Any, steps: int, proposals: 
         meta = f"{problem.describe()}\n" + f"text:\n{typical}\nscore:\n50\n" * shown + exemplars + \
             problem.closing_instruction() + problem.answer_format()
         opt_calls = steps * proposals * max_rounds
-        p_tok, c_tok = opt_calls * _tokens(llm.model, meta), opt_calls * llm.config.max_tokens
-        out.append(Estimate("optimizer", llm.model, opt_calls, p_tok, c_tok, _price(llm.model, p_tok, c_tok)))
+        p_tok, c_tok = opt_calls * llm.count_tokens(meta), opt_calls * llm.config.max_tokens
+        out.append(Estimate("optimizer", llm.model, opt_calls, p_tok, c_tok, llm.token_cost(p_tok, c_tok)))
     return out
 
 
@@ -206,7 +164,7 @@ class CLI:
     @staticmethod
     def check_credentials(args: argparse.Namespace, problem: PromptOptimization) -> None:
         """The scorer model's API key is set (the optimizer's is checked by llmopt)."""
-        problem.scorer.llm.check_credentials(key_hint=SCORER_KEY_HINT)
+        problem.scorer.llm.check_credentials(key_hint=key_hint(SCORER))
 
     @staticmethod
     def preflight(args: argparse.Namespace, problem: PromptOptimization, proposer: Any, budget: Any) -> None:
@@ -256,8 +214,7 @@ class Evaluate:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("task and scorer")
-        add_task_arguments(g, task_required=False)
-        g.add_argument("--local-threads", type=int, default=1, help="CPU threads of the embedded model (default 1)")
+        add_task_arguments(g, task_required=False, local_threads=True)
         w = p.add_argument_group("what to evaluate")
         w.add_argument("--instruction", action="append", default=[], help="an instruction (repeatable)")
         w.add_argument("--run", help="a prompt run in the store: evaluate its top instructions (task from the run)")
@@ -284,7 +241,7 @@ class Evaluate:
         except DataError as exc:
             raise ValueError(str(exc)) from None
         scorer = make_scorer(args)
-        scorer.llm.check_credentials(key_hint=SCORER_KEY_HINT)  # no API key: refused before the store is made
+        scorer.llm.check_credentials(key_hint=key_hint(SCORER))  # no API key: refused before the store is made
         with RunStore(args.store) as store:  # the scorer's reply cache
             scorer.bind_cache(store.cache())
             rows, usage = [], Usage()
@@ -316,7 +273,7 @@ def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
     if args.run:
         with RunStore(args.store, readonly=True) as store:
             run = store.get_run(args.run)
-            rows = [r for r in store.trial_rows(run.id) if r["state"] == "COMPLETE"]
+            scored = store.trials(run.id, states=[TrialState.COMPLETE])
         problem = run.config.get("problem", {})
         if problem.get("name") != "prompt":
             raise StoreError(f"run {args.run!r} is not a prompt-optimization run")
@@ -324,9 +281,9 @@ def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
             args.task = problem["task"]
             split = problem.get("split", {})
             args.split_seed, args.train_fraction = split.get("seed", 0), split.get("train_fraction")
-        rows.sort(key=lambda r: (-r["value"], r["number"]))
-        for rank, r in enumerate(rows[:args.top], start=1):
-            out.append((f"{args.run} #{rank} (train {r['value']:.1f})", r["text"]))
+        scored.sort(key=lambda t: (-t.value, t.number))  # type: ignore[operator]
+        for rank, t in enumerate(scored[:args.top], start=1):
+            out.append((f"{args.run} #{rank} (train {t.value:.1f})", t.text))
     out += [("given", text) for text in args.instruction]
     if not args.no_baselines:
         out += [(f"baseline: {name}", text) for name, text in fixed_instructions().items()]

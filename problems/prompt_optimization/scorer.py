@@ -10,14 +10,18 @@ Instruction positions, as in the paper (``Q:``/``A:`` format, its official promp
 
 Every call is at temperature 0 with one fixed seed, so a prompt is one cache key: within a
 store, the same (instruction, example) pair is asked once, whichever run or evaluation asks.
+The scorer keeps no cache of its own: its calls are the LLM's, looked up by the LLM's key (the
+full request: model, endpoint, the prompt with the instruction in its position, temperature,
+max tokens, seed) in the LLM's cache, the run store's once one is bound and until then
+:class:`llmopt.llm.MemoryCache`.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
+from llmopt.llm.cache import MemoryCache, ResponseCache
 from llmopt.llm.client import LLM, Completion
 from problems.prompt_optimization.data import Example
 from problems.prompt_optimization.grading import Grade, Kind, grade
@@ -39,22 +43,6 @@ def scorer_prompt(instruction: str, question: str, position: Position) -> str:
     if position == "A_begin":
         return f"Q: {question}\n\nA: {instruction}"
     raise ValueError(f"unknown instruction position {position!r} (expected one of {', '.join(POSITIONS)})")
-
-
-class MemoryCache:
-    """A response cache for a scorer without a run store (the same pair is still asked once)."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._data.get(key)
-
-    def put(self, key: str, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self._data.setdefault(key, entry)
 
 
 @dataclass(frozen=True)
@@ -90,8 +78,9 @@ class Scorer:
     def model(self) -> str:
         return self.llm.model
 
-    def bind_cache(self, cache: Any) -> None:
-        """Use a run store's cache (replies persist: a resumed run or a later evaluation reuses them)."""
+    def bind_cache(self, cache: ResponseCache) -> None:
+        """Use a run store's cache (replies persist: a resumed run or a later evaluation reuses them),
+        unless the LLM came with a cache of its own."""
         if isinstance(self.llm.cache, MemoryCache):
             self.llm = self.llm.with_cache(cache)
 

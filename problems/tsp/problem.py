@@ -49,7 +49,7 @@ class TravellingSalesman(Problem[Tour]):
         if num_starts < 0:
             raise ValueError(f"num_starts must be >= 0, got {num_starts}")
         self.instance, self.n = instance, instance.n
-        self.optimum, self.optimum_proved = optimum, optimum_proved
+        self._optimum, self.optimum_proved = optimum, optimum_proved
         self.num_starts, self.start_at_zero = num_starts, start_at_zero
 
     # --- text ----------------------------------------------------------------------------
@@ -141,6 +141,11 @@ class TravellingSalesman(Problem[Tour]):
     def random_solution(self, rng: np.random.Generator) -> Tour:
         return self._random_tour(rng)
 
+    @property
+    def optimum(self) -> float | None:
+        """The instance's optimum as given (proved, or the best known: ``optimum_proved`` says which)."""
+        return self._optimum
+
     def is_solved(self, solution: Tour) -> bool:
         return self.optimum is not None and self.score(solution) <= self.optimum + 1e-9 * max(1.0, self.optimum)
 
@@ -169,8 +174,6 @@ class TravellingSalesman(Problem[Tour]):
     def metrics(self, history: SolutionHistory) -> dict[str, Any]:
         best = history.best()
         solved = [t.step for t in history if t.ok and self.is_solved(t.solution)]
-        gap = None
-        if best is not None and self.optimum:
-            gap = 100.0 * (best.value - self.optimum) / self.optimum
+        gap = None if best is None else self.gap_pct(best.value)
         return {"optimum": self.optimum, "optimum_proved": self.optimum_proved, "gap_pct": gap,
                 "optimum_step": solved[0] if solved else None}
