@@ -184,20 +184,26 @@ def test_samples_do_not_depend_on_the_order_calls_arrive_in() -> None:
     from llmopt.llm import embedded as local
 
     eng = local.engine("smollm2")
-    prompts = {
-        "a": [{"role": "user", "content": "Write three random pairs of integers between 0 and 99, like [12, 40]."}],
-        "b": [{"role": "user", "content": "Write three random pairs of integers between 0 and 99, like [7, 3], "
-                                          "and nothing else."}],
+    shared = ("Below are some previous pairs (w, b) and their losses; lower is better. " * 8)  # > 64 tokens
+    prompts = {  # a and b share whole chunks of the prompt cache, c is a and more
+        "a": [{"role": "user", "content": shared + "Write a new pair of integers like [12, 40]."}],
+        "b": [{"role": "user", "content": shared + "Write three pairs of integers like [7, 3], and nothing else."}],
+        "c": [{"role": "user", "content": shared + "Write a new pair of integers like [12, 40]. " + shared}],
     }
 
     def sample(order: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
         return {(p, s): eng.chat(prompts[p], {"max_tokens": 40, "seed": s, "temperature": 1.0})["choices"][0]
                 ["message"]["content"] for p, s in order}
 
-    calls = [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("b", 2), ("b", 3)]
+    calls = [("a", 1), ("a", 2), ("b", 1), ("c", 1), ("a", 3), ("b", 2), ("c", 2), ("b", 3)]
     first = sample(calls)
     again = sample(list(reversed(calls)))
     assert first == again
+    fresh = local.load_llama(eng.path, eng.n_ctx, eng.n_threads)  # nothing cached: the same samples
+    for p, s in [("c", 2), ("b", 3)]:
+        reply = fresh.create_chat_completion(messages=prompts[p], max_tokens=40, seed=s, temperature=1.0)
+        assert reply["choices"][0]["message"]["content"] == first[(p, s)]
+    fresh.close()
 
 
 def test_same_seed_same_run_in_fresh_stores_and_processes(tmp_path) -> None:

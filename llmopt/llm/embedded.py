@@ -23,8 +23,9 @@ Three things make it safe and reproducible on any x86-64 CPU:
 * **Order-independent samples.** Concurrent calls reach the engine in arrival order, and
   llama.cpp reuses the previous prompt's KV cache; a prompt evaluated in other chunks gives
   slightly different logits, so a sample would depend on which call came first. Every call
-  evaluates its prompt the same way (:class:`_CanonicalPrompt`): all tokens but the last in one
-  evaluation from an empty cache (reused only for exactly the same prompt), then the last alone.
+  evaluates its prompt the same way (:class:`_CanonicalPrompt`): all tokens but the last in
+  chunks of :data:`CHUNK` tokens aligned to the start (a chunk is reused only when the tokens up
+  to its end are the same), then the last token alone.
 """
 
 from __future__ import annotations
@@ -145,6 +146,26 @@ def load_llama(path: Path | str, n_ctx: int, n_threads: int) -> Any:
     return llama
 
 
+#: A prompt's prefix is evaluated in chunks of this many tokens, aligned to position 0, so the KV
+#: cache of a position depends only on the tokens up to the end of its chunk: a later prompt that
+#: shares whole chunks reuses them and gets bit-identical values (consecutive meta-prompts share
+#: most of their text).
+CHUNK = 64
+
+
+def _reusable(evaluated: tuple[int, ...], prefix: tuple[int, ...]) -> int:
+    """How many leading tokens of ``prefix`` the canonically evaluated ``evaluated`` can serve:
+    all of it when it is the same prefix, else the whole chunks they share."""
+    if evaluated == prefix:
+        return len(prefix)
+    common = 0
+    for a, b in zip(evaluated, prefix):
+        if a != b:
+            break
+        common += 1
+    return min(common, len(evaluated)) // CHUNK * CHUNK
+
+
 _llama_classes: list[type] = []
 
 
@@ -155,15 +176,18 @@ def _llama_class() -> type:
     from llama_cpp import Llama
 
     class _CanonicalPrompt(Llama):  # type: ignore[misc, valid-type]
-        _prefix: tuple[int, ...] = ()
+        _prefix: tuple[int, ...] = ()  # the prompt prefix the KV cache holds, evaluated canonically
 
         def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
             tokens = list(tokens)
             prefix = tuple(tokens[:-1])
-            cached = self.n_tokens >= len(prefix) and tuple(self.input_ids[:len(prefix)].tolist()) == prefix
-            if not (cached and self._prefix == prefix):
-                self.reset()
-                self.eval(list(prefix))  # one evaluation from an empty cache, in n_batch chunks
+            keep = _reusable(self._prefix, prefix)
+            if self.n_tokens < keep or tuple(self.input_ids[:keep].tolist()) != prefix[:keep]:
+                keep = 0  # the cache no longer holds what was evaluated (something else used the model)
+            if keep < len(prefix) or self._prefix != prefix:
+                self.n_tokens = keep  # eval() drops the cache from here on
+                for start in range(keep, len(prefix), CHUNK):  # chunks aligned to CHUNK from position 0
+                    self.eval(list(prefix[start:start + CHUNK]))
                 self._prefix = prefix
             # llama-cpp-python now finds all but the last prompt token cached and evaluates the last alone
             return super().generate(tokens, *args, **kwargs)
