@@ -185,7 +185,7 @@ def _llama_class() -> type:
             if self.n_tokens < keep or tuple(self.input_ids[:keep].tolist()) != prefix[:keep]:
                 keep = 0  # the cache no longer holds what was evaluated (something else used the model)
             if keep < len(prefix) or self._prefix != prefix:
-                self.n_tokens = keep  # eval() drops the cache from here on
+                self.n_tokens = keep  # the next evaluation drops the cache from here on
                 for start in range(keep, len(prefix), CHUNK):  # chunks aligned to CHUNK from position 0
                     self.eval(list(prefix[start:start + CHUNK]))
                 self._prefix = prefix
