@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 from llmopt.budget import StopReason
 from llmopt.experiments.grid import Cell, Grid, GridError
 from llmopt.experiments.report import Table
-from llmopt.experiments.runs import UsageError, entry_points, execute, open_run, prepare_run, run_parser
+from llmopt.experiments.runs import UsageError, baseline_hook, execute, open_run, prepare_run, run_parser
 from llmopt.history import TrialState
 from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem, gap_pct
@@ -131,8 +131,7 @@ def references(command: str, problem: Problem) -> list[Reference]:
     """The classical baselines of the problem (the ``references(problem)`` hook of its entry in the
     ``llmopt.baselines`` group: baselines attach themselves, problems never import them), plus
     the known optimum."""
-    baseline = entry_points("llmopt.baselines").get(command)
-    hook = getattr(baseline.load(), "references", None) if baseline is not None else None
+    hook = baseline_hook(command, "references")
     out = [Reference(*r) if isinstance(r, tuple) else r for r in (hook(problem) if hook else [])]
     if problem.optimum is not None and not any(r.name.startswith("optimum") for r in out):
         out.append(Reference("optimum", float(problem.optimum)))

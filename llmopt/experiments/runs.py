@@ -39,6 +39,14 @@ def entry_points(group: str) -> dict[str, Any]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
 
 
+def baseline_hook(problem: str, attribute: str) -> Any:
+    """``attribute`` of the baseline registered for ``problem`` in the ``llmopt.baselines`` group
+    (e.g. ``references``, ``INSTRUCTIONS``), or None: baselines attach themselves to problems,
+    which never import them."""
+    baseline = entry_points("llmopt.baselines").get(problem)
+    return getattr(baseline.load(), attribute, None) if baseline is not None else None
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--proposer", choices=("llm", "random"), default="llm",

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
@@ -166,13 +167,9 @@ def _reusable(evaluated: tuple[int, ...], prefix: tuple[int, ...]) -> int:
     return min(common, len(evaluated)) // CHUNK * CHUNK
 
 
-_llama_classes: list[type] = []
-
-
+@functools.cache
 def _llama_class() -> type:
     """``llama_cpp.Llama`` whose prompts are always evaluated the same way (see the module doc)."""
-    if _llama_classes:
-        return _llama_classes[0]
     from llama_cpp import Llama
 
     class _CanonicalPrompt(Llama):  # type: ignore[misc, valid-type]
@@ -192,7 +189,6 @@ def _llama_class() -> type:
             # llama-cpp-python now finds all but the last prompt token cached and evaluates the last alone
             return super().generate(tokens, *args, **kwargs)
 
-    _llama_classes.append(_CanonicalPrompt)
     return _CanonicalPrompt
 
 

@@ -23,7 +23,7 @@ import urllib.parse
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from llmopt.history import Trial, TrialState
 from llmopt.llm.usage import Completion, Usage
@@ -271,21 +271,7 @@ class RunStore:
             raise StoreError(f"cannot write store {self.path}: permission denied")
         if self.path.is_file():
             self._check_header()
-        try:
-            self._db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
-                                       isolation_level=None)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}") from None
-        try:
-            self._quick_check()  # before anything is written: a damaged file is left as it is
-            self._initialise()
-        except sqlite3.DatabaseError as exc:
-            error = self._damaged(exc) if _is_damage(exc) else StoreError(f"cannot open store {self.path}: {exc}")
-            self._db.close()
-            raise error from None
-        except BaseException:
-            self._db.close()
-            raise
+        self._connect(str(self.path), "open", self._quick_check, self._initialise)  # checked before any write
 
     def _open_readonly(self) -> None:
         if not self.path.exists():
@@ -296,23 +282,30 @@ class RunStore:
             raise StoreError(f"{self.path} is an empty file (0 bytes), not a run store")
         self._check_header()
         uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+        self._connect(uri, "read", self._quick_check, self._check_is_run_store, self._check_version)
+
+    def _connect(self, target: str, verb: str, *checks: Callable[[], None]) -> None:
+        """Open the connection and run ``checks`` on it; any failure closes it and is one StoreError
+        (a damaged file says so, see :meth:`_damaged`)."""
         try:
-            self._db = sqlite3.connect(uri, uri=True, timeout=60.0, check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(target, uri=target.startswith("file:"), timeout=60.0,
+                                       check_same_thread=False, isolation_level=None)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         try:
-            self._quick_check()
-            has_runs = self._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
-            if not has_runs:
-                raise StoreError(f"{self.path} is an SQLite database but not a run store (it has no runs table)")
-            self._check_version()
+            for check in checks:
+                check()
         except sqlite3.DatabaseError as exc:
-            error = self._damaged(exc) if _is_damage(exc) else StoreError(f"cannot read store {self.path}: {exc}")
+            error = self._damaged(exc) if _is_damage(exc) else StoreError(f"cannot {verb} store {self.path}: {exc}")
             self._db.close()
             raise error from None
         except BaseException:
             self._db.close()
             raise
+
+    def _check_is_run_store(self) -> None:
+        if not self._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0]:
+            raise StoreError(f"{self.path} is an SQLite database but not a run store (it has no runs table)")
 
     def _check_header(self) -> None:
         """A non-empty file that is not SQLite at all is refused before SQLite touches it."""

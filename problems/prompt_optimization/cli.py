@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from llmopt.experiments.progress import Bar
 from llmopt.experiments.report import format_table
-from llmopt.experiments.runs import entry_points
+from llmopt.experiments.runs import baseline_hook
 from llmopt.history import TrialState
 from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args
 from llmopt.seeding import stream
@@ -301,8 +301,7 @@ def fixed_instructions() -> dict[str, str]:
     """The fixed instructions every result is compared with: the ``INSTRUCTIONS`` of the ``prompt``
     entry of the ``llmopt.baselines`` group (baselines attach themselves; problems never import
     them), or none if no such baseline is installed."""
-    baseline = entry_points("llmopt.baselines").get("prompt")
-    return dict(getattr(baseline.load(), "INSTRUCTIONS", {})) if baseline is not None else {}
+    return dict(baseline_hook("prompt", "INSTRUCTIONS") or {})
 
 
 def sample_examples(examples: Sequence[Example], limit: int | None, seed: int) -> tuple[Example, ...]:
