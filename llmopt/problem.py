@@ -183,6 +183,29 @@ class Problem(ABC, Generic[S]):
     def random_solution(self, rng: np.random.Generator) -> S:
         """One draw of the random-search control."""
 
+    def search_space(self) -> dict[str, Any] | None:
+        """A bounded JSON schema of the solutions' JSON form (:meth:`to_json`), or None (no such form).
+
+        What schema-driven search works on: optuna's samplers (``--proposer optuna:tpe``) draw from it,
+        and :mod:`llmopt.testing` derives valid solutions from it. Every number in it has bounds,
+        every string an ``enum`` (see :mod:`llmopt.space`). It may be narrower than what ``decode``
+        accepts (linear regression: the random-search box, while the LLM may propose any pair).
+        """
+        return None
+
+    def to_json(self, solution: S) -> Any:
+        """The solution as a JSON value of :meth:`search_space`'s shape (problems with one override this)."""
+        raise NotImplementedError(f"{type(self).__name__} has no JSON form of its solutions (search_space is None)")
+
+    def from_json(self, value: Any) -> S:
+        """The solution of a JSON value, the inverse of :meth:`to_json`; raises :class:`ParseError` if
+        ``value`` is none. The default decodes it as a reply (``decode`` accepts ``answer_schema()``'s JSON)."""
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ParseError(f"not a JSON value: {exc}") from None
+        return self.decode(text)
+
     @property
     def optimum(self) -> float | None:
         """The best value this instance can reach, if known (None: unknown, the default). A problem

@@ -83,6 +83,22 @@ class LinearRegression(Problem[Pair]):
     def structured_answer_format(self) -> str:
         return 'Do not write code. Reply with only a JSON object of the form {"w": <integer>, "b": <integer>}.'
 
+    def search_space(self) -> dict[str, Any]:
+        """Integer pairs in the random-search box: what random search and optuna's samplers draw from."""
+        low, high = self.random_range
+        axis = {"type": "integer", "minimum": low, "maximum": high}
+        return {"type": "object", "properties": {"w": dict(axis), "b": dict(axis)}, "required": ["w", "b"],
+                "additionalProperties": False}
+
+    def to_json(self, solution: Pair) -> dict[str, int]:
+        return {"w": int(solution[0]), "b": int(solution[1])}
+
+    def from_json(self, value: Any) -> Pair:
+        pair = _json_pair(value) if isinstance(value, dict) else None
+        if pair is None:
+            raise ParseError(f'expected {{"w": <int>, "b": <int>}}, got {value!r}'[:200])
+        return self._pair(*pair)
+
     def encode(self, solution: Pair) -> str:
         w, b = solution
         return f"w={w}, b={b}"
