@@ -1,0 +1,185 @@
+"""A user's function as a run: :func:`minimize` and :func:`maximize` from Python, ``llmopt run function``
+from the command line (the :class:`CLI` plugin, in the ``llmopt.problems`` entry-point group).
+
+    import llmopt
+    result = llmopt.minimize(lambda s: (s["x"] - 3) ** 2,
+                             {"type": "object", "properties": {"x": {"type": "integer", "minimum": -20, "maximum": 20}},
+                              "required": ["x"]},
+                             steps=10)
+
+Both build a :class:`FunctionProblem` and run it on the same loop, store and budgets as every
+``llmopt run``: OPRO on the embedded model by default (offline), or ``proposer="random"``,
+``"optuna:tpe"``, ``"optuna:cmaes"``, or any :class:`Proposer`; ``model`` any model string litellm
+routes, or an :class:`LLM` (``llmopt.testing.ScriptedLLM`` in tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from llmopt.budget import Budget
+from llmopt.function_problem import FunctionProblem
+from llmopt.llm import LLM
+from llmopt.llm.embedded import DEFAULT_MODEL
+from llmopt.metaprompt import MetaPromptConfig
+from llmopt.optimizer import Optimizer, RunResult, default_run_name
+from llmopt.proposers import LLMProposer, OptunaProposer, Proposer, RandomProposer
+from llmopt.store import RunStore
+
+DEFAULT_DESCRIPTION = "Help me {verb} a function of the input below. I have some inputs and the function values at them."
+
+#: Keywords of :func:`minimize` that go to the :class:`Budget` (``steps`` is its ``max_steps``).
+BUDGET_KEYWORDS = ("max_evals", "max_calls", "max_tokens", "max_usd", "max_seconds", "target", "patience",
+                   "stop_when_solved")
+
+
+def make_proposer(proposer: str | Proposer, model: str | LLM, *, structured: str = "auto", seed: int = 0,
+                  metaprompt: MetaPromptConfig | None = None, **llm_settings: Any) -> Proposer:
+    """``"llm"`` (OPRO with ``model``), ``"random"``, ``"optuna:<algorithm>"``, or a Proposer as is."""
+    if isinstance(proposer, Proposer):
+        return proposer
+    if proposer == "random":
+        return RandomProposer()
+    if proposer.startswith("optuna:"):
+        return OptunaProposer(proposer.split(":", 1)[1])
+    if proposer != "llm":
+        raise ValueError(f"proposer must be 'llm', 'random', 'optuna:tpe', 'optuna:cmaes' or a Proposer, got {proposer!r}")
+    llm = model if isinstance(model, LLM) else LLM.from_model(model, **llm_settings)
+    llm.check_credentials()  # a hosted model without its key: refused before anything is spent
+    meta = metaprompt or MetaPromptConfig(shuffle_seed=seed)
+    return LLMProposer(llm, meta, structured=structured)  # type: ignore[arg-type]
+
+
+def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direction: str,
+             description: str | None = None, model: str | LLM = DEFAULT_MODEL, proposer: str | Proposer = "llm",
+             steps: int = 50, seed: int = 0, store: str | os.PathLike[str] | RunStore | None = None,
+             name: str | None = None, resume: bool = False, proposals_per_step: int = 8, max_rounds: int = 3,
+             budget: Budget | None = None, structured: str = "auto", metaprompt: MetaPromptConfig | None = None,
+             llm_settings: dict[str, Any] | None = None, **options: Any) -> RunResult:
+    """One run of a :class:`FunctionProblem`; see :func:`minimize`."""
+    budget_options = {k: options.pop(k) for k in BUDGET_KEYWORDS if k in options}
+    if budget is not None and (budget_options or steps != 50):
+        raise ValueError("give either budget= or steps= and the budget keywords, not both")
+    budget = budget or Budget(max_steps=steps, **budget_options)
+    verb = "minimize" if direction == "minimize" else "maximize"
+    problem_name = options.pop("problem_name", "function")  # ``name`` is the run's, as everywhere else
+    problem = FunctionProblem(objective, schema, description=description or DEFAULT_DESCRIPTION.format(verb=verb),
+                              direction=direction, name=problem_name, **options)
+    chosen = make_proposer(proposer, model, structured=structured, seed=seed, metaprompt=metaprompt,
+                           **(llm_settings or {}))
+    own_store = store is not None and not isinstance(store, RunStore)
+    run_store = RunStore(os.fspath(store)) if own_store else store  # type: ignore[arg-type]
+    try:
+        if run_store is not None and name is None:
+            name = default_run_name(problem, chosen, seed)
+        opt = Optimizer(problem, chosen, seed=seed, budget=budget, proposals_per_step=proposals_per_step,
+                        max_rounds=max_rounds, store=run_store, name=name, resume=resume)
+        return opt.run()
+    finally:
+        if own_store:
+            run_store.close()  # type: ignore[union-attr]
+
+
+def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **options: Any) -> RunResult:
+    """Minimize ``objective(value)`` over the JSON values ``schema`` admits; returns the :class:`RunResult`.
+
+    Keywords: ``description`` (opens the meta-prompt), ``model`` (default: the embedded model,
+    offline), ``proposer`` ("llm", "random", "optuna:tpe", "optuna:cmaes" or a Proposer), ``steps``
+    (default 50), ``seed``, ``store`` (a SQLite path or RunStore: the run is kept and resumable;
+    default: none), ``name``, ``resume``, ``proposals_per_step``, ``max_rounds``, the budget's
+    ``max_evals``, ``max_calls``, ``max_tokens``, ``max_usd``, ``max_seconds``, ``target``,
+    ``patience`` (or ``budget=Budget(...)``), ``structured``, ``metaprompt``, ``llm_settings`` (for
+    ``LLM.from_model``: temperature, api_base, ...), and FunctionProblem's ``initial``,
+    ``num_starts``, ``random_solution``, ``optimum``, ``name`` of the problem via ``problem_name``.
+    """
+    return optimize(objective, schema, direction="minimize", **options)
+
+
+def maximize(objective: Callable[[Any], float], schema: dict[str, Any], **options: Any) -> RunResult:
+    """Maximize ``objective(value)``; the keywords of :func:`minimize`."""
+    return optimize(objective, schema, direction="maximize", **options)
+
+
+def load_objective(spec: str) -> Callable[[Any], float]:
+    """``package.module:function`` or ``path/to/file.py:function`` -> the function (one-line errors).
+
+    The current directory is importable, as for ``python -m``: a module beside the user's schema
+    file loads without installing it."""
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"--objective {spec!r}: expected package.module:function or path/file.py:function")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise ValueError(f"--objective {spec!r}: no file {path}")
+            loader = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(loader)  # type: ignore[arg-type]
+            sys.modules.setdefault(path.stem, module)
+            loader.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+    except ValueError:
+        raise
+    except Exception as exc:  # the user's module failed to import: say which and why, in one line
+        raise ValueError(f"--objective {spec!r}: cannot import {module_name}: {type(exc).__name__}: {exc}") from None
+    fn = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise ValueError(f"--objective {spec!r}: {module_name} has no {attr}")
+    if not callable(fn):
+        raise ValueError(f"--objective {spec!r}: {attr} is not a function")
+    return fn  # type: ignore[return-value]
+
+
+def load_schema(text: str) -> dict[str, Any]:
+    """``--schema``: a JSON file, or the JSON itself (starting with ``{``)."""
+    if text.lstrip().startswith("{"):
+        source, label = text, "--schema"
+    else:
+        try:
+            source, label = Path(text).read_text(encoding="utf-8"), f"--schema {text}"
+        except OSError as exc:
+            raise ValueError(f"--schema {text}: {exc.strerror or exc}") from None
+    try:
+        schema = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{label}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if not isinstance(schema, dict):
+        raise ValueError(f"{label}: a JSON schema is an object, got {type(schema).__name__}")
+    return schema
+
+
+class CLI:
+    """``llmopt run function``: a user's objective over the JSON values of a schema."""
+
+    HELP = "your own function: --objective module:function --schema space.json"
+
+    @staticmethod
+    def add_arguments(group: Any) -> None:
+        group.add_argument("--objective", required=True, metavar="MODULE:FUNCTION",
+                           help="the function to optimize: package.module:function or path/file.py:function, "
+                                "called with one JSON value, returning a number (the current directory is importable)")
+        group.add_argument("--schema", required=True, metavar="FILE",
+                           help="JSON schema of a solution (a file, or the JSON itself); bounded numbers and enums "
+                                "for random search, optuna and the starting draws")
+        group.add_argument("--description", help="what is optimized, in words (opens the meta-prompt; default: generic)")
+        group.add_argument("--maximize", action="store_true", help="maximize the function (default: minimize)")
+        group.add_argument("--num-starts", type=int, default=5, help="random starting solutions (default 5)")
+        group.add_argument("--optimum", type=float, help="the best value, if known (gaps are measured against it)")
+
+    @staticmethod
+    def from_args(args: Any) -> FunctionProblem:
+        direction = "maximize" if args.maximize else "minimize"
+        return FunctionProblem(load_objective(args.objective), load_schema(args.schema), direction=direction,
+                               description=args.description or DEFAULT_DESCRIPTION.format(verb=direction),
+                               num_starts=args.num_starts, optimum=args.optimum)

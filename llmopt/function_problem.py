@@ -1,0 +1,227 @@
+"""A user's problem in five lines: an objective function over JSON values described by a JSON schema.
+
+    problem = FunctionProblem(lambda s: (s["x"] - 3) ** 2 + abs(s["y"]),
+                              {"type": "object", "properties": {"x": {"type": "integer", "minimum": -10, "maximum": 10},
+                                                                "y": {"type": "number", "minimum": -1, "maximum": 1}}},
+                              description="Minimize a function of an integer x and a number y.")
+
+A solution is a JSON value that the schema admits. ``encode`` and ``key`` are canonical JSON (sorted
+keys; a whole-valued float is written as the integer it equals, so ``3`` and ``3.0`` are one
+solution); ``decode`` finds the last JSON value in a reply that the schema admits (validated by the
+``jsonschema`` library; a reply with none is a :class:`ParseError` naming the failing path); the
+schema is the answer schema, so structured output (a grammar for the embedded model) works as is;
+starting and random solutions are drawn from the schema with the problem's generator
+(:mod:`llmopt.space`) unless the user gives ``random_solution``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Callable, Sequence
+
+import jsonschema
+import numpy as np
+
+from llmopt.problem import Direction, ParseError, Problem
+from llmopt.space import SpaceError, check_schema, check_space, draw, pointer
+
+#: Replies are searched for JSON in their last this-many characters (LLM replies are capped far below).
+MAX_REPLY_CHARS = 20_000
+#: At most this many places in a reply (its last ones: the answer comes last) are tried as the start of a JSON value.
+MAX_CANDIDATES = 1_000
+#: Whole-valued floats below this magnitude are written as integers (above it, floats stay floats).
+_EXACT_INTEGERS = 2.0**53
+_SCALAR_START = re.compile(r'(?<![\w.\-+])(?:-?\d|true\b|false\b|null\b|")')
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def canonical(value: Any) -> Any:
+    """The canonical form of a JSON value: whole-valued floats as ints; non-finite numbers refused."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a finite number")
+        return int(value) if value.is_integer() and abs(value) < _EXACT_INTEGERS else value
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(canonical(value), sort_keys=True, ensure_ascii=False, allow_nan=False)
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of a function: how a run records which objective it optimized."""
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+class FunctionProblem(Problem[Any]):
+    """Optimize ``objective(value) -> float`` over the JSON values ``schema`` admits. See the module docstring.
+
+    ``random_solution(rng)`` replaces the schema's own draws (needed when the schema is not a bounded
+    space, e.g. free strings); ``initial`` gives the starting solutions (default: ``num_starts``
+    random draws, as the paper's warm start); ``optimum`` the best value, if known (for gaps).
+    """
+
+    def __init__(self, objective: Callable[[Any], float], schema: dict[str, Any], *, description: str,
+                 direction: Direction | str = Direction.MINIMIZE, name: str = "function",
+                 random_solution: Callable[[np.random.Generator], Any] | None = None,
+                 initial: Sequence[Any] | None = None, num_starts: int = 5, optimum: float | None = None,
+                 solution_noun: str = "solution", solution_plural: str = "solutions",
+                 value_noun: str = "value") -> None:
+        if not callable(objective):
+            raise ValueError(f"objective must be a function of one JSON value, got {type(objective).__name__}")
+        if not isinstance(description, str) or not description.strip():
+            raise ValueError("description must say in words what is optimized (it opens the meta-prompt)")
+        if direction not in ("minimize", "maximize"):
+            raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+        if num_starts < 0:
+            raise ValueError(f"num_starts must be >= 0, got {num_starts}")
+        if random_solution is not None and not callable(random_solution):
+            raise ValueError("random_solution must be a function of a numpy Generator")
+        check_schema(schema)
+        if random_solution is None:
+            check_space(schema)  # draws come from the schema: it must be bounded (one line if not)
+        self.objective, self.schema, self.description = objective, schema, description.strip()
+        self.direction, self.name = Direction(direction), name
+        self._random, self.num_starts, self._optimum = random_solution, int(num_starts), optimum
+        self.solution_noun, self.solution_plural, self.value_noun = solution_noun, solution_plural, value_noun
+        self._validator = jsonschema.Draft202012Validator(schema)
+        self.initial = None if initial is None else [self._checked(v, f"initial[{i}]") for i, v in enumerate(initial)]
+
+    def _checked(self, value: Any, label: str) -> Any:
+        """A JSON value of the schema in canonical form, else a one-line ValueError naming ``label``."""
+        try:
+            value = canonical(value)
+        except ValueError as exc:
+            raise ValueError(f"{label}: {exc}") from None
+        error = self._first_error(value)
+        if error is not None:
+            raise ValueError(f"{label} does not fit the schema: {error}")
+        return value
+
+    def _first_error(self, value: Any) -> str | None:
+        error = jsonschema.exceptions.best_match(self._validator.iter_errors(value))
+        if error is None:
+            return None
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+        return f"at {pointer(tuple(error.absolute_path))}: {message}"
+
+    # --- text ----------------------------------------------------------------------------
+    def describe(self) -> str:
+        return self.description
+
+    def _schema_text(self) -> str:
+        return json.dumps(self.schema, separators=(",", ":"), ensure_ascii=False)
+
+    def answer_format(self) -> str:
+        return (f"Write the new {self.solution_noun} as JSON that follows this JSON schema: {self._schema_text()} "
+                f"(the last such JSON in your reply is taken).")
+
+    def structured_answer_format(self) -> str:
+        return f"Reply with only JSON that follows this JSON schema: {self._schema_text()}"
+
+    def answer_schema(self) -> dict[str, Any]:
+        return self.schema
+
+    def encode(self, solution: Any) -> str:
+        return canonical_json(solution)
+
+    def key(self, solution: Any) -> str:
+        return canonical_json(solution)
+
+    def decode(self, text: str) -> Any:
+        """The last JSON value in ``text`` that the schema admits (a whole reply, one in a code fence,
+        one after prose); else :class:`ParseError` with the schema's complaint about the last JSON seen."""
+        if not isinstance(text, str):
+            raise ParseError(f"expected text, got {type(text).__name__}")
+        text = text[-MAX_REPLY_CHARS:]
+        found = self._json_values(text)
+        for _, _, value in sorted(found, key=lambda f: f[0], reverse=True):  # the last answer wins
+            try:
+                value = canonical(value)
+            except ValueError:
+                continue
+            if self._first_error(value) is None:
+                return value
+        outer = [f for f in found if not any(o[0] < f[0] < o[1] for o in found)]  # not inside another
+        if outer:
+            try:
+                complaint = self._first_error(canonical(outer[-1][2]))
+            except ValueError as exc:
+                complaint = str(exc)
+            raise ParseError(f"no JSON in the reply fits the schema; the last one: {complaint}")
+        raise ParseError(f"no JSON value in the reply; expected JSON that follows {self._schema_text()[:300]}")
+
+    def _json_values(self, text: str) -> list[tuple[int, int, Any]]:
+        """(start, end, value) of every JSON value that starts somewhere in ``text``, in order: objects,
+        arrays, and scalars too where the schema's top level may be one."""
+        top = self.schema.get("type")
+        brackets = "{" if top == "object" else "[" if top == "array" else "{["
+        starts = {i for i, c in enumerate(text) if c in brackets}
+        if top not in ("object", "array"):
+            starts |= {m.start() for m in _SCALAR_START.finditer(text)}
+        out = []
+        for start in sorted(starts)[-MAX_CANDIDATES:]:
+            try:
+                value, end = _DECODER.raw_decode(text, start)
+            except (ValueError, RecursionError):
+                continue
+            out.append((start, end, value))
+        return out
+
+    def to_json(self, solution: Any) -> Any:
+        return canonical(solution)
+
+    def from_json(self, value: Any) -> Any:
+        try:
+            return self._checked(value, "value")
+        except ValueError as exc:
+            raise ParseError(str(exc)) from None
+
+    def search_space(self) -> dict[str, Any] | None:
+        try:
+            check_space(self.schema)
+        except SpaceError:
+            return None  # a schema with free strings etc.: LLM and random search only (random_solution)
+        return self.schema
+
+    # --- search space --------------------------------------------------------------------
+    def score(self, solution: Any) -> float:
+        return float(self.objective(solution))
+
+    def initial_solutions(self, rng: np.random.Generator) -> list[Any]:
+        if self.initial is not None:
+            return list(self.initial)
+        return [self.random_solution(rng) for _ in range(self.num_starts)]
+
+    def random_solution(self, rng: np.random.Generator) -> Any:
+        if self._random is None:
+            return canonical(draw(self.schema, rng))
+        return self._checked(self._random(rng), "random_solution(rng)")
+
+    @property
+    def optimum(self) -> float | None:
+        return None if self._optimum is None else float(self._optimum)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "objective": callable_name(self.objective), "schema": self.schema,
+                "description": self.description, "direction": self.direction.value, "num_starts": self.num_starts,
+                "initial": self.initial,
+                "random_solution": None if self._random is None else callable_name(self._random),
+                "optimum": self.optimum}

@@ -1,0 +1,165 @@
+"""FunctionProblem: a user's objective over a JSON schema's values, and llmopt.minimize / maximize."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jsonschema
+import numpy as np
+import pytest
+
+import llmopt
+from llmopt import Budget, FunctionProblem, Optimizer, ParseError, RandomProposer, RunStore, TrialState
+from llmopt.seeding import stream
+
+SPACE = {"type": "object",
+         "properties": {"x": {"type": "integer", "minimum": -10, "maximum": 10},
+                        "y": {"type": "number", "minimum": -1, "maximum": 1},
+                        "mode": {"enum": ["fast", "slow"]}, "on": {"type": "boolean"},
+                        "v": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+                              "minItems": 2, "maxItems": 2}},
+         "required": ["x", "y", "mode", "on", "v"], "additionalProperties": False}
+
+
+def bowl(s: dict) -> float:
+    return (s["x"] - 3) ** 2 + s["y"] ** 2 + (s["mode"] == "slow") + s["on"] + sum(s["v"])
+
+
+def problem(**kwargs) -> FunctionProblem:
+    return FunctionProblem(bowl, SPACE, description="Minimize a bowl.", **kwargs)
+
+
+def test_draws_fit_the_schema_and_come_from_the_given_generator_only() -> None:
+    p = problem()
+    draws = [p.random_solution(stream(3, "r", i)) for i in range(200)]
+    for d in draws:
+        jsonschema.validate(d, SPACE)
+    assert draws == [p.random_solution(stream(3, "r", i)) for i in range(200)]
+    assert len({p.key(d) for d in draws}) == 200  # continuous coordinates: all distinct
+    assert {d["mode"] for d in draws} == {"fast", "slow"} and {d["on"] for d in draws} == {False, True}
+    assert {d["x"] for d in draws} <= set(range(-10, 11)) and len({d["x"] for d in draws}) > 15
+    starts = p.initial_solutions(stream(0, "start"))
+    assert len(starts) == 5 and starts == p.initial_solutions(stream(0, "start"))
+
+
+@pytest.mark.parametrize("reply", [
+    '{"x": 3, "y": 0.5, "mode": "fast", "on": false, "v": [0.1, 0.2]}',
+    'Let me think. ```json\n{"x": 3, "y": 0.5, "mode": "fast", "on": false, "v": [0.1, 0.2]}\n``` done',
+    'first {"x": 1, "y": 0, "mode": "slow", "on": true, "v": [0, 0]} then {"x": 3, "y": 0.5, "mode": "fast", '
+    '"on": false, "v": [0.1, 0.2]}',
+    '{"answer": {"x": 3.0, "y": 0.5, "mode": "fast", "on": false, "v": [0.1, 0.2]}}',
+])
+def test_decode_takes_the_last_json_the_schema_admits(reply: str) -> None:
+    p = problem()
+    assert p.decode(reply) == {"x": 3, "y": 0.5, "mode": "fast", "on": False, "v": [0.1, 0.2]}
+
+
+@pytest.mark.parametrize("reply, says", [
+    ('{"other": 1}', "'x' is a required property"),
+    ('{"x": 30, "y": 0, "mode": "fast", "on": false, "v": [0, 0]}', "at /x: 30 is greater than the maximum of 10"),
+    ('{"x": "3", "y": 0, "mode": "fast", "on": false, "v": [0, 0]}', "at /x"),
+    ('{"x": 3, "y": NaN, "mode": "fast", "on": false, "v": [0, 0]}', "no JSON value"),
+    ('{"x": 3, "y": 1e400, "mode": "fast", "on": false, "v": [0, 0]}', "not a finite number"),
+    ('{"x": 3, "y": 0, "mode": "medium", "on": false, "v": [0, 0]}', "at /mode"),
+    ('{"x": 3, "y": 0, "mode": "fast", "on": false, "v": [0, 0', "no JSON value"),
+    ("I do not know.", "no JSON value"),
+    ("[" * 10_000, "no JSON value"),
+    ('{"x": ' * 5_000, "no JSON value"),
+    ("", "no JSON value"),
+])
+def test_a_reply_with_no_admissible_json_is_a_parse_error_naming_the_path(reply: str, says: str) -> None:
+    with pytest.raises(ParseError, match=None) as caught:
+        problem().decode(reply)
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_canonical_encoding_round_trips_and_merges_equal_numbers() -> None:
+    p = problem()
+    s = {"y": -0.25, "x": 2.0, "mode": "slow", "on": True, "v": [1.0, 0.5]}
+    text = p.encode(s)
+    assert text == '{"mode": "slow", "on": true, "v": [1, 0.5], "x": 2, "y": -0.25}'
+    assert p.encode(p.decode(text)) == text and p.key(p.decode(text)) == p.key(s)
+    assert p.key({**s, "x": 2}) == p.key(s)  # 2 and 2.0 are one solution
+    assert p.from_json(p.to_json(s)) == p.decode(text)
+    with pytest.raises(ParseError, match="at /x"):
+        p.from_json({**s, "x": 11})
+
+
+@pytest.mark.parametrize("schema, says", [
+    ({"type": "number"}, "the schema at / is an unbounded number"),
+    ({"type": "object", "properties": {"name": {"type": "string"}}}, "the schema at /name is a free string"),
+    ({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 3}}, "an array of varying length"),
+    ({"type": "integer", "minimum": 5, "maximum": 1}, "admits no value"),
+    ({"type": "integer", "minimum": "low"}, "invalid JSON schema at /minimum"),
+    ([1, 2], "a JSON schema must be an object"),
+])
+def test_a_schema_that_cannot_be_drawn_from_is_one_clear_line(schema, says: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        FunctionProblem(bowl, schema, description="d")
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_unbounded_schema_works_with_its_own_random_solution() -> None:
+    schema = {"type": "object", "properties": {"word": {"type": "string", "maxLength": 8}}, "required": ["word"]}
+    words = ["apple", "pear", "fig", "plum"]
+    p = FunctionProblem(lambda s: len(s["word"]), schema, description="Find a short word.",
+                        random_solution=lambda rng: {"word": words[int(rng.integers(len(words)))]})
+    assert p.random_solution(stream(0, "r")) in [{"word": w} for w in words]
+    assert p.decode('{"word": "kiwi"}') == {"word": "kiwi"}
+    assert p.search_space() is None  # no optuna for free strings
+    bad = FunctionProblem(len, schema, description="d", random_solution=lambda rng: {"word": 3})
+    with pytest.raises(ValueError, match=r"random_solution\(rng\) does not fit the schema: at /word"):
+        bad.random_solution(stream(0, "r"))
+
+
+def test_bad_arguments_are_refused_before_anything_runs() -> None:
+    with pytest.raises(ValueError, match="description"):
+        FunctionProblem(bowl, SPACE, description="  ")
+    with pytest.raises(ValueError, match="direction"):
+        FunctionProblem(bowl, SPACE, description="d", direction="down")
+    with pytest.raises(ValueError, match="objective must be a function"):
+        FunctionProblem(3, SPACE, description="d")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"initial\[1\] does not fit the schema: at /"):
+        problem(initial=[{"x": 0, "y": 0, "mode": "fast", "on": False, "v": [0, 0]}, {"x": 0}])
+
+
+def test_config_names_the_objective_and_survives_json() -> None:
+    p = problem(optimum=0.0)
+    config = p.config()
+    assert json.loads(json.dumps(config)) == config
+    assert config["objective"] == f"{__name__}:bowl" and config["schema"] == SPACE and p.optimum == 0.0
+
+
+def test_a_function_problem_runs_on_the_loop_with_random_search(tmp_path) -> None:
+    p = problem()
+    with RunStore(str(tmp_path / "runs.db")) as store:
+        result = Optimizer(p, RandomProposer(), seed=1, budget=Budget(max_steps=10), store=store, name="r").run()
+        assert result.steps == 10 and result.counts[TrialState.COMPLETE.value] > 60
+        assert math.isfinite(result.best.value) and result.best.value < min(bowl(s) for s in
+                                                                           p.initial_solutions(stream(1, "start")))
+        stored = store.trials(store.get_run("r").id)
+        assert all(jsonschema.Draft202012Validator(SPACE).is_valid(json.loads(t.text)) for t in stored if t.ok)
+
+
+def test_maximize_is_direction_aware() -> None:
+    schema = {"type": "object", "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 100}},
+              "required": ["x"]}
+    result = llmopt.maximize(lambda s: -abs(s["x"] - 70), schema, proposer="random", steps=20, seed=0)
+    assert result.best.value > -10 and result.history.direction.value == "maximize"
+
+
+def test_minimize_rejects_an_unknown_proposer_and_mixed_budgets() -> None:
+    with pytest.raises(ValueError, match="proposer must be"):
+        llmopt.minimize(bowl, SPACE, proposer="annealing")
+    with pytest.raises(ValueError, match="either budget="):
+        llmopt.minimize(bowl, SPACE, proposer="random", budget=Budget(max_steps=3), steps=4)
+
+
+def test_random_draws_do_not_touch_global_state() -> None:
+    p = problem()
+    np.random.seed(1)
+    a = p.random_solution(stream(5, "r"))
+    np.random.seed(2)
+    np.random.random(10)
+    assert p.random_solution(stream(5, "r")) == a
