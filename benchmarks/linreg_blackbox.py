@@ -4,8 +4,9 @@ and OPRO with the embedded model, at equal evaluations.
     python benchmarks/linreg_blackbox.py [--seeds 5] [--steps 50] [--methods random,tpe,cmaes,opro]
                                          [--store linreg-blackbox.db] [--box -50 50]
 
-The paper's Table 2 settings, its protocol (5 starting pairs in [10, 20]^2, 8 proposals a step, at
-most 50 steps, stop when the exact pair is proposed), and one search box that holds all seven
+The paper's Table 2 settings, its protocol (5 starting pairs in [10, 20]^2, 8 proposals a step in one
+sampling round, so a repeated pair is a proposal spent, not redrawn; at most 50 steps, stop when
+the exact pair is proposed), and one search box that holds all seven
 (default [-50, 50]^2) for random search and the classical optimizers. Every run is an ordinary
 ``llmopt run linreg`` (same store, budgets and defaults as a user's); finished runs in the store
 are kept, so an interrupted benchmark continues where it stopped. Prints the table.
@@ -42,7 +43,8 @@ def run_name(method: str, w: int, b: int, seed: int) -> str:
 
 def run_one(method: str, w: int, b: int, seed: int, steps: int, box: tuple[int, int], store: str) -> None:
     argv = ["run", "linreg", "--w-true", str(w), "--b-true", str(b), "--random-range", str(box[0]), str(box[1]),
-            "--seed", str(seed), "--steps", str(steps), "--store", store, "--name", run_name(method, w, b, seed),
+            "--seed", str(seed), "--steps", str(steps), "--max-rounds", "1", "--store", store,
+            "--name", run_name(method, w, b, seed),
             "--quiet", *METHODS[method]]
     with RunStore(store, readonly=True) as s:
         existing = s.find_run(run_name(method, w, b, seed))

@@ -6,6 +6,7 @@ Yang et al., "Large Language Models as Optimizers", arXiv 2309.03409.
 from __future__ import annotations
 
 from llmopt.budget import Budget, StopReason
+from llmopt.experiments.functions import maximize, minimize
 from llmopt.function_problem import FunctionProblem
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.llm import LLM, Completion, LLMConfig, LLMConfigError, Usage
@@ -18,8 +19,9 @@ from llmopt.store import RunStore, StoreError, load
 __version__ = "0.1.0"
 
 __all__ = [
-    "Budget", "CallEvent", "Candidate", "Completion", "Direction", "FunctionProblem", "LLM", "LLMConfig", "LLMConfigError", "LLMProposer",
+    "Budget", "CallEvent", "Candidate", "Completion", "Direction", "FunctionProblem", "LLM", "LLMConfig",
+    "LLMConfigError", "LLMProposer",
     "MetaPromptConfig", "Optimizer", "ParseError", "Problem", "Proposal", "Proposer", "RandomProposer",
     "RunResult", "RunStore", "SolutionHistory", "StopReason", "StoreError", "Trial", "TrialState", "Usage",
-    "build_meta_prompt", "load",
+    "build_meta_prompt", "load", "maximize", "minimize",
 ]

@@ -163,3 +163,60 @@ def test_random_draws_do_not_touch_global_state() -> None:
     np.random.seed(2)
     np.random.random(10)
     assert p.random_solution(stream(5, "r")) == a
+
+
+# --- the command line: llmopt run function -----------------------------------------------------
+
+OBJECTIVE = '''
+def bowl(s):
+    return (s["x"] - 3) ** 2 + (s["y"] + 1) ** 2
+'''
+CLI_SPACE = {"type": "object", "properties": {"x": {"type": "integer", "minimum": -20, "maximum": 20},
+                                              "y": {"type": "integer", "minimum": -20, "maximum": 20}},
+             "required": ["x", "y"], "additionalProperties": False}
+
+
+def cli_files(tmp_path):
+    (tmp_path / "user_objective.py").write_text(OBJECTIVE)
+    (tmp_path / "space.json").write_text(json.dumps(CLI_SPACE))
+    return str(tmp_path / "user_objective.py"), str(tmp_path / "space.json")
+
+
+def test_llmopt_run_function_runs_resumes_and_records_the_objective(tmp_path, capsys) -> None:
+    from llmopt.cli import main
+
+    module, schema = cli_files(tmp_path)
+    store = str(tmp_path / "runs.db")
+    args = ["run", "function", "--objective", f"{module}:bowl", "--schema", schema, "--proposer", "random",
+            "--store", store, "--quiet", "--description", "Minimize a bowl in x and y."]
+    assert main([*args, "--steps", "3"]) == 0
+    assert main([*args, "--steps", "6", "--resume", "--name", "function-random-seed0"]) == 0
+    out = capsys.readouterr().out
+    assert "function-random-seed0" in out and "steps       6" in out
+    with RunStore(store, readonly=True) as s:
+        run = s.get_run("function-random-seed0")
+        assert run.config["problem"]["objective"] == "user_objective:bowl"
+        assert run.config["problem"]["schema"] == CLI_SPACE
+        assert max(t.step for t in s.trials(run.id)) == 6
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"--objective": "{module}:nope"}, "has no nope"),
+    ({"--objective": "no_such_module_xyz:f"}, "cannot import no_such_module_xyz: ModuleNotFoundError"),
+    ({"--objective": "bowl"}, "expected package.module:function"),
+    ({"--schema": "{tmp}/missing.json"}, "No such file"),
+    ({"--schema": '{{"type": "number"}}'}, "the schema at / is an unbounded number"),
+    ({"--schema": '{{"type": '}, "not JSON"),
+])
+def test_llmopt_run_function_refuses_bad_input_in_one_line(tmp_path, capsys, change, says) -> None:
+    from llmopt.cli import main
+
+    module, schema = cli_files(tmp_path)
+    flags = {"--objective": f"{module}:bowl", "--schema": schema}
+    flags.update({k: v.format(module=module, tmp=tmp_path) for k, v in change.items()})
+    store = tmp_path / "runs.db"
+    code = main(["run", "function", *[x for kv in flags.items() for x in kv], "--proposer", "random",
+                 "--store", str(store), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and err.count("\n") == 1, err
+    assert not store.exists()  # refused before any store was made
