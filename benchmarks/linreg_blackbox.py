@@ -95,6 +95,7 @@ def table(store_path: str, methods: list[str], seeds: int) -> list[list[Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--only-seeds", help="comma-separated seeds to run now (another process may run the others)")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--methods", default="random,tpe,cmaes,opro")
     ap.add_argument("--box", type=int, nargs=2, default=(-50, 50), metavar=("LOW", "HIGH"))
@@ -107,7 +108,8 @@ def main() -> None:
         raise SystemExit(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
     RunStore(args.store).close()
     if not args.table_only:
-        for seed in range(args.seeds):  # seed-major: an interrupted benchmark has whole seeds
+        seeds = [int(s) for s in args.only_seeds.split(",")] if args.only_seeds else range(args.seeds)
+        for seed in seeds:  # seed-major: an interrupted benchmark has whole seeds
             for w, b in SETTINGS:
                 for method in methods:
                     started = time.perf_counter()
