@@ -48,8 +48,9 @@ def run_one(method: str, w: int, b: int, seed: int, steps: int, box: tuple[int, 
             "--quiet", *METHODS[method]]
     with RunStore(store, readonly=True) as s:
         existing = s.find_run(run_name(method, w, b, seed))
+        live = existing is not None and s.is_live(existing.name)
     if existing is not None:
-        if existing.status == "finished":
+        if existing.status == "finished" or live:  # done, or another process is running it
             return
         argv.append("--resume")
     code = llmopt_main(argv)
