@@ -198,6 +198,10 @@ def test_llmopt_run_function_runs_resumes_and_records_the_objective(tmp_path, ca
         assert run.config["problem"]["objective"] == "user_objective:bowl"
         assert run.config["problem"]["schema"] == CLI_SPACE
         assert max(t.step for t in s.trials(run.id)) == 6
+    (tmp_path / "user_objective.py").write_text(OBJECTIVE + "\n\ndef other(s):\n    return s['x']\n")
+    other = [a if a != f"{module}:bowl" else f"{module}:other" for a in args]
+    assert main([*other, "--steps", "8", "--resume", "--name", "function-random-seed0"]) == 2
+    assert "problem.objective: 'user_objective:bowl' -> 'user_objective:other'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("change, says", [
