@@ -72,7 +72,7 @@ class OptunaProposer(Proposer):
     population size (``4 + floor(3 ln d)``, 6 for linear regression's two dimensions) rather than
     the proposals per step: the proposer is not told that number, and rounds that replace
     duplicates or failures would break the match anyway. A step of 8 proposals therefore asks 8
-    points of one generation; at the next step the first 6 scored ones are told to CMA-ES and the
+    points of one generation; at the next step the first 6 with a value (in asking order) are told to CMA-ES and the
     others are recorded but unused (optuna's own rule for parallel asks). Categorical dimensions
     are sampled independently (at random) by CMA-ES. Integer dimensions are rounded, so CMA-ES and
     TPE may repeat a point: the optimizer records it DUPLICATE, and it is told the repeated
