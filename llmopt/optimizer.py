@@ -8,7 +8,9 @@ runs out and says which.
 
 Numbering makes runs reproducible and resumable: each proposal gets its trial number before it
 is drawn, all its randomness derives from (seed, number), and a resumed run replays the open
-step from the stored meta-prompt, skipping the numbers already recorded.
+step from the stored meta-prompt, skipping the numbers already recorded. Before that replay the
+proposer's ``begin_step`` runs once more for the open step (its prompt is ignored), so a proposer
+with state rebuilt from the history (optuna's study) catches up first.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import itertools
 import json
 import math
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Hashable, Iterable
@@ -125,6 +128,7 @@ class Optimizer:
         self.proposer.prepare(problem)
         self._step, self._next_number = 0, 0
         self._open: _OpenStep | None = None  # the step whose proposals are not all recorded yet
+        self._replaying = False  # the open step was loaded from the store: its proposer has not begun it
         self._pending: dict[int, Candidate] = {}
         self._usage, self._elapsed_base = Usage(), 0.0
         self._role_usage: dict[str, Usage] = {}
@@ -228,6 +232,7 @@ class Optimizer:
             if not last.finished:  # replay the open step from its recorded meta-prompt
                 self._open = _OpenStep(last.step, last.prompt)
                 self._next_number = last.first_number
+                self._replaying = last.step > 0  # step 0 holds the starting solutions, not proposals
 
     # --- recording -----------------------------------------------------------------------
     def _remember(self, trial: Trial) -> None:
@@ -276,6 +281,9 @@ class Optimizer:
         if self._open is None:
             prompt = self.proposer.begin_step(self.problem, self.history, self._step + 1)
             self._begin_step(self._step + 1, prompt)
+        elif self._replaying:  # a resumed open step: the proposer catches up (e.g. optuna's study);
+            self._replaying = False  # the stored meta-prompt is kept, whatever it would render now
+            self.proposer.begin_step(self.problem, self.history, self._open.step)
         step = self._open
         assert step is not None
         valid, out = 0, []
@@ -521,8 +529,10 @@ class Optimizer:
 
 
 def default_run_name(problem: Problem, proposer: Proposer, seed: int) -> str:
-    """``<problem>-<proposer>-seed<S>``, the name a run gets when none is given."""
-    return f"{problem.name}-{proposer.kind}-seed{int(seed)}"
+    """``<problem>-<proposer>-seed<S>``, the name a run gets when none is given (``linreg-llm-seed0``,
+    ``linreg-optuna-tpe-seed0``: characters other than letters, digits, ``.`` and ``_`` become ``-``)."""
+    label = re.sub(r"[^A-Za-z0-9._]+", "-", proposer.label).strip("-") or proposer.kind
+    return f"{problem.name}-{label}-seed{int(seed)}"
 
 
 def settings_diff(stored: dict[str, Any], given: dict[str, Any], prefix: str = "") -> list[str]:

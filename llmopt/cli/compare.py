@@ -11,6 +11,7 @@ from llmopt.experiments.compare import Collected, collect, tables
 from llmopt.experiments.grid import Grid, GridError, grid_from_dict, load_grid, parse_seeds, sweep_configs, tomllib
 from llmopt.experiments.plot import write_figures
 from llmopt.experiments.report import format_table, markdown_table
+from llmopt.experiments.runs import PROPOSERS
 from llmopt.store import DEFAULT_STORE
 
 
@@ -45,14 +46,14 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
         raise GridError("give a grid file or --problems (see llmopt compare --help)")
     configs: dict[str, dict[str, Any]] = {}
     for proposer in args.proposers or ["llm", "random"]:
-        if proposer == "random":
-            configs["random"] = {"proposer": "random"}
+        if proposer == "random" or proposer.startswith("optuna:"):
+            configs[proposer.split(":")[-1]] = {"proposer": proposer}  # rows "random", "tpe", "cmaes"
         else:
             for model in args.models or [None]:
                 label = "opro" if model is None else f"opro {model.replace('/', ':')}"
                 configs[label] = {} if model is None else {"model": model}
     sweep: dict[str, Any] = {k: v if isinstance(v, list) else [v] for k, v in _assignments(args.sweep, "--sweep").items()}
-    llm_rows = [label for label in configs if label != "random"]
+    llm_rows = [label for label, config in configs.items() if config.get("proposer", "llm") == "llm"]
     if sweep and llm_rows:
         sweep["base"] = llm_rows[0]  # an ablation changes the (first) OPRO configuration
     configs.update(sweep_configs(sweep, configs, "--sweep"))
@@ -96,8 +97,9 @@ and optimum as rows.
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="an `llmopt run` option for every run, e.g. steps=10 (repeatable)")
         p.add_argument("--problems", nargs="+", metavar="PROBLEM", help="problems, with their default options")
-        p.add_argument("--proposers", nargs="+", choices=("llm", "random"),
-                       help="proposers, for a grid from flags (default: llm random)")
+        p.add_argument("--proposers", nargs="+", choices=PROPOSERS,
+                       help="proposers, for a grid from flags (default: llm random; optuna:tpe and optuna:cmaes "
+                            "are the rows tpe and cmaes)")
         p.add_argument("--models", nargs="+", help="litellm model strings for the llm proposer")
         p.add_argument("--sweep", action="append", default=[], metavar="KEY=[V1,V2]",
                        help="one configuration per value of an option (repeatable)")

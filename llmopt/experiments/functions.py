@@ -29,7 +29,7 @@ from llmopt.llm import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL
 from llmopt.metaprompt import MetaPromptConfig
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
-from llmopt.proposers import LLMProposer, Proposer, RandomProposer
+from llmopt.proposers import LLMProposer, OptunaProposer, Proposer, RandomProposer
 from llmopt.store import RunStore
 
 DEFAULT_DESCRIPTION = "Help me {verb} a function of the input below. I have some inputs and the function values at them."
@@ -47,7 +47,7 @@ def make_proposer(proposer: str | Proposer, model: str | LLM, *, structured: str
     if proposer == "random":
         return RandomProposer()
     if proposer.startswith("optuna:"):
-        raise ValueError('MERGE-PENDING optuna')
+        return OptunaProposer(proposer.split(":", 1)[1])
     if proposer != "llm":
         raise ValueError(f"proposer must be 'llm', 'random', 'optuna:tpe', 'optuna:cmaes' or a Proposer, got {proposer!r}")
     llm = model if isinstance(model, LLM) else LLM.from_model(model, **llm_settings)

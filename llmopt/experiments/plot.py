@@ -333,6 +333,8 @@ def _config_base(config: dict[str, Any]) -> str:
     proposer = config.get("proposer", {})
     if proposer.get("kind") == "llm":
         return f"opro {proposer.get('llm', {}).get('model')}"
+    if proposer.get("kind") == "optuna":
+        return f"optuna:{proposer.get('algorithm')}"
     return str(proposer.get("kind", "?"))
 
 

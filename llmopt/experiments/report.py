@@ -129,4 +129,6 @@ def _proposer_label(run: RunRecord) -> str:
     proposer = run.config.get("proposer", {})
     if proposer.get("kind") == "llm":
         return f"llm:{proposer.get('llm', {}).get('model')}"
+    if proposer.get("kind") == "optuna":
+        return f"optuna:{proposer.get('algorithm')}"
     return str(proposer.get("kind", "?"))

@@ -20,7 +20,7 @@ from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args, non_n
 from llmopt.metaprompt import MetaPromptConfig
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
 from llmopt.problem import Problem
-from llmopt.proposers import STRUCTURED, LLMProposer, Proposer, RandomProposer
+from llmopt.proposers import STRUCTURED, LLMProposer, OptunaProposer, Proposer, RandomProposer
 from llmopt.store import DEFAULT_STORE, RunStore
 
 
@@ -47,10 +47,17 @@ def baseline_hook(problem: str, attribute: str) -> Any:
     return getattr(baseline.load(), attribute, None) if baseline is not None else None
 
 
+#: The ``--proposer`` choices: OPRO, the random control, optuna's samplers.
+PROPOSERS = ("llm", "random", "optuna:tpe", "optuna:cmaes")
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--proposer", choices=("llm", "random"), default="llm",
-                   help="llm: OPRO; random: the random-search control (default: llm)")
+    g.add_argument("--proposer", choices=PROPOSERS, default="llm",
+                   help="llm: OPRO; random: the random-search control; optuna:tpe, optuna:cmaes: optuna's TPE or "
+                        "CMA-ES sampler on the problem's search space, the classical black-box baselines (needs "
+                        "pip install -e '.[classical]' and a problem with a bounded search space, e.g. linreg) "
+                        "(default: llm)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the instance and the run (default 0)")
     g.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite run store (default {DEFAULT_STORE})")
     g.add_argument("--name", help="run name in the store (default: <problem>-<proposer>-seed<S>)")
@@ -112,6 +119,8 @@ def run_parser(command: str, parser_class: type[argparse.ArgumentParser] = Parse
 def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
     if args.proposer == "random":
         return RandomProposer()
+    if args.proposer.startswith("optuna:"):
+        return OptunaProposer(args.proposer.split(":", 1)[1])
     llm = llm_from_args(args)
     shown = problem.default_shown if args.show is None else args.show
     meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=args.scores, decimals=args.decimals,
@@ -130,6 +139,19 @@ def check_credentials(args: argparse.Namespace, problem: Problem, proposer: Prop
         hook(args, problem)
 
 
+def check_proposer(problem: Problem, proposer: Proposer) -> None:
+    """A proposer without a model is checked in full here, before any store is created: optuna
+    installed, a problem it can search (ValueError, one line). A model's proposer is checked by
+    :func:`check_credentials` here and by the optimizer (which validates every proposer) later."""
+    if proposer.uses_llm():
+        return
+    try:
+        proposer.validate()
+    except ImportError as exc:  # an optional dependency (optuna): the message says how to install it
+        raise ValueError(str(exc)) from None
+    proposer.prepare(problem)
+
+
 def make_budget(args: argparse.Namespace) -> Budget:
     return Budget(max_steps=args.steps, max_evals=args.max_evals, max_calls=args.max_calls,
                   max_tokens=args.max_tokens, max_usd=args.max_usd, max_seconds=args.max_seconds,
@@ -146,6 +168,7 @@ def prepare_run(args: argparse.Namespace, calls: bool = True) -> tuple[Problem, 
         proposer = make_proposer(args, problem)
         if calls:
             check_credentials(args, problem, proposer)
+            check_proposer(problem, proposer)
         budget = make_budget(args)
         preflight = getattr(args.plugin, "preflight", None)
         if preflight is not None:  # e.g. a cost estimate that may refuse the run

@@ -1,104 +1,21 @@
-"""Proposers: where candidate solutions come from.
-
-:class:`LLMProposer` is OPRO: one meta-prompt per step, one sample per proposal, each with its
-own seed. :class:`RandomProposer` is the control every LLM result must be judged against. Both
-number their proposals with the trial numbers the optimizer hands them, and derive all their
-randomness from (run seed, trial number), so a resumed run proposes exactly what the original did.
-"""
+"""OPRO: one meta-prompt per step, one sampled reply per proposal, each with its own seed."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Literal
+from dataclasses import replace
+from typing import Any, Literal
 
 from llmopt.history import SolutionHistory
-from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
+from llmopt.llm.client import LLM, ResponseCache, response_format
 from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
-from llmopt.problem import ParseError, Problem
-from llmopt.seeding import derive_seed, stream
+from llmopt.problem import Problem
+from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
+from llmopt.seeding import derive_seed
 
 #: Structured output: auto (where supported), on / json_schema (OpenAI style), json_object
 #: (llama.cpp server style), off (free text, as in the paper).
 Structured = Literal["auto", "on", "json_schema", "json_object", "off"]
 STRUCTURED = ("auto", "on", "json_schema", "json_object", "off")
-
-#: Called as each LLM call finishes: (trial number, model, completion).
-CallHook = Callable[[int, str, Completion], None]
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """One proposal before it becomes a trial."""
-
-    number: int
-    source: str
-    solution: Any = None
-    raw: str | None = None  # the LLM's reply, verbatim
-    error: str | None = None  # why there is no solution
-    call_failed: bool = False  # the call itself failed (FAILED), not the reply (INVALID)
-
-
-class Proposer(ABC):
-    """Produces proposals for given trial numbers."""
-
-    kind: str = "proposer"
-
-    @property
-    @abstractmethod
-    def source(self) -> str:
-        """Provenance label recorded on every trial ("random", "llm:<model>")."""
-
-    def validate(self) -> None:
-        """Raise a clear error for unusable settings, before any budget is spent."""
-
-    def prepare(self, problem: Problem) -> None:
-        """Adapt to the problem before the run (e.g. decide on structured output)."""
-
-    def uses_llm(self) -> bool:
-        return False
-
-    def bind_cache(self, cache: ResponseCache) -> None:
-        """Offered the run store's response cache; proposers without a model ignore it."""
-
-    def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
-        """Prepare a step; returns the meta-prompt to record (None if the proposer has none)."""
-        return None
-
-    @abstractmethod
-    def propose(self, problem: Problem, prompt: str | None, numbers: list[int], seed: int,
-                on_call: CallHook | None = None) -> list[Proposal]:
-        """One proposal per trial number, in the same order."""
-
-    def config(self) -> dict[str, Any]:
-        return {"kind": self.kind}
-
-
-class RandomProposer(Proposer):
-    """Random search: ``problem.random_solution`` from a stream named by the trial number."""
-
-    kind = "random"
-
-    @property
-    def source(self) -> str:
-        return "random"
-
-    def propose(self, problem: Problem, prompt: str | None, numbers: list[int], seed: int,
-                on_call: CallHook | None = None) -> list[Proposal]:
-        return [Proposal(n, self.source, solution=problem.random_solution(stream(seed, "random", n)))
-                for n in numbers]
-
-
-def decode_reply(problem: Problem, number: int, source: str, text: str) -> Proposal:
-    """Decode one reply; a reply that does not decode is an INVALID proposal, never an exception."""
-    try:
-        return Proposal(number, source, solution=problem.decode(text), raw=text)
-    except ParseError as exc:
-        return Proposal(number, source, raw=text, error=f"ParseError: {exc}"[:1000])
-    except Exception as exc:  # a decoder bug must not kill a paid-for run; the contract tests catch it
-        return Proposal(number, source, raw=text,
-                        error=f"decode raised {type(exc).__name__} (should raise ParseError): {exc}"[:1000])
-
 
 class LLMProposer(Proposer):
     """OPRO: render the meta-prompt once per step, sample one reply per proposal."""

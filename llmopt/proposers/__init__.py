@@ -1,0 +1,18 @@
+"""Proposers: where candidate solutions come from.
+
+:class:`LLMProposer` is OPRO: one meta-prompt per step, one sample per proposal, each with its
+own seed. :class:`RandomProposer` is the control every LLM result must be judged against.
+:class:`OptunaProposer` runs optuna's TPE or CMA-ES sampler on a problem's search space: the
+classical black-box baselines on the same loop. All number their proposals with the trial numbers
+the optimizer hands them, so a resumed run proposes exactly what the original did.
+"""
+
+from __future__ import annotations
+
+from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
+from llmopt.proposers.classical import ALGORITHMS, OptunaProposer
+from llmopt.proposers.opro import STRUCTURED, LLMProposer, Structured
+from llmopt.proposers.random import RandomProposer
+
+__all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "LLMProposer", "OptunaProposer", "Proposal", "Proposer",
+           "RandomProposer", "Structured", "decode_reply"]

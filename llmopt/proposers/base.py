@@ -1,0 +1,83 @@
+"""The proposer protocol: where candidate solutions come from, numbered by the optimizer.
+
+A :class:`Proposer` turns trial numbers into :class:`Proposal` objects. Every proposer derives all
+its randomness from (run seed, trial number) or replays it from the history, so a resumed run
+proposes exactly what the original did. The proposers themselves live beside this module: OPRO
+(:mod:`.opro`), the random-search control (:mod:`.random`) and optuna's samplers (:mod:`.classical`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from llmopt.history import SolutionHistory
+from llmopt.llm.client import Completion, ResponseCache
+from llmopt.problem import ParseError, Problem
+
+#: Called as each LLM call finishes: (trial number, model, completion).
+CallHook = Callable[[int, str, Completion], None]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One proposal before it becomes a trial."""
+
+    number: int
+    source: str
+    solution: Any = None
+    raw: str | None = None  # the LLM's reply, verbatim
+    error: str | None = None  # why there is no solution
+    call_failed: bool = False  # the call itself failed (FAILED), not the reply (INVALID)
+
+
+class Proposer(ABC):
+    """Produces proposals for given trial numbers."""
+
+    kind: str = "proposer"
+
+    @property
+    @abstractmethod
+    def source(self) -> str:
+        """Provenance label recorded on every trial ("random", "llm:<model>")."""
+
+    @property
+    def label(self) -> str:
+        """Short name of the proposer in default run names ("llm", "random", "optuna:tpe")."""
+        return self.kind
+
+    def validate(self) -> None:
+        """Raise a clear error for unusable settings, before any budget is spent."""
+
+    def prepare(self, problem: Problem) -> None:
+        """Adapt to the problem before the run (e.g. decide on structured output)."""
+
+    def uses_llm(self) -> bool:
+        return False
+
+    def bind_cache(self, cache: ResponseCache) -> None:
+        """Offered the run store's response cache; proposers without a model ignore it."""
+
+    def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
+        """Prepare a step; returns the meta-prompt to record (None if the proposer has none)."""
+        return None
+
+    @abstractmethod
+    def propose(self, problem: Problem, prompt: str | None, numbers: list[int], seed: int,
+                on_call: CallHook | None = None) -> list[Proposal]:
+        """One proposal per trial number, in the same order."""
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+def decode_reply(problem: Problem, number: int, source: str, text: str) -> Proposal:
+    """Decode one reply; a reply that does not decode is an INVALID proposal, never an exception."""
+    try:
+        return Proposal(number, source, solution=problem.decode(text), raw=text)
+    except ParseError as exc:
+        return Proposal(number, source, raw=text, error=f"ParseError: {exc}"[:1000])
+    except Exception as exc:  # a decoder bug must not kill a paid-for run; the contract tests catch it
+        return Proposal(number, source, raw=text,
+                        error=f"decode raised {type(exc).__name__} (should raise ParseError): {exc}"[:1000])
