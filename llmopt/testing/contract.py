@@ -65,12 +65,25 @@ def _explore(prop: str, strategy: st.SearchStrategy, body: Callable[[Any], None]
     try:
         example()
     except Exception as exc:
-        notes = "\n".join(_clip(line) for note in getattr(exc, "__notes__", ()) for line in str(note).splitlines())
+        notes = "\n".join(_clip(line) for note in getattr(exc, "__notes__", ())
+                          if not str(note).startswith(("while generating", "Explanation:"))  # about our code
+                          for line in str(note).splitlines())
         if isinstance(exc, ContractViolation):
             prop, detail = exc.prop, exc.detail
         else:
             detail = f"{type(exc).__name__}: {exc}"
         raise ContractViolation(prop, f"{detail}\n{notes}".rstrip()) from exc
+
+
+@contextlib.contextmanager
+def _named(prop: str) -> Iterator[None]:
+    """An exception in a deterministic check becomes a ContractViolation naming the property."""
+    try:
+        yield
+    except ContractViolation:
+        raise
+    except Exception as exc:
+        raise ContractViolation(prop, f"{type(exc).__name__}: {_short(str(exc), 300)}") from exc
 
 
 def _clip(line: str, limit: int = 600) -> str:
@@ -173,6 +186,11 @@ def _same_draws(problem: Problem, what: str, draw_: Callable[[], Any], many: boo
 def check_reproducible(problem: Problem) -> None:
     """Starting solutions and random draws are a function of the generator state they are given
     (same state, same draws), and of nothing else (not of numpy's or Python's global RNG)."""
+    with _named(REPRODUCIBLE):
+        _reproducible(problem)
+
+
+def _reproducible(problem: Problem) -> None:
     for seed in SEEDS:
         _same_draws(problem, f"initial_solutions(stream({seed}, 'contract', 'start'))",
                     lambda: problem.initial_solutions(stream(seed, "contract", "start")), True)
@@ -192,11 +210,12 @@ def _finite(problem: Problem, solution: Any) -> None:
 def check_finite_scores(problem: Problem, solutions: st.SearchStrategy | None = None, *,
                         max_examples: int = 200) -> None:
     """Every starting solution and random draw, and every valid solution, scores to a finite number."""
-    for seed in SEEDS:
-        for solution in problem.initial_solutions(stream(seed, "contract", "start")):
-            _finite(problem, solution)
-        for i in range(DRAWS):
-            _finite(problem, problem.random_solution(stream(seed, "contract", "random", i)))
+    with _named(FINITE):
+        for seed in SEEDS:
+            for solution in problem.initial_solutions(stream(seed, "contract", "start")):
+                _finite(problem, solution)
+            for i in range(DRAWS):
+                _finite(problem, problem.random_solution(stream(seed, "contract", "random", i)))
     _explore(FINITE, _or_derived(problem, solutions), lambda s: _finite(problem, s), max_examples)
 
 
@@ -222,7 +241,8 @@ def _json_fault(value: Any, path: str) -> str | None:
 
 def check_config(problem: Problem) -> None:
     """config() is a dict that JSON keeps as it is (the run store records it), named as the problem."""
-    config = problem.config()
+    with _named(CONFIG):
+        config = problem.config()
     if not isinstance(config, dict):
         raise ContractViolation(CONFIG, f"config() returned {type(config).__name__}, not a dict")
     fault = _json_fault(config, "config()")
@@ -242,7 +262,8 @@ def check_text(problem: Problem) -> None:
     if problem.answer_schema() is not None:
         hooks.append(("structured_answer_format()", problem.structured_answer_format))
     for name, hook in hooks:
-        text = hook()
+        with _named(TEXT):
+            text = hook()
         if not isinstance(text, str) or not text.strip():
             raise ContractViolation(TEXT, f"{name} is {_short(text)}: it must be non-empty text")
 
@@ -256,7 +277,8 @@ def check_answer_schema(problem: Problem, solutions: st.SearchStrategy | None = 
                         max_examples: int = 200) -> None:
     """answer_schema() is a valid JSON schema; where the problem has a JSON form (to_json), that form
     of every valid solution follows it, and the structured answer it makes decodes to the solution."""
-    schema = problem.answer_schema()
+    with _named(ANSWER_SCHEMA):
+        schema = problem.answer_schema()
     if schema is None:
         return
     try:
@@ -291,7 +313,8 @@ def check_search_space(problem: Problem, solutions: st.SearchStrategy | None = N
                        max_examples: int = 200) -> None:
     """search_space() is a bounded space; from_json accepts each of its values v with
     to_json(from_json(v)) == v; and from_json(to_json(s)) has s's key for valid solutions s."""
-    space = problem.search_space()
+    with _named(SEARCH_SPACE):
+        space = problem.search_space()
     if space is None:
         return
     try:

@@ -166,7 +166,7 @@ def space_solution(problem: Problem) -> Callable[[Any], Any]:
         try:
             return problem.from_json(value)
         except ParseError as exc:
-            raise ContractViolation("search space values convert",
+            raise ContractViolation("search space round trip",
                                     f"from_json({value!r}) raised ParseError for a value of search_space(): "
                                     f"{exc}") from exc
 
