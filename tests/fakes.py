@@ -1,5 +1,8 @@
 """Test doubles for the LLM door: scripted replies that depend only on (prompt, seed).
 
+Built on :mod:`llmopt.testing.scripted` (what users script their own tests with); these add the
+fault injection the loop's own tests need.
+
 They replace the network, never the loop: the optimizer, cache, accounting and store see them
 exactly as they see litellm.
 """
@@ -13,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from llmopt.llm.client import LLM, BackendReply
+from llmopt.testing.scripted import ScriptBackend
 
 Script = Callable[[str, int], str]
 
@@ -35,13 +39,15 @@ def linreg_script(prompt: str, seed: int) -> str:
     return f"Let me try a nearby point.\n[{w + int(dw)}, {b + int(db)}]"
 
 
-class ScriptedBackend:
-    """An async backend: reply = script(prompt, seed); counts calls; optional latency/failures."""
+class ScriptedBackend(ScriptBackend):
+    """llmopt.testing's script backend (reply = script(prompt, seed), calls recorded) plus what the
+    loop's own tests need: every request kept, latency, injected failures, a price per call."""
 
     def __init__(self, script: Script = linreg_script, *, latency_s: float = 0.0,
                  fail: Callable[[dict[str, Any]], Exception | None] | None = None,
                  cost_per_call: float | None = None) -> None:
-        self.script, self.latency_s, self.fail, self.cost_per_call = script, latency_s, fail, cost_per_call
+        super().__init__(script, cost_per_call=cost_per_call)
+        self.latency_s, self.fail = latency_s, fail
         self.requests: list[dict[str, Any]] = []
 
     async def __call__(self, request: dict[str, Any]) -> BackendReply:
@@ -50,10 +56,7 @@ class ScriptedBackend:
             await asyncio.sleep(self.latency_s)
         if self.fail is not None and (exc := self.fail(request)) is not None:
             raise exc
-        prompt = prompt_of(request)
-        text = self.script(prompt, request["seed"])
-        return BackendReply(text=text, prompt_tokens=len(prompt.split()), completion_tokens=len(text.split()),
-                            cost_usd=self.cost_per_call, finish_reason="stop")
+        return await super().__call__(request)
 
 
 def scripted_llm(script: Script = linreg_script, model: str = "fake/scripted", **kwargs: Any) -> tuple[LLM, ScriptedBackend]:

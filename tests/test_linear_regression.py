@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from contract import ProblemContract
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baselines.linear_regression import best_integer_pair, least_squares
 from llmopt import ParseError
 from llmopt.seeding import stream
+from llmopt.testing import ProblemContract
 from problems.linear_regression.problem import MAX_ABS, LinearRegression
 
 PROBLEM = LinearRegression()

@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from contract import ProblemContract
 from fakes import scripted_llm
 from hypothesis import strategies as st
 
 from llmopt import Budget, LLMProposer, Optimizer, ParseError, RunStore, StopReason
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
+from llmopt.testing import ProblemContract
 from problems.prompt_optimization.data import Example, Task
 from problems.prompt_optimization.problem import PromptOptimization
 from problems.prompt_optimization.scorer import Scorer, scorer_prompt

@@ -21,6 +21,8 @@ from problems.tsp.instances import TSPInstance, tour_length
 Tour = tuple[int, ...]
 
 _TRACE = re.compile(r"<trace>(.*?)</trace>", re.DOTALL)
+#: A city number as text (at most 18 digits: int() of a longer one can fail, and no instance has that many).
+_INTEGER = re.compile(r"[-+]?\d{1,18}")
 
 
 def canonical(tour: Tour) -> Tour:
@@ -96,12 +98,11 @@ class TravellingSalesman(Problem[Tour]):
         if match is None:
             raise ParseError('no trace found: expected <trace> 0,1,2,... </trace> or {"trace": [...]}')
         tokens = [t.strip() for t in match.group(1).replace("\n", ",").split(",") if t.strip()]
-        try:
-            items = [int(t) for t in tokens]
-        except ValueError:
-            bad = next(t for t in tokens if not re.fullmatch(r"[-+]?\d+", t))
-            raise ParseError(f"trace has a non-integer entry {bad[:20]!r}") from None
-        return self._check(items)
+        bad = next((t for t in tokens if not _INTEGER.fullmatch(t)), None)
+        if bad is not None:  # also too many digits: int() refuses over 4,300 of them with a ValueError
+            raise ParseError(f"trace has an entry of {len(bad)} digits" if bad.lstrip("+-").isdigit()
+                             else f"trace has a non-integer entry {bad[:20]!r}")
+        return self._check([int(t) for t in tokens])
 
     @staticmethod
     def _json_trace(obj: dict[str, Any]) -> list[int] | None:

@@ -1,0 +1,19 @@
+"""What users test their own problems with (as ``optuna.testing`` ships suites for samplers).
+
+    from llmopt.testing import ProblemContract, ScriptedLLM, check_problem, strategies
+
+    check_problem(MyProblem())                      # every property; AssertionError names the broken one
+    class TestMyProblem(ProblemContract):           # or in pytest, one test per property
+        problem = MyProblem()
+    llm = ScriptedLLM(["[3]", "no idea", "[7]"])    # a scripted model for Optimizer(..., LLMProposer(llm))
+    replies = strategies.replies(MyProblem())       # hostile LLM replies, for your own @given tests
+"""
+
+from __future__ import annotations
+
+from llmopt.testing import strategies
+from llmopt.testing.contract import ContractViolation, ProblemContract, check_problem
+from llmopt.testing.scripted import Call, ScriptedLLM, ScriptExhausted
+
+__all__ = ["Call", "ContractViolation", "ProblemContract", "ScriptExhausted", "ScriptedLLM", "check_problem",
+           "strategies"]
