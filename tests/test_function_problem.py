@@ -224,3 +224,15 @@ def test_llmopt_run_function_refuses_bad_input_in_one_line(tmp_path, capsys, cha
     err = capsys.readouterr().err
     assert code == 2 and says in err and err.count("\n") == 1, err
     assert not store.exists()  # refused before any store was made
+
+
+# --- the shipped contract ------------------------------------------------------------------------
+
+def test_a_function_problem_passes_the_shipped_contract_with_no_strategy_given() -> None:
+    from llmopt.testing import check_problem
+
+    check_problem(problem(), max_examples=150)
+    words = FunctionProblem(lambda s: len(s["w"]), {"type": "object", "properties": {"w": {"type": "string"}},
+                                                    "required": ["w"]},
+                            description="Find a short word.", random_solution=lambda rng: {"w": "ab"[rng.integers(2)]})
+    check_problem(words, max_examples=100)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from hypothesis import strategies as st
-from hypothesis_jsonschema import from_schema
 
 from llmopt.problem import ParseError, Problem, json_objects
 from llmopt.seeding import stream
@@ -53,19 +52,6 @@ def _starts(problem: Problem) -> st.SearchStrategy:
         return starts[index % len(starts)]
 
     return st.tuples(_SEED, st.integers(0, 63)).map(pick)
-
-
-def _jsonschema_draws_objects() -> bool:
-    """hypothesis-jsonschema 0.23 draws objects with a hypothesis internal (``many.more``) that newer
-    hypothesis releases renamed; where it is gone, its object schemas fail at draw time."""
-    try:
-        from hypothesis.internal.conjecture import utils
-    except ImportError:
-        return False
-    return hasattr(getattr(utils, "many", None), "more")
-
-
-_JSONSCHEMA_WORKS = _jsonschema_draws_objects()
 
 
 def space_values(schema: dict[str, Any]) -> st.SearchStrategy:
@@ -141,21 +127,15 @@ def _float(value: Any) -> float | None:
 
 
 def schema_values(schema: Any) -> st.SearchStrategy | None:
-    """Values of a JSON schema: exact for a bounded search space, else hypothesis-jsonschema's where
-    it works, else values of the schema's shape. None for no schema."""
+    """Values of a JSON schema: exact for a bounded search space, else values of the schema's shape
+    (hypothesis-jsonschema 0.23 would be the tool, but it cannot draw objects with hypothesis 6.170:
+    it calls an internal, ``many.more``, that hypothesis removed). None for no schema."""
     if not isinstance(schema, dict):
         return None
     try:
         return space_values(schema)
     except SpaceError:
         pass
-    if _JSONSCHEMA_WORKS:
-        try:
-            strategy = from_schema(schema)
-            strategy.validate()
-            return strategy
-        except Exception:  # a schema hypothesis-jsonschema does not support
-            pass
     return _loose(schema)
 
 
