@@ -1,6 +1,6 @@
 """What a newcomer hit on a first afternoon, each pinned: plotting an ordinary store, zero counts,
 dollars as a number, --help saying each default once, the empty instruction in a summary, and the
-README's new-problem example run as written."""
+docs/problems.md Problem-class example run as written (the README's own snippet: tests/test_readme_byop.py)."""
 
 from __future__ import annotations
 
@@ -219,17 +219,17 @@ def test_the_prompt_summary_shows_the_empty_instruction(tmp_path: Path, capsys, 
     assert re.search(r'^best +""  \(value 0, step 0\)$', out, re.M), out
 
 
-# --- 7. the README's new-problem example -----------------------------------------------------------
+# --- 7. the Problem-class example of docs/problems.md (the README links to it) ------------------------
 
 def readme_problem_example() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("A new problem subclasses `llmopt.Problem`", 1)[1]
+    text = (README.parent / "docs" / "problems.md").read_text(encoding="utf-8")
+    section = text.split("## Writing a Problem class", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 def test_the_readme_new_problem_example_runs_as_written(capsys) -> None:
     namespace: dict = {"__name__": "readme_example"}
-    exec(compile(readme_problem_example(), "README.md (new problem)", "exec"), namespace)  # runs it: random control
+    exec(compile(readme_problem_example(), "docs/problems.md (Problem class)", "exec"), namespace)  # runs it: random control
     assert capsys.readouterr().out.strip()  # it prints its stop reason and best solution
     classes = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, Problem) and v is not Problem]
     assert len(classes) == 1
