@@ -66,7 +66,7 @@ def outcome(store: RunStore, name: str, w: int, b: int) -> dict[str, Any]:
         if t.state is TrialState.COMPLETE:
             evals += 1
             unique.add(t.key)
-            if tuple(t.solution) == (w, b) and solved_step is None:
+            if t.text == f"w={w}, b={b}" and solved_step is None:
                 solved_step, solved_eval = t.step, evals
     steps = max((t.step for t in trials), default=0)
     return {"solved_step": solved_step, "solved_eval": solved_eval, "unique": len(unique), "steps": steps,

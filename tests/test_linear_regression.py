@@ -108,3 +108,13 @@ def test_bad_settings_are_refused() -> None:
 class TestLinearRegressionContract(ProblemContract):
     problem = LinearRegression(seed=3)
     solutions = pairs
+
+
+def test_from_json_refuses_out_of_range_pairs_with_a_parse_error() -> None:
+    from llmopt import ParseError
+
+    problem = LinearRegression()
+    assert problem.from_json({"w": 15, "b": 14}) == (15, 14)
+    for value in ({"w": 10**5000, "b": 1}, {"w": 10**20, "b": 1}, {"w": "15", "b": 14}, [15, 14], None):
+        with pytest.raises(ParseError):
+            problem.from_json(value)

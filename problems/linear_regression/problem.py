@@ -94,7 +94,10 @@ class LinearRegression(Problem[Pair]):
         return {"w": int(solution[0]), "b": int(solution[1])}
 
     def from_json(self, value: Any) -> Pair:
-        pair = _json_pair(value) if isinstance(value, dict) else None
+        try:
+            pair = _json_pair(value) if isinstance(value, dict) else None
+        except ValueError:  # an integer too long to write as text (over 4,300 digits)
+            raise ParseError(f"pair out of range (|w|, |b| <= {MAX_ABS})") from None
         if pair is None:
             raise ParseError(f'expected {{"w": <int>, "b": <int>}}, got {value!r}'[:200])
         return self._pair(*pair)
