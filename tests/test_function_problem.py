@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import jsonschema
 import numpy as np
@@ -236,3 +237,34 @@ def test_a_function_problem_passes_the_shipped_contract_with_no_strategy_given()
                                                     "required": ["w"]},
                             description="Find a short word.", random_solution=lambda rng: {"w": "ab"[rng.integers(2)]})
     check_problem(words, max_examples=100)
+
+
+def test_a_compare_grid_runs_a_function_problem_beside_optuna(tmp_path, monkeypatch, capsys) -> None:
+    from llmopt.cli import main
+
+    module, schema = cli_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "grid.toml").write_text(f'''
+name = "fn"
+store = "grid.db"
+seeds = 2
+
+[defaults]
+steps = 3
+
+[problems.function]
+objective = "{module}:bowl"
+schema = "space.json"
+description = "Minimize a bowl in x and y."
+
+[configs.random]
+proposer = "random"
+
+[configs.tpe]
+proposer = "optuna:tpe"
+''')
+    assert main(["compare", "grid.toml"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^random +2/2 ", out, re.M) and re.search(r"^tpe +2/2 ", out, re.M), out
+    with RunStore(str(tmp_path / "grid.db"), readonly=True) as s:
+        assert len(s.runs()) == 4 and all(r.problem == "function" for r in s.runs())
