@@ -73,10 +73,15 @@ def outcome(store: RunStore, name: str, w: int, b: int) -> dict[str, Any]:
             "evals": evals, "elapsed": run.elapsed_s}
 
 
+def mean(key: str, runs: list[dict[str, Any]]) -> str:
+    return f"{statistics.mean(g[key] for g in runs):.1f}" if runs else "-"
+
+
 def table(store_path: str, methods: list[str], seeds: int) -> list[list[Any]]:
     rows: list[list[Any]] = [["(w, b)", "method", "solved", "steps to exact pair (mean of solved)",
                               "evaluations to it (mean)", "unique pairs (mean)", "s per run (mean)",
                               "paper gpt-4: steps (unique pairs)"]]
+    totals: dict[str, list[dict[str, Any]]] = {}
     with RunStore(store_path, readonly=True) as store:
         for w, b in SETTINGS:
             for method in methods:
@@ -85,11 +90,15 @@ def table(store_path: str, methods: list[str], seeds: int) -> list[list[Any]]:
                 if not got:
                     continue
                 solved = [g for g in got if g["solved_step"] is not None]
-                mean = lambda key, rs: f"{statistics.mean(g[key] for g in rs):.1f}" if rs else "-"  # noqa: E731
                 paper = PAPER_GPT4[(w, b)]
                 rows.append([f"({w}, {b})", method, f"{len(solved)}/{len(got)}", mean("solved_step", solved),
                              mean("solved_eval", solved), mean("unique", got), mean("elapsed", got),
                              f"{paper[0]} ({paper[1]})" if method == methods[0] else ""])
+                totals.setdefault(method, []).extend(got)
+        for method, got in totals.items():
+            solved = [g for g in got if g["solved_step"] is not None]
+            rows.append(["all seven", method, f"{len(solved)}/{len(got)}", mean("solved_step", solved),
+                         mean("solved_eval", solved), mean("unique", got), mean("elapsed", got), ""])
     return rows
 
 
