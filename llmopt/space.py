@@ -84,6 +84,10 @@ def _bounds(node: dict[str, Any], path: Path, integer: bool) -> tuple[float, flo
     low, high = node.get("minimum"), node.get("maximum")
     ex_low, ex_high = node.get("exclusiveMinimum"), node.get("exclusiveMaximum")
     step = node.get("multipleOf")
+    if step is not None and not float(step).is_integer() and not math.log2(step).is_integer():
+        raise _unbounded(path, f"a multiple of {step}", "use a multipleOf that binary floating point holds exactly "
+                         "(an integer, 0.5, 0.25, ...): validators test multipleOf in floating point, where 0.3 is "
+                         "not a multiple of 0.1")
     if integer:
         step = max(1, int(step)) if step is not None and float(step).is_integer() else step
         inner_low = None if ex_low is None else math.floor(ex_low) + 1

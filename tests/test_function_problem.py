@@ -268,3 +268,16 @@ proposer = "optuna:tpe"
     assert re.search(r"^random +2/2 ", out, re.M) and re.search(r"^tpe +2/2 ", out, re.M), out
     with RunStore(str(tmp_path / "grid.db"), readonly=True) as s:
         assert len(s.runs()) == 4 and all(r.problem == "function" for r in s.runs())
+
+
+def test_a_decimal_multiple_of_is_refused_and_a_binary_one_draws_valid_values() -> None:
+    with pytest.raises(ValueError, match=r"the schema at /x is a multiple of 0.1.*0.3 is not a multiple of 0.1"):
+        FunctionProblem(bowl, {"type": "object", "properties": {"x": {"type": "number", "minimum": 0, "maximum": 1,
+                                                                     "multipleOf": 0.1}}}, description="d")
+    schema = {"type": "object", "properties": {"x": {"type": "number", "minimum": 0, "maximum": 3, "multipleOf": 0.25},
+                                               "n": {"type": "integer", "minimum": 1, "maximum": 20, "multipleOf": 5}},
+              "required": ["x", "n"]}
+    p = FunctionProblem(lambda s: s["x"] + s["n"], schema, description="d")
+    draws = [p.random_solution(stream(0, "r", i)) for i in range(100)]
+    assert all(jsonschema.Draft202012Validator(schema).is_valid(d) for d in draws)
+    assert {d["n"] for d in draws} == {5, 10, 15, 20} and len({d["x"] for d in draws}) == 13
