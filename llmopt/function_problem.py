@@ -65,6 +65,14 @@ def canonical_json(value: Any) -> str:
     return json.dumps(canonical(value), sort_keys=True, ensure_ascii=False, allow_nan=False)
 
 
+def _is_space(schema: dict[str, Any]) -> bool:
+    try:
+        check_space(schema)
+    except SpaceError:
+        return False
+    return True
+
+
 def callable_name(fn: Callable[..., Any]) -> str:
     """``module:qualname`` of a function: how a run records which objective it optimized."""
     return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
@@ -97,6 +105,7 @@ class FunctionProblem(Problem[Any]):
         check_schema(schema)
         if random_solution is None:
             check_space(schema)  # draws come from the schema: it must be bounded (one line if not)
+        self._space = schema if random_solution is None or _is_space(schema) else None
         self.objective, self.schema, self.description = objective, schema, description.strip()
         self.direction, self.name = Direction(direction), name
         self._random, self.num_starts, self._optimum = random_solution, int(num_starts), optimum
@@ -195,11 +204,9 @@ class FunctionProblem(Problem[Any]):
             raise ParseError(str(exc)) from None
 
     def search_space(self) -> dict[str, Any] | None:
-        try:
-            check_space(self.schema)
-        except SpaceError:
-            return None  # a schema with free strings etc.: LLM and random search only (random_solution)
-        return self.schema
+        """The schema, if it is a bounded space (decided once: optuna asks for it at every proposal);
+        None for free strings etc., searched by an LLM and random search only (``random_solution``)."""
+        return self._space
 
     # --- search space --------------------------------------------------------------------
     def score(self, solution: Any) -> float:
