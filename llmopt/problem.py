@@ -69,6 +69,17 @@ class Direction(str, enum.Enum):
         return a < b if self is Direction.MINIMIZE else a > b
 
 
+GAP_LADDER = (10.0, 5.0, 2.0, 1.0, 0.0)  # percent: the fixed-target ladder of a problem with a known optimum
+
+
+def gap_ladder(optimum: float | None, direction: Direction | str) -> list[tuple[str, float]]:
+    """Targets at :data:`GAP_LADDER` gaps to ``optimum`` (easiest first); none for an unknown or zero optimum."""
+    if optimum is None or optimum == 0:
+        return []
+    sign = 1.0 if Direction(direction) is Direction.MINIMIZE else -1.0
+    return [(f"gap {g:g}%", float(optimum) + sign * abs(float(optimum)) * g / 100.0) for g in GAP_LADDER]
+
+
 def gap_pct(value: float, optimum: float | None, direction: Direction | str) -> float | None:
     """How far ``value`` falls short of ``optimum``, in percent of ``|optimum|``: positive when worse,
     0 at the optimum, negative if better (an optimum that was only the best known). Direction-aware:
@@ -220,6 +231,12 @@ class Problem(ABC, Generic[S]):
     def is_solved(self, solution: S) -> bool:
         """True if ``solution`` is the known optimum (the paper's success criterion)."""
         return False
+
+    def targets(self) -> list[tuple[str, float]]:
+        """The ladder of targets of the fixed-target views (``llmopt plot``'s ECDF), easiest first, as
+        (label, value) pairs: by default gaps of 10, 5, 2, 1 and 0 % to the known optimum; none when
+        no optimum is known (the figure then uses the best value any run found)."""
+        return gap_ladder(self.optimum, self.direction)
 
     def config(self) -> dict[str, Any]:
         """JSON-able parameters that identify the instance; recorded with every run."""

@@ -20,7 +20,8 @@ from test_interrupts import spawn
 
 from llmopt import RunStore
 from llmopt.cli import main
-from llmopt.experiments.compare import parse_cell
+from llmopt.experiments.compare import format_summary, parse_cell
+from llmopt.experiments.stats import summarize
 from llmopt.experiments.grid import Grid, GridError, grid_from_dict, load_grid
 
 KEY = {"GRID_KEY": "sk-grid-00000000"}
@@ -87,7 +88,7 @@ def store_runs(path: Path) -> dict[str, list[tuple]]:
 
 def without_times(table: str) -> str:
     """The tables without their last column (wall time, which no two runs share)."""
-    return re.sub(r"\s+\S+( ± \S+)?\s*$", "", table, flags=re.M)
+    return re.sub(r"  +(?:\S+ )*\S+\s*$", "", table, flags=re.M)  # cells hold single spaces, columns two
 
 
 # --- the grid description ---------------------------------------------------------------
@@ -117,7 +118,7 @@ def test_the_papers_ablations_are_one_line_each() -> None:
         "start_range": [[10, 20], [0, 30]]}}, name="ablate", source="test")
     assert "proposals=16" in grid.configs and "temperature=1.5" in grid.configs and "scores=hidden" in grid.configs
     assert grid.configs["start-range=0 30"] == {"start-range": [0, 30]}
-    assert len(grid.cells()) == 5 + 5 + 3 + 3 + 4 + 2
+    assert len(grid.cells()) == (5 + 5 + 3 + 3 + 4 + 2) * 10  # ten seeds by default
 
 
 @pytest.mark.parametrize("text, words", [
@@ -185,11 +186,11 @@ def test_a_grid_over_two_problems_runs_then_is_only_read_back(tmp_path: Path, ca
         assert row in out
     tsp_table = out.split("tsp8 (tsp")[1]
     optimum_row = next(line for line in tsp_table.splitlines() if line.startswith("optimum (reference)"))
-    assert "0.00 ± 0.00" in optimum_row  # the optimum's gap to itself
+    assert "  0.00  " in optimum_row  # the optimum's gap to itself, the same for every seed: one number
     with RunStore(store) as s:  # the table's call count is the store's, per run
         calls = [s.usage(s.get_run(f"g/linreg/opro/seed{k}").id).calls for k in (0, 1)]
     opro_row = next(line for line in out.split("tsp8 (tsp")[0].splitlines() if line.startswith("opro "))
-    assert f"{np.mean(calls):.0f} ± {np.std(calls, ddof=1):.0f}" in opro_row
+    assert format_summary(summarize(calls), "{:.0f}") in opro_row
     assert "2/2" in opro_row
 
 
@@ -260,7 +261,8 @@ def test_plot_writes_every_figure_as_png_and_svg(tmp_path: Path, capsys) -> None
     grid.write_text(grid.read_text().replace("random-range = [0, 30]", "proposals = 3"))
     assert main(["compare", str(grid), "--store", str(store), "--plot", str(figures)]) == 0
     written = sorted(p.name for p in figures.iterdir())
-    expected = [f"{p}-{kind}.{fmt}" for p in ("linreg", "tsp") for kind in ("best-vs-step", "best-vs-evals", "proposals")
+    expected = [f"{p}-{kind}.{fmt}" for p in ("linreg", "tsp")
+                for kind in ("best-vs-step", "best-vs-evals", "ecdf", "proposals")
                 for fmt in ("png", "svg")] + ["tsp-solutions.png", "tsp-solutions.svg"]
     assert written == sorted(expected)  # tours for TSP only: linear regression draws nothing
     for path in figures.iterdir():

@@ -104,7 +104,7 @@ def test_stored_gaps_follow_the_direction(tmp_path: Path) -> None:
     assert [row[-1] for row in table[1:]] == ["60.00", "20.00"]  # (10 - best) / 10, not the minimizing sign
     refs = {0: [Reference("fixed", 8.0)], 1: [Reference("fixed", 12.0)]}
     [row] = reference_rows(refs, {0: 10.0, 1: 10.0}, Direction.MAXIMIZE)
-    assert row[6] == "0.00 ± 28.28"  # gaps 20 and -20
+    assert row["gap %"].startswith("0.00 [-10.00, 10.00]")  # gaps 20 and -20: median 0
 
 
 # --- best so far ------------------------------------------------------------------------------

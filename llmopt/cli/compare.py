@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from typing import Any, Sequence
 
 from llmopt.budget import StopReason
-from llmopt.experiments.compare import Collected, collect, tables
-from llmopt.experiments.grid import Grid, GridError, grid_from_dict, load_grid, parse_seeds, sweep_configs, tomllib
+from llmopt.experiments.compare import Collected, TableOptions, collect, parse_budget, parse_gap, tables
+from llmopt.experiments.grid import (
+    DEFAULT_SEEDS,
+    Grid,
+    GridError,
+    grid_from_dict,
+    load_grid,
+    parse_seeds,
+    sweep_configs,
+    tomllib,
+)
 from llmopt.experiments.plot import write_figures
 from llmopt.experiments.report import format_table, markdown_table
 from llmopt.experiments.runs import PROPOSERS
@@ -57,25 +67,44 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
     if sweep and llm_rows:
         sweep["base"] = llm_rows[0]  # an ablation changes the (first) OPRO configuration
     configs.update(sweep_configs(sweep, configs, "--sweep"))
-    data = {"name": args.name, "seeds": 3 if args.seeds is None else args.seeds, "defaults": settings,
+    data = {"name": args.name, "seeds": DEFAULT_SEEDS if args.seeds is None else args.seeds, "defaults": settings,
             "problems": {p: {} for p in args.problems}, "configs": configs}
     return grid_from_dict(data, name=args.name, source="command line")
 
 
-def print_tables(collected: Collected, markdown: bool) -> None:
-    for plabel, rows in tables(collected).items():
+def table_options(args: argparse.Namespace) -> TableOptions:
+    """The statistics flags; a bad value is one line (GridError) before anything runs."""
+    if args.target is not None and args.target_gap is not None:
+        raise GridError("give --target or --target-gap, not both")
+    return TableOptions(control=args.control, target=args.target,
+                        target_gap=None if args.target_gap is None else parse_gap(args.target_gap),
+                        budget=None if args.budget is None else parse_budget(args.budget))
+
+
+def print_tables(collected: Collected, markdown: bool, options: TableOptions = TableOptions(),
+                 csv_out: bool = False) -> None:
+    computed = tables(collected, options)
+    if csv_out:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        for n, (plabel, rows) in enumerate(computed.items()):
+            writer.writerows([["problem", *rows[0]]] * (n == 0) + [[plabel, *row] for row in rows[1:]])
+        return
+    for plabel, rows in computed.items():
         commands = {o.cell.command for o in collected.outcomes if o.cell.problem == plabel}
         print(f"\n{plabel} ({', '.join(sorted(commands))}; seeds {', '.join(map(str, collected.grid.seeds))})")
         print(markdown_table(rows) if markdown else format_table(rows))
+        for note in rows.notes:
+            print(f"{'* ' if markdown else '  '}{note}")
 
 
 class CompareCommand:
     """Run a grid of experiments (problem x configuration x seed) into one store, resuming what
-is done, and print one table per problem: mean ± std over seeds, with the problem's baselines
-and optimum as rows.
+is done, and print one table per problem: per configuration the median with its interquartile
+range and a bootstrap CI of the mean, success rates with Wilson intervals, COCO's aRT, and a test
+against the control (Holm-corrected), with the problem's baselines and optimum as rows.
 
   llmopt compare experiments/demo.toml             # a grid file (see experiments/)
-  llmopt compare --problems linreg tsp --seeds 3 --set steps=10
+  llmopt compare --problems linreg tsp --seeds 10 --set steps=10 --budget evals=40 --target-gap 1%
   llmopt compare --problems linreg --sweep temperature=[0.0,1.0,2.0] --proposers llm
 """
 
@@ -88,7 +117,7 @@ and optimum as rows.
         else:  # llmopt plot: a grid's runs, or any runs of a store
             p.add_argument("grid", nargs="*", metavar="GRID_OR_RUN",
                            help="a TOML grid file, or names of runs in --store (default: every run of the store)")
-        store_default, seeds_default = f"the grid's, else {DEFAULT_STORE}", "the grid file's, else 3"
+        store_default, seeds_default = f"the grid's, else {DEFAULT_STORE}", f"the grid file's, else {DEFAULT_SEEDS}"
         if not figures:
             seeds_default += "; without a grid, every seed in the store"
         p.add_argument("--store", help=f"run store (default: {store_default})")
@@ -105,9 +134,15 @@ and optimum as rows.
                        help="one configuration per value of an option (repeatable)")
         p.add_argument("--name", default="compare", help="grid name for the command-line case (default compare)")
         p.add_argument("--no-references", action="store_true", help="leave out the classical baselines")
+        p.add_argument("--control", help="the configuration each row is tested against (default: random, if present)")
+        p.add_argument("--target", type=float, help="also the aRT (average evaluations) to reach this value")
+        p.add_argument("--target-gap", metavar="PCT", help="also the aRT to this gap to the optimum, e.g. 1%%")
+        p.add_argument("--budget", metavar="AXIS=AMOUNT",
+                       help="also compare the best value within a spend: evals=200, tokens=50000, usd=1 or seconds=60")
         if figures:
             p.add_argument("--no-run", action="store_true", help="only print the tables of what is in the store")
             p.add_argument("--markdown", action="store_true", help="tables in Markdown")
+            p.add_argument("--csv", action="store_true", help="tables as CSV on stdout (one header, a problem column)")
             p.add_argument("--plot", metavar="DIR", help="also write the figures (see llmopt plot) to DIR")
             p.add_argument("--quiet", action="store_true",
                            help="no progress bar of each run (the line naming each cell stays)")
@@ -115,6 +150,7 @@ and optimum as rows.
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         grid = grid_from_args(args)
+        options = table_options(args)
         store = args.store or grid.store or DEFAULT_STORE
         try:
             collected = collect(grid, store, run=not args.no_run, with_references=not args.no_references,
@@ -122,7 +158,7 @@ and optimum as rows.
         except KeyboardInterrupt:
             print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
             return 130
-        print_tables(collected, args.markdown)
+        print_tables(collected, args.markdown, options, csv_out=args.csv)
         if args.plot:
             for path in write_figures(collected, args.plot):
                 print(f"wrote {path}")

@@ -8,14 +8,16 @@ from pathlib import Path
 from llmopt.cli.compare import CompareCommand, grid_from_args
 from llmopt.experiments.compare import collect
 from llmopt.experiments.grid import parse_seeds
-from llmopt.experiments.plot import collect_runs, write_figures
+from llmopt.experiments.plot import X_AXES, collect_runs, write_figures
 from llmopt.store import DEFAULT_STORE, RunStore
 
 
 class PlotCommand:
-    """Figures of runs (read from the store; nothing is run): best so far against step and against
-scored solutions with a band over seeds and the baselines as lines, a histogram of proposal
-scores per step, and, for a grid, the best solutions drawn (TSP tours).
+    """Figures of runs (read from the store; nothing is run): best so far against step, scored
+solutions, tokens, dollars or seconds (--x; median over seeds with a 95% bootstrap band, the
+baselines as lines), the fixed-target ECDF (the fraction of (run, target) pairs reached against
+evaluations, over the problem's ladder of targets), a histogram of proposal scores per step, and,
+for a grid, the best solutions drawn (TSP tours).
 
   llmopt plot --out figures/                          # every run of llmopt run's store
   llmopt plot --store runs.db linreg-llm-seed0 linreg-random-seed0 --out figures/
@@ -31,6 +33,8 @@ per configuration with a band over its seeds.
     def add_arguments(p: argparse.ArgumentParser) -> None:
         CompareCommand.add_arguments(p, figures=False)
         p.add_argument("--out", default="figures", help="directory for the figures (default: figures)")
+        p.add_argument("--x", nargs="+", choices=X_AXES, default=["step", "evals"], metavar="AXIS",
+                       help="x axes of the best-so-far figures: step, evals, tokens, usd, seconds (default: step evals)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -46,7 +50,7 @@ per configuration with a band over its seeds.
             seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
             with RunStore(store, readonly=True) as opened:  # plot only reads: nothing is written
                 collected = collect_runs(opened, sources, seeds, with_references=not args.no_references)
-            for path in write_figures(collected, args.out):
+            for path in write_figures(collected, args.out, args.x):
                 print(f"wrote {path}")
             return 0
         if len(sources) > 1 or (sources and grid_file is None):
@@ -59,6 +63,6 @@ per configuration with a band over its seeds.
         collected = collect(grid, store, run=False, with_references=not args.no_references)
         if not any(o.result is not None for o in collected.outcomes):
             raise ValueError(f"no run of grid {grid.name!r} in {store}: run `llmopt compare` first")
-        for path in write_figures(collected, args.out):
+        for path in write_figures(collected, args.out, args.x):
             print(f"wrote {path}")
         return 0

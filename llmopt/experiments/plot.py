@@ -5,10 +5,14 @@ grid's are: by problem (the problem's name and recorded settings, seed aside) an
 configuration (proposer, model, meta-prompt, proposals per step; seed and budget aside), read
 from the stored trials alone. Per problem:
 
-* ``<problem>-best-vs-step``: best-so-far against step, one line per configuration (mean over
-  seeds, band from the lowest to the highest seed), the optimum and the baselines as lines;
-* ``<problem>-best-vs-evals``: the same against the number of scored solutions, the x-axis on
-  which the random control and an LLM are compared fairly;
+* ``<problem>-best-vs-<x>``: best-so-far against ``x`` = step and evals (scored solutions, the
+  axis on which the random control and an LLM are compared fairly) by default, or tokens, usd,
+  seconds (read from the recorded calls and trials), one line per configuration: the median over
+  seeds with a 95% bootstrap band of the median (scipy), the optimum and the baselines as lines;
+* ``<problem>-ecdf``: the fixed-target ECDF as COCO draws it: over the problem's ladder of
+  targets (:meth:`Problem.targets`: gaps of 10, 5, 2, 1, 0 % to the optimum, linear regression's
+  loss levels down to the true pair's), the fraction of (run, target) pairs reached against
+  scored solutions, on a log axis;
 * ``<problem>-proposals``: for each configuration, a histogram per step of the score of every
   proposal (how the proposal distribution shifts as the history grows);
 * ``<problem>-solutions``: for problems that can draw a solution (TSP tours on the plane), each
@@ -31,12 +35,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from llmopt.experiments.compare import Collected, Outcome, Reference
+from llmopt.experiments.compare import Collected, Outcome, Reference, reaches, run_spend
 from llmopt.experiments.grid import Cell, Grid
 from llmopt.experiments.report import stored_history
+from llmopt.experiments.stats import median_band
 from llmopt.history import SolutionHistory, Trial, TrialState
-from llmopt.problem import Direction, gap_pct
+from llmopt.problem import Direction, gap_ladder, gap_pct
 from llmopt.store import RunRecord, RunStore
+from llmopt.store.sqlite import Usage
 
 FORMATS = ("png", "svg")
 
@@ -56,14 +62,6 @@ def step_curve(outcome: "Outcome", last_step: int) -> np.ndarray:
     for step, value in outcome.result.history.best_so_far():
         if value is not None and step <= last_step:
             out[step] = value
-    return _carry_forward(out)
-
-
-def evals_curve(outcome: "Outcome", last: int) -> np.ndarray:
-    """Best-so-far after each scored solution 1..last."""
-    out = np.full(last, np.nan)
-    for evaluation, value in outcome.result.history.best_so_far("evaluation")[:last]:
-        out[evaluation - 1] = value
     return _carry_forward(out)
 
 
@@ -95,25 +93,58 @@ def _reference_lines(ax: Any, collected: "Collected", label: str) -> None:
                    label=f"{name} (mean over seeds)" if len(values) > 1 else name)
 
 
+X_AXES = ("step", "evals", "tokens", "usd", "seconds")
+_X_LABELS = {"step": "step", "evals": "scored solutions (starting points included)", "tokens": "tokens (all calls)",
+             "usd": "dollars (priced calls)", "seconds": "seconds since the run began"}
+_GRID_POINTS = 200
+
+
+def spend_curve(outcome: "Outcome", axis: str, xs: np.ndarray) -> np.ndarray:
+    """Best-so-far at each amount ``xs`` of ``axis`` spent (NaN before the first scored solution; a
+    run that ended sooner keeps its final value)."""
+    spend = outcome.spend
+    if spend is None or not len(spend.values):
+        return np.full(len(xs), np.nan)
+    best = np.minimum.accumulate(spend.values) if outcome.problem.direction is Direction.MINIMIZE \
+        else np.maximum.accumulate(spend.values)
+    index = np.searchsorted(spend.axis(axis), xs, side="right") - 1
+    return np.where(index >= 0, best[np.clip(index, 0, None)], np.nan)
+
+
+def _xs(outcomes: list["Outcome"], x_of: str) -> np.ndarray:
+    if x_of == "step":
+        return np.arange(max(o.result.steps for o in outcomes) + 1, dtype=float)
+    if x_of == "evals":
+        return np.arange(1, max(o.evaluations() for o in outcomes) + 1, dtype=float)
+    top = max((o.spend.total[x_of] for o in outcomes if o.spend is not None), default=0.0)
+    return np.linspace(0.0, top, _GRID_POINTS) if top > 0 else np.zeros(1)
+
+
 def _curves(ax: Any, collected: "Collected", label: str, x_of: str) -> list[float]:
+    """One line per configuration: the median over runs of best-so-far, and a 95% bootstrap band of
+    that median (not the lowest to the highest run)."""
     outcomes = [o for o in collected.outcomes if o.cell.problem == label and o.result is not None]
     seen: list[float] = []
     for config in collected.grid.configs:
         mine = [o for o in outcomes if o.cell.config == config]
         if not mine:
             continue
+        xs = _xs(mine, x_of)
         if x_of == "step":
-            last = max(o.result.steps for o in mine)
-            ys = np.array([step_curve(o, last) for o in mine])
-            xs = np.arange(last + 1)
+            ys = np.array([step_curve(o, int(xs[-1])) for o in mine])
         else:
-            last = max(o.result.evaluations for o in mine)
-            ys = np.array([evals_curve(o, last) for o in mine])
-            xs = np.arange(1, last + 1)
-        mean = np.nanmean(ys, axis=0) if len(ys) else ys
-        line, = ax.plot(xs, mean, label=f"{config} (n={len(mine)})", linewidth=1.6)
+            ys = np.array([spend_curve(o, x_of, xs) for o in mine])
+        started = np.all(np.isfinite(ys), axis=0)  # where every run has a value
+        if not started.any():
+            continue
+        xs, ys = xs[started], ys[:, started]
+        median, low, high = median_band(ys)
+        if len(xs) == 1:  # nothing spent on this axis (random search costs no tokens): a point
+            line, = ax.plot(xs, median, marker="o", linestyle="none", label=f"{config} (n={len(mine)}, none spent)")
+        else:
+            line, = ax.plot(xs, median, label=f"{config} (n={len(mine)})", linewidth=1.6)
         if len(mine) > 1:
-            ax.fill_between(xs, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), color=line.get_color(), alpha=0.18)
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
         seen += [float(v) for v in ys[np.isfinite(ys)]]
     return seen
 
@@ -124,25 +155,94 @@ def seeds_plotted(collected: "Collected", label: str) -> list[int]:
 
 
 def _seeds_text(seeds: Sequence[int]) -> str:
+    if len(seeds) > 4 and list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
     return f"{'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))}"
 
 
 def best_so_far_title(collected: "Collected", label: str) -> str:
-    return f"{label}: best so far (line: mean, band: min to max over {_seeds_text(seeds_plotted(collected, label))})"
+    return (f"{label}: best so far (line: median, band: 95% bootstrap CI of the median; "
+            f"{_seeds_text(seeds_plotted(collected, label))})")
+
+
+def _legend_outside(ax: Any) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
 def best_so_far_figure(collected: "Collected", label: str, x_of: str) -> Any:
+    if x_of not in X_AXES:
+        raise ValueError(f"unknown x axis {x_of!r} (expected one of {', '.join(X_AXES)})")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9.5, 4.5), layout="constrained")
     seen = _curves(ax, collected, label, x_of)
     _reference_lines(ax, collected, label)
     if _log_scale(seen):
         ax.set_yscale("log")
-    ax.set_xlabel("step" if x_of == "step" else "scored solutions (starting points included)")
+    ax.set_xlabel(_X_LABELS[x_of])
     ax.set_ylabel("best value so far")
     ax.set_title(best_so_far_title(collected, label), fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    _legend_outside(ax)
+    return fig
+
+
+def targets_of(outcome: "Outcome", best_known: float | None) -> list[tuple[str, float]]:
+    """The run's ladder of targets: its problem's (:meth:`Problem.targets`), else gaps to the best
+    value any run of the same instance found."""
+    ladder = list(outcome.problem.targets())
+    if not ladder and best_known is not None:
+        ladder = [(f"{name} (to the best found)", value) for name, value in gap_ladder(best_known,
+                                                                                       outcome.problem.direction)]
+    return ladder
+
+
+def ecdf_points(outcomes: list["Outcome"], best_known: dict[int, float | None]) -> tuple[np.ndarray, int]:
+    """Evaluations at which each (run, target) pair was first reached (sorted; unreached pairs left
+    out), and the number of pairs: COCO's fixed-target runtime ECDF."""
+    hits: list[float] = []
+    pairs = 0
+    for o in outcomes:
+        for _, target in targets_of(o, best_known.get(o.cell.seed)):
+            pairs += 1
+            hit = o.evals_to_target(target)
+            if hit is not None:
+                hits.append(float(hit))
+    return np.sort(np.array(hits)), pairs
+
+
+def ecdf_figure(collected: "Collected", label: str) -> Any | None:
+    """The fraction of (run, target) pairs reached against evaluations, one line per configuration;
+    None when the problem has no ladder of targets and no run scored anything."""
+    outcomes = [o for o in collected.outcomes if o.cell.problem == label and o.result is not None]
+    best_known: dict[int, float | None] = {}
+    for o in outcomes:
+        best = o.best()
+        if best is None:
+            continue
+        old = best_known.get(o.cell.seed)
+        better = old is None or (best < old if o.problem.direction is Direction.MINIMIZE else best > old)
+        best_known[o.cell.seed] = best if better else old
+    if not outcomes or not targets_of(outcomes[0], best_known.get(outcomes[0].cell.seed)):
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9.5, 4.5), layout="constrained")
+    for config in collected.grid.configs:
+        mine = [o for o in outcomes if o.cell.config == config]
+        if not mine:
+            continue
+        hits, pairs = ecdf_points(mine, best_known)
+        xs = np.concatenate([[1.0], hits, [float(max(o.evaluations() for o in mine))]])
+        ys = np.concatenate([[0.0], np.arange(1, len(hits) + 1) / pairs, [len(hits) / pairs]])
+        ax.step(xs, ys, where="post", linewidth=1.6, label=f"{config} (n={len(mine)})")
+    names = [name for name, _ in targets_of(outcomes[0], best_known.get(outcomes[0].cell.seed))]
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("scored solutions (starting points included; log scale)")
+    ax.set_ylabel("fraction of (run, target) pairs reached")
+    ax.set_title(f"{label}: fixed-target ECDF over targets {', '.join(names)} "
+                 f"({_seeds_text(seeds_plotted(collected, label))})", fontsize=9, wrap=True)
+    ax.grid(True, alpha=0.3, which="both")
+    _legend_outside(ax)
     return fig
 
 
@@ -214,7 +314,7 @@ def _save(fig: Any, base: Path) -> list[Path]:
     return paths
 
 
-def write_figures(collected: "Collected", out_dir: str | Path) -> list[Path]:
+def write_figures(collected: "Collected", out_dir: str | Path, x_axes: Sequence[str] = ("step", "evals")) -> list[Path]:
     """Every figure of every problem that has at least one run; returns the files written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -223,8 +323,11 @@ def write_figures(collected: "Collected", out_dir: str | Path) -> list[Path]:
         if not any(o.cell.problem == label and o.result is not None for o in collected.outcomes):
             continue
         stem = re.sub(r"[^\w.=+-]+", "_", label)
-        written += _save(best_so_far_figure(collected, label, "step"), out / f"{stem}-best-vs-step")
-        written += _save(best_so_far_figure(collected, label, "evals"), out / f"{stem}-best-vs-evals")
+        for x_of in x_axes:
+            written += _save(best_so_far_figure(collected, label, x_of), out / f"{stem}-best-vs-{x_of}")
+        figure = ecdf_figure(collected, label)
+        if figure is not None:
+            written += _save(figure, out / f"{stem}-ecdf")
         written += _save(proposals_figure(collected, label), out / f"{stem}-proposals")
         figure = solutions_figure(collected, label)
         if figure is not None:
@@ -239,10 +342,14 @@ _GRID_RUN = re.compile(r"^(?P<grid>[^/]+)/(?P<problem>[^/]+)/(?P<config>[^/]+)/s
 
 @dataclass
 class StoredResult:
-    """What the figures read of a run, rebuilt from its stored trials alone (no Problem object)."""
+    """What the figures and tables read of a run, rebuilt from its stored trials and calls alone (no
+    Problem object: a run is solved when it reached the optimum recorded with it)."""
 
     history: SolutionHistory
     steps: int
+    usage: Usage
+    elapsed_s: float
+    solved_step: int | None = None
 
     @property
     def evaluations(self) -> int:
@@ -269,10 +376,17 @@ class StoredProblem:
     def gap_pct(self, value: float) -> float | None:
         return gap_pct(value, self.optimum, self.direction)
 
+    def targets(self) -> list[tuple[str, float]]:
+        """The default ladder (gaps to the recorded optimum): a stored run has no problem to ask."""
+        return gap_ladder(self.optimum, self.direction)
+
 
 def stored_result(store: "RunStore", run: "RunRecord") -> StoredResult:
     history = stored_history(store, run)
-    return StoredResult(history, max((t.step for t in history), default=0))
+    solved = None
+    if run.optimum is not None:
+        solved = next((t.step for t in history if t.ok and reaches(float(t.value), run.optimum, run.direction)), None)
+    return StoredResult(history, max((t.step for t in history), default=0), store.usage(run.id), run.elapsed_s, solved)
 
 
 def _experiment(run: "RunRecord") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -366,8 +480,10 @@ def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[i
     for run, plabel, clabel in zip(runs, problems, configs):
         seed = int(run.config.get("seed", 0))
         problem = StoredProblem(run.problem, run.direction, run.config.get("problem", {}), run.optimum)
+        result = stored_result(store, run)
         out.outcomes.append(Outcome(Cell(grid.name, plabel, clabel, seed, run.problem, {}), problem,  # type: ignore[arg-type]
-                                    stored_result(store, run), finished=run.status == "finished"))  # type: ignore[arg-type]
+                                    result, finished=run.status == "finished",  # type: ignore[arg-type]
+                                    spend=run_spend(store, run, result.history)))
         refs = out.references.setdefault(plabel, {}).setdefault(seed, [])
         if with_references and run.optimum is not None and not refs:
             refs.append(Reference("optimum", run.optimum))

@@ -157,6 +157,12 @@ class LinearRegression(Problem[Pair]):
     def is_solved(self, solution: Pair) -> bool:
         return tuple(solution) == (self.w_true, self.b_true)
 
+    def targets(self) -> list[tuple[str, float]]:
+        """Loss levels down to the true pair's: its loss times 1 + 10^k for k = 3, 2, 1, 0, then its loss."""
+        floor = self.loss_at_true_pair
+        return [(f"loss {floor * (1 + 10.0 ** k):.3g}", floor * (1 + 10.0 ** k)) for k in (3, 2, 1, 0)] + [
+            ("the true pair's loss", floor)]
+
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "w_true": self.w_true, "b_true": self.b_true, "num_points": self.num_points,
                 "seed": self.seed, "num_starts": self.num_starts, "start_range": list(self.start_range),
