@@ -21,8 +21,8 @@ from test_interrupts import spawn
 from llmopt import RunStore
 from llmopt.cli import main
 from llmopt.experiments.compare import format_summary, parse_cell
-from llmopt.experiments.stats import summarize
 from llmopt.experiments.grid import Grid, GridError, grid_from_dict, load_grid
+from llmopt.experiments.stats import summarize
 
 KEY = {"GRID_KEY": "sk-grid-00000000"}
 
