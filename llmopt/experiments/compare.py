@@ -362,8 +362,9 @@ def format_summary(s: Summary | None, fmt: str = "{:.3g}") -> str:
     """``median [q1, q3] (CI low-high)``; one value is printed alone."""
     if s is None:
         return "-"
-    if s.n == 1 or (s.q1 == s.q3 == s.median and s.ci_low == s.ci_high == s.median):
-        return fmt.format(s.median)  # one value, or every run the same
+    shown = {fmt.format(v) for v in (s.median, s.q1, s.q3, s.ci_low, s.ci_high) if v is not None}
+    if s.n == 1 or len(shown) == 1:
+        return fmt.format(s.median)  # one value, or every run the same as printed
     text = f"{fmt.format(s.median)} [{fmt.format(s.q1)}, {fmt.format(s.q3)}]"
     if s.ci_low is not None and s.ci_high is not None:
         text += f" ({fmt.format(s.ci_low)} to {fmt.format(s.ci_high)})"
@@ -548,9 +549,10 @@ def _notes(rows: list[ConfigStats], control: ConfigStats | None, options: TableO
                      "brackets); inf when none succeeded")
     if control is not None:
         tests = {c.test for r in rows for c in (r.versus, r.versus_budget) if c is not None}
-        notes.append(f"vs {control.label}: two-sided {' / '.join(sorted(tests)) or 'test'} on the best values, "
-                     "Wilcoxon signed-rank where both ran the same seeds (the same instances, paired), else "
-                     f"Mann-Whitney U; p Holm-corrected over the rows; alpha = {options.alpha:g}")
+        used = " and ".join(sorted(tests)) or "no test (no values)"
+        notes.append(f"vs {control.label}: a two-sided test of the best values (here {used}: Wilcoxon signed-rank "
+                     "where both ran the same seeds, whose instances and starting points pair the runs, else "
+                     f"Mann-Whitney U), p Holm-corrected over the rows; alpha = {options.alpha:g}")
     if options.budget is not None:
         axis, amount = options.budget
         notes.append(f"best at {options.budget_label()}: the best value among solutions scored within {amount:g} "
