@@ -88,9 +88,9 @@ def _reference_lines(ax: Any, collected: "Collected", label: str) -> None:
     styles = iter([":", "-.", (0, (1, 3)), (0, (5, 2)), (0, (3, 1, 1, 1)), (0, (1, 1))] * 4)
     for name, values in by_name.items():
         optimum = name.startswith("optimum")
-        ax.axhline(float(np.mean(values)), color="black" if optimum else "grey",
+        ax.axhline(float(np.median(values)), color="black" if optimum else "grey",
                    linestyle="--" if optimum else next(styles), linewidth=1.2 if optimum else 0.9,
-                   label=f"{name} (mean over seeds)" if len(values) > 1 else name)
+                   label=f"{name} (median over seeds)" if len(values) > 1 else name)
 
 
 X_AXES = ("step", "evals", "tokens", "usd", "seconds")
@@ -165,6 +165,13 @@ def best_so_far_title(collected: "Collected", label: str) -> str:
             f"{_seeds_text(seeds_plotted(collected, label))})")
 
 
+def _value_noun(collected: "Collected", label: str) -> str:
+    """What the problem's values are ("length", "score"; "value" for runs read from a store alone)."""
+    problem = next((o.problem for o in collected.outcomes if o.cell.problem == label), None)
+    direction = "lower is better" if problem is None or problem.direction is Direction.MINIMIZE else "higher is better"
+    return f"{getattr(problem, 'value_noun', None) or 'value'} ({direction})"
+
+
 def _legend_outside(ax: Any) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
@@ -179,7 +186,9 @@ def best_so_far_figure(collected: "Collected", label: str, x_of: str) -> Any:
     if _log_scale(seen):
         ax.set_yscale("log")
     ax.set_xlabel(_X_LABELS[x_of])
-    ax.set_ylabel("best value so far")
+    if x_of in ("step", "evals"):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel(f"best {_value_noun(collected, label)} so far")
     ax.set_title(best_so_far_title(collected, label), fontsize=10)
     ax.grid(True, alpha=0.3)
     _legend_outside(ax)
