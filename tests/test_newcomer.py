@@ -31,8 +31,10 @@ def test_plot_draws_the_runs_of_an_ordinary_store(tmp_path: Path, capsys) -> Non
     capsys.readouterr()
     assert main(["plot", "--store", store, "--out", str(figures)]) == 0
     names = sorted(p.name for p in figures.iterdir())
-    assert names == sorted(f"linreg-{kind}.{fmt}" for kind in ("best-vs-step", "best-vs-evals", "proposals")
+    assert names == sorted(f"linreg-{kind}.{fmt}" for kind in ("best-vs-step", "best-vs-evals", "ecdf", "proposals")
                            for fmt in ("png", "svg"))
+    # a store alone has no problem to ask for its ladder, and linear regression records no optimum
+    assert "(to the best found)" in (figures / "linreg-ecdf.svg").read_text()
     for path in figures.glob("*.png"):
         data = path.read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, path
@@ -60,7 +62,7 @@ def test_a_plotted_title_names_the_seeds_that_were_run(tmp_path: Path, capsys) -
     capsys.readouterr()
     collected = collect(load_grid(grid), store, run=False)
     title = best_so_far_figure(collected, "linreg", "step").axes[0].get_title()
-    assert title.endswith("over seeds 0, 1)"), title
+    assert title.endswith("; seeds 0, 1)"), title
     assert "by step (seeds 0, 1)" in proposals_figure(collected, "linreg").axes[0].get_title()
 
 
@@ -75,7 +77,7 @@ def test_a_grids_store_plotted_without_its_grid_keeps_the_grids_labels(tmp_path:
         collected = collect_runs(opened)
     assert sorted((o.cell.problem, o.cell.config, o.cell.seed) for o in collected.outcomes) == [
         ("linreg", "random", 0), ("linreg", "random", 2)]
-    assert best_so_far_title(collected, "linreg").endswith("over seeds 0, 2)")
+    assert best_so_far_title(collected, "linreg").endswith("; seeds 0, 2)")
     assert main(["plot", "--store", store, "--seeds", "[2]", "--out", str(tmp_path / "f")]) == 0
     assert "random (n=1)" in (tmp_path / "f" / "linreg-best-vs-step.svg").read_text()
 
