@@ -1,11 +1,16 @@
-"""``llmopt compare``: run a grid of experiments into one store and print the paper-style tables.
+"""``llmopt compare``: run a grid of experiments into one store and print its comparison tables.
 
 Every cell of the grid (problem x configuration x seed, see :mod:`llmopt.experiments.grid`) is one ordinary
 ``llmopt run``, stored under a name that says which cell it is. Running the same grid again
 resumes whatever is unfinished and skips what is done (a finished run is reopened, its budget
 re-checked, and nothing is asked again), so an interrupted grid costs nothing twice. The tables
 are then computed from the store: one per problem, one row per configuration, with the
-problem's classical baselines and its optimum as rows of the same table.
+problem's classical baselines and its optimum as rows of the same table. The numbers are the
+statistics a black-box benchmark reports (:mod:`llmopt.experiments.stats`): medians with
+quartiles and bootstrap intervals, success rates with Wilson intervals, COCO's aRT to the
+optimum or a target, a Holm-corrected test of every row against the control, and the best value
+at an equal spend of evaluations, tokens, dollars or seconds (:class:`Spend`, read from the
+recorded trials and calls).
 """
 
 from __future__ import annotations
