@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from llmopt.cli.compare import CompareCommand, grid_from_args
-from llmopt.experiments.compare import collect
+from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import parse_seeds
 from llmopt.experiments.plot import X_AXES, collect_runs, write_figures
 from llmopt.store import DEFAULT_STORE, RunStore
@@ -38,31 +38,37 @@ per configuration with a band over its seeds.
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        sources = list(args.grid or [])
-        grid_file = sources[0] if sources and (sources[0].endswith(".toml") or Path(sources[0]).is_file()) else None
-        if grid_file is None and not args.problems:  # any runs of a store
-            if args.set or args.sweep or args.proposers or args.models:
-                raise ValueError("--set, --sweep, --proposers and --models describe a grid: give a grid file or "
-                                 "--problems, or plot runs already in a store without them")
-            store = args.store or DEFAULT_STORE
-            if not Path(store).exists():
-                raise ValueError(f"no store at {store}")
-            seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
-            with RunStore(store, readonly=True) as opened:  # plot only reads: nothing is written
-                collected = collect_runs(opened, sources, seeds, with_references=not args.no_references)
-            for path in write_figures(collected, args.out, args.x):
-                print(f"wrote {path}")
-            return 0
-        if len(sources) > 1 or (sources and grid_file is None):
-            raise ValueError("give one grid file (or --problems), or run names without a grid")
-        args.grid = grid_file
-        grid = grid_from_args(args)
-        store = args.store or grid.store or DEFAULT_STORE
-        if not Path(store).exists():
-            raise ValueError(f"no store at {store}: run `llmopt compare` first")
-        collected = collect(grid, store, run=False, with_references=not args.no_references)
-        if not any(o.result is not None for o in collected.outcomes):
-            raise ValueError(f"no run of grid {grid.name!r} in {store}: run `llmopt compare` first")
+        collected, _ = selected_runs(args)
         for path in write_figures(collected, args.out, args.x):
             print(f"wrote {path}")
         return 0
+
+
+def selected_runs(args: argparse.Namespace) -> tuple[Collected, str]:
+    """The runs that ``llmopt plot`` and ``llmopt report`` show, read from the store (nothing is run
+    or written), and the store's path: a grid's cells (a grid file, or --problems) when one is
+    given, else the store's runs (the named ones, or all; --seeds filters). ValueError, one line:
+    no store, no runs, or grid flags without a grid."""
+    sources = list(args.grid or [])
+    grid_file = sources[0] if sources and (sources[0].endswith(".toml") or Path(sources[0]).is_file()) else None
+    if grid_file is None and not args.problems:  # any runs of a store
+        if args.set or args.sweep or args.proposers or args.models:
+            raise ValueError("--set, --sweep, --proposers and --models describe a grid: give a grid file or "
+                             "--problems, or name runs already in the store without them")
+        store = args.store or DEFAULT_STORE
+        if not Path(store).exists():
+            raise ValueError(f"no store at {store}")
+        seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
+        with RunStore(store, readonly=True) as opened:  # only read: nothing is written
+            return collect_runs(opened, sources, seeds, with_references=not args.no_references), store
+    if len(sources) > 1 or (sources and grid_file is None):
+        raise ValueError("give one grid file (or --problems), or run names without a grid")
+    args.grid = grid_file
+    grid = grid_from_args(args)
+    store = args.store or grid.store or DEFAULT_STORE
+    if not Path(store).exists():
+        raise ValueError(f"no store at {store}: run `llmopt compare` first")
+    collected = collect(grid, store, run=False, with_references=not args.no_references)
+    if not any(o.result is not None for o in collected.outcomes):
+        raise ValueError(f"no run of grid {grid.name!r} in {store}: run `llmopt compare` first")
+    return collected, store
