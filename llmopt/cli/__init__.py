@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from llmopt.budget import StopReason
 from llmopt.cli.compare import CompareCommand
 from llmopt.cli.plot import PlotCommand
+from llmopt.cli.report import ReportCommand
 from llmopt.experiments.report import format_table, run_summary, runs_table, steps_table
 from llmopt.experiments.runs import Parser, UsageError, add_run_arguments, entry_points, execute, open_run, prepare_run
 from llmopt.llm import LLMConfigError
@@ -45,7 +46,7 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argpar
     baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
     for _, plugin, bp in plugin_commands(baselines, "llmopt.baselines"):
         plugin.add_arguments(bp)
-    for name, command in (("compare", CompareCommand), ("plot", PlotCommand)):
+    for name, command in (("compare", CompareCommand), ("plot", PlotCommand), ("report", ReportCommand)):
         cp = sub.add_parser(name, help=command.HELP, description=command.__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         cp.set_defaults(plugin=command)
