@@ -25,8 +25,10 @@ import base64
 import html
 import importlib.metadata
 import json
+import re
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -40,7 +42,7 @@ STYLE = """
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
        color: var(--ink); background: #fff; }
-main { max-width: 1240px; margin: 0 auto; padding: 24px 28px 60px; }
+main { max-width: 1320px; margin: 0 auto; padding: 20px 20px 60px; }
 header.top { border-bottom: 3px solid var(--accent); padding-bottom: 12px; margin-bottom: 18px; }
 h1 { font-size: 26px; margin: 0 0 10px; }
 h2 { font-size: 21px; margin: 36px 0 8px; padding-top: 8px; border-top: 1px solid var(--line); }
@@ -53,12 +55,13 @@ dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 nav.toc { font-size: 14px; color: var(--muted); }
 nav.toc a { color: var(--accent); margin-right: 14px; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 6px 0 10px; font-size: 13.5px; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
-thead th { background: var(--band); white-space: nowrap; }
+table { border-collapse: collapse; margin: 6px 0 10px; font-size: 12.5px; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid var(--line); padding: 3px 6px; text-align: left; vertical-align: top; }
+thead th { background: var(--band); }
 tbody tr:nth-child(even) { background: #fafbfc; }
 td.text { max-width: 560px; overflow-wrap: anywhere; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
           font-size: 12.5px; }
+span.part { white-space: nowrap; }
 p.note { color: var(--muted); font-size: 13px; margin: 2px 0; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 14px; }
 figure { margin: 0; border: 1px solid var(--line); padding: 8px; background: #fff; }
@@ -98,10 +101,19 @@ def table_html(rows: Sequence[Sequence[Any]], header: bool = True, text_columns:
         out.append("<thead><tr>" + "".join(f'<th scope="col">{esc(c)}</th>' for c in head) + "</tr></thead>")
     out.append("<tbody>")
     for row in body:
-        out.append("<tr>" + "".join(f'<td class="text">{esc(c)}</td>' if i in wide else f"<td>{esc(c)}</td>"
+        out.append("<tr>" + "".join(f'<td class="text">{esc(c)}</td>' if i in wide else f"<td>{_cell(c)}</td>"
                                     for i, c in enumerate(row)) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
+
+
+def _cell(value: Any) -> str:
+    """A table cell that breaks between its parts, not inside them: ``58.3 [56.3, 60.2] (54.3 to 62.2)``
+    breaks before the bracket and the parenthesis (words outside brackets still wrap as words)."""
+    parts = re.split(r" (?=[\[(])", "" if value is None else str(value))
+    if len(parts) == 1:
+        return esc(parts[0])
+    return " ".join(f'<span class="part">{esc(p)}</span>' if p[:1] in "[(" or " " not in p else esc(p) for p in parts)
 
 
 # --- which stored run is each outcome's --------------------------------------------------------
@@ -116,9 +128,9 @@ def _fingerprint(trials: Iterable[Any]) -> list[tuple[int, str, str | None]]:
 
 def stored_runs(collected: Collected, store: RunStore) -> list[RunRecord | None]:
     """Each outcome's run in ``store`` (None: not run, or not found), in the order of
-    ``collected.outcomes``: the run named ``cell.name`` (a grid's cell), else a run of the same
-    problem and seed whose stored trials begin with the outcome's trials (a run still being
-    written elsewhere may have more); no run is given to two outcomes."""
+    ``collected.outcomes``: the first of the run named ``cell.name`` (a grid's cell) and the runs
+    of the same problem and seed whose stored trials begin with the outcome's trials (a run still
+    being written elsewhere may have more), else the named run; no run is given to two outcomes."""
     runs = store.runs()
     prints: dict[int, list[tuple[int, str, str | None]]] = {}
     used: set[int] = set()
@@ -138,6 +150,8 @@ def stored_runs(collected: Collected, store: RunStore) -> list[RunRecord | None]
                 if prints[run.id][:len(mine)] == mine:
                     found = run
                     break
+            if found is None and named is not None and named.id not in used:
+                found = named  # a grid's cell names its run: trust the name when the trials cannot say
         if found is not None:
             used.add(found.id)
         out.append(found)
@@ -188,8 +202,8 @@ def _problems(collected: Collected) -> list[str]:
 
 def _figures(collected: Collected, label: str, x_axes: Sequence[str]) -> str:
     """The problem's figures (the PNGs write_figures makes of this problem's outcomes alone), embedded."""
-    only = Collected(collected.grid, [o for o in collected.outcomes if o.cell.problem == label],
-                     {label: collected.references.get(label, {})}, collected.stopped)
+    only = replace(collected, outcomes=[o for o in collected.outcomes if o.cell.problem == label],
+                   references={label: collected.references.get(label, {})})
     parts = []
     with tempfile.TemporaryDirectory(prefix="llmopt-report-") as folder:
         for path in write_figures(only, folder, x_axes):
@@ -293,8 +307,11 @@ def report_html(collected: Collected, store: RunStore, *, options: TableOptions 
         seeds = sorted({o.cell.seed for o, _ in pairs if o.result is not None})
         table = computed.get(label)
         notes = "".join(f'<p class="note">{esc(n)}</p>' for n in getattr(table, "notes", None) or [])
-        details = "".join(_run_details(j, o, r, store) for j, (o, r) in enumerate(zip(collected.outcomes, runs))
-                          if o.cell.problem == label and r is not None)
+        order = {c: k for k, c in enumerate(collected.grid.configs)}  # runs by configuration, then seed
+        mine = sorted(((j, o, r) for j, (o, r) in enumerate(zip(collected.outcomes, runs))
+                       if o.cell.problem == label and r is not None),
+                      key=lambda item: (order.get(item[1].cell.config, len(order)), item[1].cell.seed, item[0]))
+        details = "".join(_run_details(j, o, r, store) for j, o, r in mine)
         missing = sum(1 for o, r in pairs if o.result is not None and r is None)
         sections.append(
             f'<section id="problem-{i}"><h2>{esc(label)}</h2>'
