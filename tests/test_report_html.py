@@ -105,6 +105,23 @@ def test_each_outcome_finds_its_own_run_whatever_the_order(made) -> None:
     assert [r.name for r in found] == [names[o.cell.config].format(o.cell.seed) for o in collected.outcomes]
 
 
+def test_runs_that_differ_only_in_budget_each_find_their_own(tmp_path: Path) -> None:
+    """The same seed and settings with 2 and 4 steps: the same first trials, the same labels. The
+    longer run must not take the shorter one's place, in either order."""
+    store = tmp_path / "b.db"
+    for steps, name in ((4, "long"), (2, "short")):
+        assert main(["run", "linreg", "--proposer", "random", "--steps", str(steps), "--seed", "0", "--store", str(store),
+                     "--name", name, "--quiet"]) == 0
+    with RunStore(store, readonly=True) as opened:
+        collected = collect_runs(opened)
+        assert len({o.cell.name for o in collected.outcomes}) == 1  # told apart by nothing but their trials
+        lengths = {len(o.result.history): name for o, name in zip(collected.outcomes, ("long", "short"))}
+        for _ in range(2):
+            found = stored_runs(collected, opened)
+            assert [r.name for r in found] == [lengths[len(o.result.history)] for o in collected.outcomes]
+            collected.outcomes.reverse()
+
+
 def test_a_grid_report_reads_each_cell_run_by_name(tmp_path: Path, capsys) -> None:
     grid, store, page = tmp_path / "g.toml", tmp_path / "g.db", tmp_path / "out" / "g.html"
     grid.write_text('name = "tiny"\nseeds = 2\n[defaults]\nproposer = "random"\nsteps = 2\n[problems.linreg]\n'

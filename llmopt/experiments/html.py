@@ -128,9 +128,10 @@ def _fingerprint(trials: Iterable[Any]) -> list[tuple[int, str, str | None]]:
 
 def stored_runs(collected: Collected, store: RunStore) -> list[RunRecord | None]:
     """Each outcome's run in ``store`` (None: not run, or not found), in the order of
-    ``collected.outcomes``: the first of the run named ``cell.name`` (a grid's cell) and the runs
-    of the same problem and seed whose stored trials begin with the outcome's trials (a run still
-    being written elsewhere may have more), else the named run; no run is given to two outcomes."""
+    ``collected.outcomes``. Candidates are the run named ``cell.name`` (a grid's cell), then the runs
+    of the same problem and seed; the first whose stored trials are the outcome's is taken, else the
+    first whose trials begin with them (a run still being written elsewhere has more), else the named
+    run. No run is given to two outcomes."""
     runs = store.runs()
     prints: dict[int, list[tuple[int, str, str | None]]] = {}
     used: set[int] = set()
@@ -143,13 +144,13 @@ def stored_runs(collected: Collected, store: RunStore) -> list[RunRecord | None]
             candidates = ([named] if named is not None else []) + [
                 r for r in runs if r.problem == outcome.cell.command and int(r.config.get("seed", 0)) == outcome.cell.seed]
             for run in candidates:
-                if run.id in used:
-                    continue
                 if run.id not in prints:
                     prints[run.id] = _fingerprint(store.records("trials", run.id))
-                if prints[run.id][:len(mine)] == mine:
-                    found = run
-                    break
+            free = [r for r in candidates if r.id not in used]
+            # the same trials first; then a run that has gone on since (two runs that differ only in
+            # budget share their first trials: the longer must not take the shorter's place)
+            found = next((r for r in free if prints[r.id] == mine), None) or next(
+                (r for r in free if prints[r.id][:len(mine)] == mine), None)
             if found is None and named is not None and named.id not in used:
                 found = named  # a grid's cell names its run: trust the name when the trials cannot say
         if found is not None:
