@@ -554,10 +554,13 @@ def _notes(rows: list[ConfigStats], control: ConfigStats | None, options: TableO
                      "brackets); inf when none succeeded")
     if control is not None:
         tests = {c.test for r in rows for c in (r.versus, r.versus_budget) if c is not None}
-        used = " and ".join(sorted(tests)) or "no test (no values)"
-        notes.append(f"vs {control.label}: a two-sided test of the best values (here {used}: Wilcoxon signed-rank "
-                     "where both ran the same seeds, whose instances and starting points pair the runs, else "
-                     f"Mann-Whitney U), p Holm-corrected over the rows; alpha = {options.alpha:g}")
+        paired = ("Wilcoxon signed-rank test of the best values, paired by seed (a seed fixes the instance and the "
+                  "starting points)")
+        unpaired = "Mann-Whitney U test of the best values (where the rows ran different seeds, runs do not pair)"
+        used = {"Wilcoxon signed-rank": paired, "Mann-Whitney U": unpaired}
+        described = "; ".join(used[t] for t in sorted(tests, reverse=True)) or "no values to test"
+        notes.append(f"vs {control.label}: two-sided {described}; p Holm-corrected over the rows; "
+                     f"alpha = {options.alpha:g}")
     if options.budget is not None:
         axis, amount = options.budget
         notes.append(f"best at {options.budget_label()}: the best value among solutions scored within {amount:g} "
