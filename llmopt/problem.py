@@ -69,7 +69,7 @@ class Direction(str, enum.Enum):
         return a < b if self is Direction.MINIMIZE else a > b
 
 
-GAP_LADDER = (10.0, 5.0, 2.0, 1.0, 0.0)  # percent: the fixed-target ladder of a problem with a known optimum
+GAP_LADDER = (50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.0)  # percent: the fixed-target ladder with a known optimum
 
 
 def gap_ladder(optimum: float | None, direction: Direction | str) -> list[tuple[str, float]]:
@@ -234,7 +234,7 @@ class Problem(ABC, Generic[S]):
 
     def targets(self) -> list[tuple[str, float]]:
         """The ladder of targets of the fixed-target views (``llmopt plot``'s ECDF), easiest first, as
-        (label, value) pairs: by default gaps of 10, 5, 2, 1 and 0 % to the known optimum; none when
+        (label, value) pairs: by default gaps of 50, 20, 10, 5, 2, 1 and 0 % to the known optimum; none when
         no optimum is known (the figure then uses the best value any run found)."""
         return gap_ladder(self.optimum, self.direction)
 

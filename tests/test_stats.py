@@ -151,8 +151,8 @@ def test_art_success_and_budgets_on_hand_made_runs(tmp_path: Path) -> None:
     assert [o.best_within("evals", 2) for o in outcomes] == [20.0, 30.0, 10.0]
     assert "vs random" not in " ".join(header)  # no control in this table
     assert any("n = 3 runs is small" in note for note in table.notes)
-    hits, pairs = ecdf_points(outcomes, {})  # the default ladder: gaps 10, 5, 2, 1, 0 % to the optimum 10
-    assert pairs == 15 and hits.tolist() == [1.0] * 5 + [3.0] * 5
+    hits, pairs = ecdf_points(outcomes, {})  # the default ladder: gaps 50, 20, 10, 5, 2, 1, 0 % to the optimum 10
+    assert pairs == 21 and hits.tolist() == [1.0] * 7 + [3.0] * 7 + [4.0]  # seed 1 reaches only 15 (50%), at eval 4
 
 
 def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:

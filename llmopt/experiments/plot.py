@@ -10,7 +10,7 @@ from the stored trials alone. Per problem:
   seconds (read from the recorded calls and trials), one line per configuration: the median over
   seeds with a 95% bootstrap band of the median (scipy), the optimum and the baselines as lines;
 * ``<problem>-ecdf``: the fixed-target ECDF as COCO draws it: over the problem's ladder of
-  targets (:meth:`Problem.targets`: gaps of 10, 5, 2, 1, 0 % to the optimum, linear regression's
+  targets (:meth:`Problem.targets`: gaps of 50, 20, 10, 5, 2, 1, 0 % to the optimum, linear regression's
   loss levels down to the true pair's), the fraction of (run, target) pairs reached against
   scored solutions, on a log axis;
 * ``<problem>-proposals``: for each configuration, a histogram per step of the score of every
