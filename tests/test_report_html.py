@@ -139,6 +139,17 @@ def test_a_grid_report_reads_each_cell_run_by_name(tmp_path: Path, capsys) -> No
     assert text.count('<details class="run"') == 4 and "not found in the store" not in text
 
 
+def test_the_store_can_be_named_where_the_grid_would_be(made, tmp_path: Path, capsys) -> None:
+    """`llmopt report runs.db`: a SQLite file, told by its header, is the store, not a grid to parse."""
+    store, page = made
+    again = tmp_path / "again.html"
+    assert main(["report", str(store), "--out", str(again), "--title", "test <report>"]) == 0
+    same = re.compile(r"generated</dt><dd>[^<]*")  # the one line that differs: when the page was made
+    assert same.sub("", again.read_text()) == same.sub("", page.read_text())
+    assert main(["report", str(store), "--store", str(tmp_path / "other.db"), "--out", str(again)]) == 2
+    assert "two stores" in capsys.readouterr().err
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
     for argv, message in [
         (["report", "--store", str(tmp_path / "none.db")], "no store at"),

@@ -115,8 +115,9 @@ against the control (Holm-corrected), with the problem's baselines and optimum a
         if figures:
             p.add_argument("grid", nargs="?", help="a TOML grid file")
         else:  # llmopt plot: a grid's runs, or any runs of a store
-            p.add_argument("grid", nargs="*", metavar="GRID_OR_RUN",
-                           help="a TOML grid file, or names of runs in --store (default: every run of the store)")
+            p.add_argument("grid", nargs="*", metavar="GRID_OR_STORE",
+                           help="a TOML grid file; or a store (same as --store) and/or names of its runs "
+                                "(default: every run of the store)")
         store_default, seeds_default = f"the grid's, else {DEFAULT_STORE}", f"the grid file's, else {DEFAULT_SEEDS}"
         if not figures:
             seeds_default += "; without a grid, every seed in the store"

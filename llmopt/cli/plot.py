@@ -44,12 +44,25 @@ per configuration with a band over its seeds.
         return 0
 
 
+def _is_store(path: str) -> bool:
+    """A SQLite file (a run store), told by its header, not its name."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
 def selected_runs(args: argparse.Namespace) -> tuple[Collected, str]:
     """The runs that ``llmopt plot`` and ``llmopt report`` show, read from the store (nothing is run
     or written), and the store's path: a grid's cells (a grid file, or --problems) when one is
     given, else the store's runs (the named ones, or all; --seeds filters). ValueError, one line:
     no store, no runs, or grid flags without a grid."""
     sources = list(args.grid or [])
+    if sources and _is_store(sources[0]):  # `llmopt report runs.db`: the store itself, then run names
+        if args.store and Path(args.store).resolve() != Path(sources[0]).resolve():
+            raise ValueError(f"two stores: {sources[0]} and --store {args.store}")
+        args.store = sources.pop(0)
     grid_file = sources[0] if sources and (sources[0].endswith(".toml") or Path(sources[0]).is_file()) else None
     if grid_file is None and not args.problems:  # any runs of a store
         if args.set or args.sweep or args.proposers or args.models:
