@@ -176,6 +176,12 @@ def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     assert by_config["narrow"]["vs narrow (Holm p)"] == "control"
     assert by_config["random"]["vs narrow (Holm p)"].startswith("worse (p=")
     assert {r["problem"] for r in table} == {"linreg"}
+    assert main(["compare", "--problems", "linreg", "tsp", "--proposers", "random", "--seeds", "2", "--set", "steps=1",
+                 "--store", str(tmp_path / "two.db"), "--quiet", "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    tsp = next(r for r in rows if r["problem"] == "tsp" and r["configuration"] == "random")
+    lin = next(r for r in rows if r["problem"] == "linreg" and r["configuration"] == "random")
+    assert float(tsp["gap %"].split()[0]) > 0 and lin["gap %"] == "-"  # columns aligned across the two tables
     assert main(["compare", str(grid), "--store", store, "--no-run", "--control", "nope"]) == 2
     assert "--control 'nope': no configuration of that name" in capsys.readouterr().err
     figures = tmp_path / "figs"

@@ -84,10 +84,12 @@ def table_options(args: argparse.Namespace) -> TableOptions:
 def print_tables(collected: Collected, markdown: bool, options: TableOptions = TableOptions(),
                  csv_out: bool = False) -> None:
     computed = tables(collected, options)
-    if csv_out:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        for n, (plabel, rows) in enumerate(computed.items()):
-            writer.writerows([["problem", *rows[0]]] * (n == 0) + [[plabel, *row] for row in rows[1:]])
+    if csv_out:  # one header, the union of the tables' columns (each drops the columns empty for it)
+        columns = list(dict.fromkeys(["problem", *(c for rows in computed.values() for c in rows[0])]))
+        writer = csv.DictWriter(sys.stdout, columns, restval="-", lineterminator="\n")
+        writer.writeheader()
+        for plabel, rows in computed.items():
+            writer.writerows({"problem": plabel, **dict(zip(rows[0], row))} for row in rows[1:])
         return
     for plabel, rows in computed.items():
         commands = {o.cell.command for o in collected.outcomes if o.cell.problem == plabel}
