@@ -182,6 +182,11 @@ def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     tsp = next(r for r in rows if r["problem"] == "tsp" and r["configuration"] == "random")
     lin = next(r for r in rows if r["problem"] == "linreg" and r["configuration"] == "random")
     assert float(tsp["gap %"].split()[0]) > 0 and lin["gap %"] == "-"  # columns aligned across the two tables
+    other = tmp_path / "other.toml"  # the control under another label: the one random-proposer row
+    other.write_text('seeds = 3\n[defaults]\nsteps = 2\nproposals = 4\n[problems.linreg]\n'
+                     '[configs.control]\nproposer = "random"\n[configs.cma]\nproposer = "optuna:cmaes"\n')
+    assert main(["compare", str(other), "--store", str(tmp_path / "other.db"), "--quiet", "--no-references"]) == 0
+    assert "vs control (Holm p)" in capsys.readouterr().out
     assert main(["compare", str(grid), "--store", store, "--no-run", "--control", "nope"]) == 2
     assert "--control 'nope': no configuration of that name" in capsys.readouterr().err
     figures = tmp_path / "figs"

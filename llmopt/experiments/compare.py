@@ -483,13 +483,20 @@ def _test_against(rows: list[ConfigStats], control: ConfigStats, direction: Dire
             setattr(row, attr, replace(comparison, adjusted=adjusted))
 
 
-def control_label(configs: Sequence[str], options: TableOptions, problem: str) -> str | None:
+def control_label(configs: dict[str, list[Outcome]], options: TableOptions, problem: str) -> str | None:
+    """The row every other is tested against: ``--control``, else the configuration labelled
+    ``random``, else the one configuration whose runs use the random proposer (a grid's
+    ``proposer = "random"``, or a store's runs labelled by it); None when there is none or several."""
     if options.control is not None:
         if options.control not in configs:
             raise GridError(f"--control {options.control!r}: no configuration of that name for {problem} "
                             f"(have: {', '.join(configs)})")
         return options.control
-    return "random" if "random" in configs else None
+    if "random" in configs:
+        return "random"
+    randoms = [label for label, outcomes in configs.items()
+               if label.startswith("random ") or any(o.cell.options.get("proposer") == "random" for o in outcomes)]
+    return randoms[0] if len(randoms) == 1 else None
 
 
 def comparison_table(label: str, configs: dict[str, list[Outcome]], planned: int,
@@ -499,7 +506,7 @@ def comparison_table(label: str, configs: dict[str, list[Outcome]], planned: int
     rows = [config_stats(c, outcomes, planned, options) for c, outcomes in configs.items()]
     some = next((o for outcomes in configs.values() for o in outcomes), None)
     direction = some.problem.direction if some else Direction.MINIMIZE
-    control = control_label(list(configs), options, label)
+    control = control_label(configs, options, label)
     control_row = next((r for r in rows if r.label == control), None)
     if control_row is not None:
         _test_against(rows, control_row, direction, options)
