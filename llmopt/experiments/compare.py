@@ -188,31 +188,29 @@ class Outcome:
         return self.evals_to_optimum() is not None
 
     def evaluations(self) -> int:
-        return sum(1 for t in self.result.history if t.ok) if self.result else 0
+        return self.result.evaluations if self.result else 0
 
-    def evals_to_solve(self) -> int | None:
-        """Scored solutions up to and including the first optimal one (starting points count)."""
-        if self.result is None or self.result.solved_step is None:
-            return None
-        count = 0
-        for t in self.result.history:
-            if t.state is TrialState.COMPLETE:
-                count += 1
-                if self.problem.is_solved(t.solution):
-                    return count
-        return None
-
-    def evals_to_target(self, target: float) -> int | None:
-        """Scored solutions up to and including the first that reaches ``target`` (None: never)."""
+    def _evals_until(self, reached: Callable[[Any], bool]) -> int | None:
+        """Scored solutions up to and including the first trial ``reached`` accepts (starting points count)."""
         if self.result is None:
             return None
         count = 0
         for t in self.result.history:
             if t.state is TrialState.COMPLETE:
                 count += 1
-                if reaches(float(t.value), target, self.problem.direction):
+                if reached(t):
                     return count
         return None
+
+    def evals_to_solve(self) -> int | None:
+        """Scored solutions up to and including the first optimal one (starting points count)."""
+        if self.result is None or self.result.solved_step is None:
+            return None
+        return self._evals_until(lambda t: self.problem.is_solved(t.solution))
+
+    def evals_to_target(self, target: float) -> int | None:
+        """Scored solutions up to and including the first that reaches ``target`` (None: never)."""
+        return self._evals_until(lambda t: reaches(float(t.value), target, self.problem.direction))
 
     def evals_to_optimum(self) -> int | None:
         """By the problem's own test where it has one (linear regression's true pair), else by value."""
