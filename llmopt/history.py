@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable, Iterator
 
 from llmopt.problem import Direction
@@ -31,6 +31,7 @@ class Trial:
     raw: str | None = None  # the LLM's reply, verbatim
     error: str | None = None
     duplicate_of: int | None = None  # trial number of the first occurrence
+    metrics: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. how a raced score was cut short
 
     @property
     def ok(self) -> bool:

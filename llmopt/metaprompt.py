@@ -32,6 +32,7 @@ class MetaPromptConfig:
     instruction: str | None = None  # replaces the default closing instruction
     shuffle_seed: int = 0  # for order="random"
     structured: bool = False  # answer format for structured output (set by the proposer)
+    per_call: int = 1  # answers asked for in one reply (set by the proposer)
 
     def __post_init__(self) -> None:
         if self.max_shown < 0:
@@ -46,9 +47,14 @@ class MetaPromptConfig:
             raise ValueError(f"buckets must be >= 1, got {self.buckets}")
         if self.bucket_range is not None and not self.bucket_range[0] < self.bucket_range[1]:
             raise ValueError(f"bucket_range must be (low, high) with low < high, got {self.bucket_range}")
+        if self.per_call < 1:
+            raise ValueError(f"per_call must be >= 1, got {self.per_call}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.per_call == 1:
+            del out["per_call"]  # runs recorded before per_call existed still resume
+        return out
 
 
 def format_value(value: float, config: MetaPromptConfig, low: float, high: float) -> str | None:
@@ -87,10 +93,17 @@ def order_sentence(problem: Problem, config: MetaPromptConfig) -> str:
 def closing_instruction(problem: Problem, config: MetaPromptConfig) -> str:
     if config.instruction is not None:
         return config.instruction
+    better = "lower" if problem.direction is Direction.MINIMIZE else "higher"
+    if config.per_call > 1:
+        own = problem.closing_instruction_many(config.per_call)
+        if own is not None:
+            return own
+        return (f"Give me {config.per_call} new {problem.solution_plural} that are different from all "
+                f"{problem.solution_plural} above and from each other, and have {problem.value_noun}s {better} "
+                "than any of the above.")
     own = problem.closing_instruction()
     if own is not None:
         return own
-    better = "lower" if problem.direction is Direction.MINIMIZE else "higher"
     return (
         f"Give me a new {problem.solution_noun} that is different from all {problem.solution_plural} above, "
         f"and has a {problem.value_noun} {better} than any of the above."
@@ -120,6 +133,9 @@ def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPr
     if problem.states_order:
         head = f"{head} {order_sentence(problem, config)}"
     context = problem.context(stream(config.shuffle_seed, "metaprompt-context", len(history)))
-    answer = problem.structured_answer_format() if config.structured else problem.answer_format()
+    if config.per_call > 1:
+        answer = problem.answers_format(config.per_call, config.structured)
+    else:
+        answer = problem.structured_answer_format() if config.structured else problem.answer_format()
     tail = f"{closing_instruction(problem, config)} {answer}".strip()
     return "\n\n".join(part for part in (head, exemplars, context, tail) if part)

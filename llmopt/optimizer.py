@@ -29,7 +29,7 @@ from llmopt.budget import Budget, StopReason
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.llm import observe_calls
 from llmopt.llm.usage import Usage
-from llmopt.problem import Evaluation, Problem
+from llmopt.problem import Direction, Evaluation, Problem
 from llmopt.proposers import Proposal, Proposer
 from llmopt.seeding import stream
 from llmopt.store import RunExistsError, RunRecord, RunStore, StoreError
@@ -113,13 +113,18 @@ class Optimizer:
 
     def __init__(self, problem: Problem, proposer: Proposer, *, seed: int = 0, budget: Budget | None = None,
                  proposals_per_step: int = 8, max_rounds: int = 3, store: RunStore | None = None,
-                 name: str | None = None, resume: bool = False, starts: bool = True) -> None:
+                 name: str | None = None, resume: bool = False, starts: bool = True, race: int | None = None) -> None:
         if proposals_per_step < 1:
             raise ValueError(f"proposals_per_step must be >= 1, got {proposals_per_step}")
         if max_rounds < 1:
             raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
         if resume and store is None:
             raise ValueError("resume=True needs a store")
+        if race is not None and race < 1:
+            raise ValueError(f"race must be >= 1 (the rank a proposal must be able to reach), got {race}")
+        if race is not None and not problem.can_race:
+            raise ValueError(f"problem {problem.name!r} cannot race its scoring (it does not override evaluate_raced)")
+        self.race = race
         self.problem, self.proposer = problem, proposer
         self.seed, self.budget = int(seed), budget or Budget()
         self.proposals_per_step, self.max_rounds, self.starts = proposals_per_step, max_rounds, starts
@@ -163,7 +168,7 @@ class Optimizer:
         return {"seed": self.seed, "direction": self.problem.direction.value,
                 "proposals_per_step": self.proposals_per_step, "max_rounds": self.max_rounds,
                 "starts": self.starts, "budget": asdict(self.budget), "problem": self.problem.config(),
-                "proposer": self.proposer.config()}
+                "proposer": self.proposer.config(), **({"race": self.race} if self.race is not None else {})}
 
     @property
     def name(self) -> str | None:
@@ -287,7 +292,7 @@ class Optimizer:
         step = self._open
         assert step is not None
         valid, out = 0, []
-        for _ in range(self.max_rounds):
+        for attempt in range(self.max_rounds):
             size = min(want - valid, self._round_allowance())
             if size <= 0 or self._failure is not None:
                 break
@@ -295,7 +300,8 @@ class Optimizer:
             known = [self.history.get(x) for x in numbers]  # recorded before an interruption
             valid += sum(1 for t in known if t is not None and t.ok)
             todo = [x for x, t in zip(numbers, known) if t is None]
-            proposals = self.proposer.propose(self.problem, step.prompt, todo, self.seed, self._on_call) if todo else []
+            proposals = self.proposer.propose_round(self.problem, step.prompt, numbers, todo, self.seed, self._on_call,
+                                                    attempt=attempt) if todo else []
             if proposals and all(p.call_failed for p in proposals):
                 self._failure = proposals[0].error or "LLM call failed"
             admitted = self._admit_all(proposals, step.step)
@@ -304,14 +310,17 @@ class Optimizer:
         self._finish_step_if_done()
         return out
 
-    def tell(self, candidate: Candidate, value: float | None = None, error: str | None = None) -> Trial:
-        """Record the score of an asked candidate (or why it could not be scored)."""
+    def tell(self, candidate: Candidate, value: float | None = None, error: str | None = None,
+             metrics: dict[str, Any] | None = None) -> Trial:
+        """Record the score of an asked candidate (or why it could not be scored), with any
+        ``metrics`` of its evaluation (stored with the trial)."""
         if self._pending.pop(candidate.number, None) is None:
             raise ValueError(f"candidate {candidate.number} is not pending (already told, or not from ask)")
         if error is None and (value is None or not math.isfinite(float(value))):
             error = f"score is {value!r}, not a finite number"
         base = dict(number=candidate.number, step=candidate.step, source=candidate.source,
-                    solution=candidate.solution, text=candidate.text, key=candidate.key, raw=candidate.raw)
+                    solution=candidate.solution, text=candidate.text, key=candidate.key, raw=candidate.raw,
+                    metrics=dict(metrics or {}))
         if error is not None:
             trial = self._record(Trial(state=TrialState.FAILED, error=error[:2000], **base))
         else:
@@ -466,7 +475,7 @@ class Optimizer:
                 if self._open is None and (reason := self.stop_reason()) is not None:
                     break  # an open step (a resumed run's) is always finished first
                 candidates = self.ask()
-                self._evaluate(candidates, executor)
+                self._evaluate(candidates, executor, self._race_bar(candidates))
                 if on_step is not None:
                     on_step(self)
         except KeyboardInterrupt:
@@ -483,25 +492,47 @@ class Optimizer:
         """Whether call, token and dollar budgets apply: the proposer or the problem calls a model."""
         return self.proposer.uses_llm() or self._role_usage.get("scorer", Usage()).calls > 0
 
-    def _evaluate(self, candidates: list[Candidate], executor: Any) -> None:
+    def _race_bar(self, candidates: list[Candidate]) -> float | None:
+        """With ``race=k``: the k-th best value of the steps before the candidates' (None: fewer than
+        k scored, or no racing). Fixed for the step, so a step resumed half-scored, or scored on an
+        executor, races against the same bar."""
+        if self.race is None or not candidates:
+            return None
+        step = candidates[0].step
+        earlier = [t for t in self.history if t.ok and t.step < step]
+        if len(earlier) < self.race:
+            return None
+        ranked = sorted(earlier, key=lambda t: t.value, reverse=self.problem.direction is Direction.MAXIMIZE)
+        return float(ranked[self.race - 1].value)  # type: ignore[arg-type]
+
+    def _evaluate(self, candidates: list[Candidate], executor: Any, bar: float | None = None) -> None:
         if executor is None:
             for c in candidates:
-                self._tell_scored(c, lambda c=c: self._evaluate_here(c))
+                self._tell_scored(c, lambda c=c: self._evaluate_here(c, bar))
             return
-        futures = [executor.submit(self.problem.evaluate, c.solution) for c in candidates]
+        if bar is not None:
+            futures = [executor.submit(self.problem.evaluate_raced, c.solution, bar) for c in candidates]
+        else:
+            futures = [executor.submit(self.problem.evaluate, c.solution) for c in candidates]
         for c, future in zip(candidates, futures):  # record in proposal order: reproducible numbering
             self._tell_scored(c, future.result)
 
-    def _evaluate_here(self, candidate: Candidate) -> Evaluation:
-        """Score in the loop, reporting each scorer call to the "scoring" callbacks as it is answered."""
+    def _evaluate_here(self, candidate: Candidate, bar: float | None = None) -> Evaluation:
+        """Score in the loop (raced against ``bar`` if given), reporting each scorer call to the
+        "scoring" callbacks as it is answered."""
+        def score() -> Evaluation:
+            if bar is None:
+                return self.problem.evaluate(candidate.solution)
+            return self.problem.evaluate_raced(candidate.solution, bar)
+
         if not self._callbacks["scoring"]:
-            return self.problem.evaluate(candidate.solution)
+            return score()
 
         def scoring(model: str, completion: Any) -> None:
             self._emit("scoring", CallEvent(candidate.number, self._step, "scorer", model, completion))
 
         with observe_calls(scoring):
-            return self.problem.evaluate(candidate.solution)
+            return score()
 
     def _tell_scored(self, candidate: Candidate, compute: Callable[[], Evaluation]) -> None:
         try:
@@ -516,9 +547,10 @@ class Optimizer:
             self._on_call(candidate.number, model, completion, "scorer", item)
         failed = [c for _, _, c in done.calls if not c.ok]
         if failed:  # a partial score would be biased; the answered calls are cached for a re-score
-            self.tell(candidate, error=f"{len(failed)} of {len(done.calls)} scorer calls failed: {failed[0].error}")
+            self.tell(candidate, error=f"{len(failed)} of {len(done.calls)} scorer calls failed: {failed[0].error}",
+                      metrics=done.metrics)
             return
-        self.tell(candidate, value)
+        self.tell(candidate, value, metrics=done.metrics)
 
     def result(self, reason: tuple[StopReason, str] | None = None) -> RunResult:
         reason = reason or self.stop_reason() or (StopReason.INTERRUPTED, "not finished")

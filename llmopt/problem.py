@@ -12,7 +12,7 @@ import enum
 import json
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Hashable, TypeVar
 
 import numpy as np
@@ -58,6 +58,7 @@ class Evaluation:
 
     value: float
     calls: tuple[tuple[int, str, Any], ...] = ()
+    metrics: dict[str, Any] = field(default_factory=dict)  # recorded with the trial (e.g. a race cut short)
 
 
 class Direction(str, enum.Enum):
@@ -145,6 +146,61 @@ class Problem(ABC, Generic[S]):
         """The answer-format sentence used instead of ``answer_format`` under structured output."""
         return f"Reply with only a JSON object that follows this schema: {json.dumps(self.answer_schema())}"
 
+    # --- several answers in one reply (a proposer's ``per_call``) -------------------------
+    def closing_instruction_many(self, count: int) -> str | None:
+        """The request for ``count`` new solutions in one reply (None: the generic one, "Give me
+        <count> new <solutions> that are different from all <solutions> above and from each other,
+        and have <value>s lower/higher than any of the above.")."""
+        return None
+
+    def answers_format(self, count: int, structured: bool) -> str:
+        """How to write ``count`` answers in one reply: the JSON object of :meth:`answers_schema`,
+        or the one-answer format repeated, one answer after the other."""
+        if structured:
+            return (f'Reply with only a JSON object of the form {{"answers": [...]}} whose list holds {count} '
+                    f"answers, each a JSON object that follows this schema: {json.dumps(self.answer_schema())}")
+        return (f"{self.answer_format()} Write the {count} {self.solution_plural} one after another, each on its "
+                "own line in that format.")
+
+    def answers_schema(self, count: int) -> dict[str, Any] | None:
+        """The structured form of ``count`` answers: ``{"answers": [<answer_schema>, ...]}``."""
+        one = self.answer_schema()
+        if one is None:
+            return None
+        answers = {"type": "array", "items": one, "minItems": count, "maxItems": count}
+        return {"type": "object", "properties": {"answers": answers}, "required": ["answers"],
+                "additionalProperties": False}
+
+    def split_answers(self, text: str, count: int) -> list[str]:
+        """The texts of up to ``count`` answers in one reply, in order, each for :meth:`decode`.
+
+        A JSON object with an ``answers`` list gives its items (each re-serialized); otherwise the
+        reply's lines are read in order and a run of lines becomes an answer as soon as it
+        decodes (an answer may span lines: a tag opened on one line and closed on another).
+        Problems whose answers are written some other way override this."""
+        start = text.find("{")
+        if start >= 0:
+            try:
+                obj = json.loads(text[start:text.rfind("}") + 1])
+            except (ValueError, RecursionError):
+                obj = None
+            if isinstance(obj, dict) and isinstance(obj.get("answers"), list):
+                return [json.dumps(item) for item in obj["answers"][:count]]
+        out: list[str] = []
+        lines: list[str] = []
+        for line in text.splitlines():
+            lines.append(line)
+            chunk = "\n".join(lines).strip()
+            try:
+                self.decode(chunk)
+            except Exception:  # not yet an answer: read on
+                continue
+            out.append(chunk)
+            lines = []
+            if len(out) == count:
+                break
+        return out
+
     @abstractmethod
     def encode(self, solution: S) -> str:
         """Solution -> the text shown in the meta-prompt. ``decode(encode(s))`` must equal ``s``."""
@@ -182,6 +238,19 @@ class Problem(ABC, Generic[S]):
     def evaluate(self, solution: S) -> Evaluation:
         """The score with the LLM calls it took; problems that call a model override this."""
         return Evaluation(float(self.score(solution)))
+
+    def evaluate_raced(self, solution: S, bar: float) -> Evaluation:
+        """Score ``solution``, but stop early once it cannot beat ``bar``: a problem whose score is
+        an average over many costly items (prompt optimization's scorer calls) overrides this to
+        score a growing sample and give up when a confidence bound of the score stays worse than
+        ``bar``; the value is then the sample's estimate and ``metrics["race"]`` says how much was
+        scored. The optimizer's ``race`` option calls it; by default it scores in full."""
+        return self.evaluate(solution)
+
+    @property
+    def can_race(self) -> bool:
+        """Whether :meth:`evaluate_raced` can stop early (the problem overrides it)."""
+        return type(self).evaluate_raced is not Problem.evaluate_raced
 
     def bind_cache(self, cache: Any) -> None:
         """Offered the run store's response cache (problems that call a model keep it)."""

@@ -16,13 +16,13 @@ from typing import Any, Callable
 import numpy as np
 
 from llmopt.llm.client import LLM, BackendReply
-from llmopt.testing.scripted import ScriptBackend
+from llmopt.testing.scripted import ScriptBackend, message_text
 
 Script = Callable[[str, int], str]
 
 
 def prompt_of(request: dict[str, Any]) -> str:
-    return request["messages"][-1]["content"]
+    return message_text(request["messages"][-1])
 
 
 def linreg_script(prompt: str, seed: int) -> str:
@@ -37,6 +37,17 @@ def linreg_script(prompt: str, seed: int) -> str:
         return f"Keep the best one: [w={w}, b={b}]"  # a duplicate
     dw, db = rng.integers(-3, 4, size=2)
     return f"Let me try a nearby point.\n[{w + int(dw)}, {b + int(db)}]"
+
+
+def many_script(prompt: str, seed: int) -> str:
+    """linreg_script for a meta-prompt that asks for K pairs in one reply: K of its replies' last lines."""
+    asked = re.search(r"Give me (\d+) new", prompt)
+    count = int(asked.group(1)) if asked else 1
+    rng = np.random.default_rng(seed)
+    lines = [linreg_script(prompt, seed + 7919 * i).splitlines()[-1] for i in range(count)]
+    if count > 1 and rng.random() < 0.2:
+        lines = lines[:-1]  # one answer short
+    return "Here they are:\n" + "\n".join(lines)
 
 
 class ScriptedBackend(ScriptBackend):

@@ -11,6 +11,10 @@ connection is closed without a reply), ``timeout`` (the reply comes after ``slow
 ``empty`` (an empty reply), ``no-format`` (prose without the answer format), ``huge`` (a
 100 kB reply), ``bad-utf8`` (invalid UTF-8 in the body), ``echo`` (the prompt sent back),
 ``leak`` (a 400 whose message repeats the request's Authorization header).
+
+``honour_n=True`` answers a request's ``n`` with n choices (choice i is ``script(prompt, seed + i)``;
+by default it ignores ``n``, as llama.cpp's server does), and ``cached_tokens`` is the number of
+prompt tokens each reply reports as served from a prompt cache (OpenAI's ``prompt_tokens_details``).
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ class _Server(ThreadingHTTPServer):
 
 class OpenAIServer:
     def __init__(self, script: Callable[[str, int], str], *, plan: Callable[[int], str | None] | None = None,
-                 slow_s: float = 3.0) -> None:
+                 slow_s: float = 3.0, honour_n: bool = False, cached_tokens: int = 0) -> None:
         self.script, self.plan, self.slow_s = script, plan, slow_s
+        self.honour_n, self.cached_tokens = honour_n, cached_tokens
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.faults: list[Any] = []
@@ -63,7 +68,8 @@ class OpenAIServer:
                 if isinstance(fault, tuple):
                     self._error(fault[0], f"injected {fault[0]}", fault[1])
                     return
-                prompt = body["messages"][-1]["content"]
+                content = body["messages"][-1]["content"]
+                prompt = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
                 if fault in ("429", "500", "503"):
                     self._error(int(fault), f"injected {fault}", {})
                 elif fault == "429-retry-after":
@@ -92,12 +98,19 @@ class OpenAIServer:
                         pass
 
             def _reply(self, body: dict[str, Any], text: str, prompt: str) -> bytes:
+                texts = [text]
+                if server.honour_n and int(body.get("n", 1)) > 1:
+                    texts += [server.script(prompt, int(body.get("seed", 0)) + i) for i in range(1, int(body["n"]))]
+                completion = sum(len(t.split()) for t in texts)
+                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": completion,
+                         "total_tokens": len(prompt.split()) + completion}
+                if server.cached_tokens:
+                    usage["prompt_tokens_details"] = {"cached_tokens": min(server.cached_tokens, len(prompt.split()))}
                 reply = {"id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion",
                          "created": int(time.time()), "model": body["model"],
-                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                      "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
-                                   "total_tokens": len(prompt.split()) + len(text.split())}}
+                         "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                                     for i, t in enumerate(texts)],
+                         "usage": usage}
                 return json.dumps(reply).encode()
 
             def _error(self, status: int, message: str, headers: dict[str, str]) -> None:

@@ -40,8 +40,10 @@ BUDGET_KEYWORDS = ("max_evals", "max_calls", "max_tokens", "max_usd", "max_secon
 
 
 def make_proposer(proposer: str | Proposer, model: str | LLM, *, structured: str = "auto", seed: int = 0,
-                  metaprompt: MetaPromptConfig | None = None, **llm_settings: Any) -> Proposer:
-    """``"llm"`` (OPRO with ``model``), ``"random"``, ``"optuna:<algorithm>"``, or a Proposer as is."""
+                  metaprompt: MetaPromptConfig | None = None, proposer_options: dict[str, Any] | None = None,
+                  **llm_settings: Any) -> Proposer:
+    """``"llm"`` (OPRO with ``model``; ``proposer_options``: LLMProposer's keywords such as
+    ``per_call``), ``"random"``, ``"optuna:<algorithm>"``, or a Proposer as is."""
     if isinstance(proposer, Proposer):
         return proposer
     if proposer == "random":
@@ -53,7 +55,7 @@ def make_proposer(proposer: str | Proposer, model: str | LLM, *, structured: str
     llm = model if isinstance(model, LLM) else LLM.from_model(model, **llm_settings)
     llm.check_credentials()  # a hosted model without its key: refused before anything is spent
     meta = metaprompt or MetaPromptConfig(shuffle_seed=seed)
-    return LLMProposer(llm, meta, structured=structured)  # type: ignore[arg-type]
+    return LLMProposer(llm, meta, structured=structured, **(proposer_options or {}))  # type: ignore[arg-type]
 
 
 def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direction: str,
@@ -61,7 +63,8 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
              steps: int = 50, seed: int = 0, store: str | os.PathLike[str] | RunStore | None = None,
              name: str | None = None, resume: bool = False, proposals_per_step: int = 8, max_rounds: int = 3,
              budget: Budget | None = None, structured: str = "auto", metaprompt: MetaPromptConfig | None = None,
-             llm_settings: dict[str, Any] | None = None, **options: Any) -> RunResult:
+             llm_settings: dict[str, Any] | None = None, proposer_options: dict[str, Any] | None = None,
+             **options: Any) -> RunResult:
     """One run of a :class:`FunctionProblem`; see :func:`minimize`."""
     budget_options = {k: options.pop(k) for k in BUDGET_KEYWORDS if k in options}
     if budget is not None and (budget_options or steps != 50):
@@ -72,7 +75,7 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
     problem = FunctionProblem(objective, schema, description=description or DEFAULT_DESCRIPTION.format(verb=verb),
                               direction=direction, name=problem_name, **options)
     chosen = make_proposer(proposer, model, structured=structured, seed=seed, metaprompt=metaprompt,
-                           **(llm_settings or {}))
+                           proposer_options=proposer_options, **(llm_settings or {}))
     own_store = store is not None and not isinstance(store, RunStore)
     run_store = RunStore(os.fspath(store)) if own_store else store  # type: ignore[arg-type]
     try:
@@ -95,7 +98,9 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     default: none), ``name``, ``resume``, ``proposals_per_step``, ``max_rounds``, the budget's
     ``max_evals``, ``max_calls``, ``max_tokens``, ``max_usd``, ``max_seconds``, ``target``,
     ``patience`` (or ``budget=Budget(...)``), ``structured``, ``metaprompt``, ``llm_settings`` (for
-    ``LLM.from_model``: temperature, api_base, ...), and FunctionProblem's ``initial``,
+    ``LLM.from_model``: temperature, api_base, ...), ``proposer_options`` (for ``LLMProposer``: the
+    cost options ``per_call``, ``samples_per_request``, ``redraw_temperature``, ``prompt_cache``), and
+    FunctionProblem's ``initial``,
     ``num_starts``, ``random_solution``, ``optimum``, ``name`` of the problem via ``problem_name``.
     """
     return optimize(objective, schema, direction="minimize", **options)

@@ -65,6 +65,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--proposals", type=positive_int, default=8, help="valid proposals per step (default 8)")
     g.add_argument("--max-rounds", type=positive_int, default=3,
                    help="sampling rounds per step to replace invalid or duplicate replies (default 3)")
+    g.add_argument("--race", type=positive_int, metavar="K",
+                   help="race the scoring: score each step's solutions on a growing sample and stop those whose "
+                        "confidence bound cannot reach the K-th best value of the earlier steps (prompt "
+                        "optimization's scorer calls; --race 1: must be able to beat the best) (default: score all)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--executor", choices=EXECUTORS, default="none",
                    help="where solutions are scored: in the loop (none), threads, processes, or a Dask cluster "
@@ -90,6 +94,18 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "supported (auto), always in OpenAI's json_schema style (on), in llama.cpp-server's "
                         "json_object style, or never (off: the paper's free-text replies) (default auto)")
     m.add_argument("--no-cache", action="store_true", help="do not serve replies from the store's cache")
+    c = p.add_argument_group("cost (each recorded with the run; the defaults are the paper's protocol)")
+    c.add_argument("--per-call", type=positive_int, default=1, metavar="K",
+                   help="answers asked for in one reply: K proposals share one call and its prompt (default 1)")
+    c.add_argument("--samples-per-request", type=positive_int, default=1, metavar="N",
+                   help="choices asked of one request (OpenAI's and vLLM's n: the prompt billed once; a server "
+                        "that ignores n is asked the rest one call each) (default 1)")
+    c.add_argument("--redraw-temperature", type=non_negative, metavar="T",
+                   help="temperature of a step's redraw rounds (the rounds that replace invalid and duplicate "
+                        "replies) (default: the model's --temperature)")
+    c.add_argument("--prompt-cache", action="store_true",
+                   help="mark the meta-prompt for the provider's prompt cache (Anthropic's cache_control; OpenAI "
+                        "caches prefixes by itself); cached prompt tokens are recorded and priced at the cached rate")
     mp = p.add_argument_group("meta-prompt")
     mp.add_argument("--show", type=non_negative_int,
                     help="past solutions shown (default: the paper's for the problem, 20 for linreg, 10 for tsp)")
@@ -125,7 +141,9 @@ def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
     shown = problem.default_shown if args.show is None else args.show
     meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=args.scores, decimals=args.decimals,
                             buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)
-    return LLMProposer(llm, meta, use_store_cache=not args.no_cache, structured=args.structured)
+    return LLMProposer(llm, meta, use_store_cache=not args.no_cache, structured=args.structured,
+                       per_call=args.per_call, samples_per_request=args.samples_per_request,
+                       redraw_temperature=args.redraw_temperature, prompt_cache=args.prompt_cache)
 
 
 def check_credentials(args: argparse.Namespace, problem: Problem, proposer: Proposer) -> None:
@@ -182,7 +200,7 @@ def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, propos
              budget: Budget) -> Optimizer:
     name = args.name or default_run_name(problem, proposer, args.seed)  # taken: refused, never renamed
     return Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals,
-                     max_rounds=args.max_rounds, store=store, name=name, resume=args.resume)
+                     max_rounds=args.max_rounds, store=store, name=name, resume=args.resume, race=args.race)
 
 
 def execute(opt: Optimizer, args: argparse.Namespace, progress_bar: bool | None = None) -> RunResult:

@@ -90,6 +90,8 @@ class BackendReply:
     cost_usd: float | None = None
     finish_reason: str | None = None
     deployment: str | None = None  # a router's call: the api_base of the deployment that served it
+    cached_tokens: int = 0  # of prompt_tokens, those served from the provider's prompt cache
+    choices: tuple[str, ...] = ()  # every choice's text, when the request asked for several (n)
 
 
 Backend = Callable[[dict[str, Any]], Awaitable[BackendReply]]
@@ -132,9 +134,25 @@ async def router_backend(router: Any, request: dict[str, Any]) -> BackendReply:
 def _reply(response: Any, cost_usd: float | None) -> BackendReply:
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
-    return BackendReply(text=choice.message.content or "", prompt_tokens=getattr(usage, "prompt_tokens", None),
+    texts = tuple((c.message.content or "") for c in response.choices)
+    return BackendReply(text=texts[0], prompt_tokens=getattr(usage, "prompt_tokens", None),
                         completion_tokens=getattr(usage, "completion_tokens", None), cost_usd=cost_usd,
-                        finish_reason=getattr(choice, "finish_reason", None))
+                        finish_reason=getattr(choice, "finish_reason", None), cached_tokens=cached_prompt_tokens(usage),
+                        choices=texts if len(texts) > 1 else ())
+
+
+def cached_prompt_tokens(usage: Any) -> int:
+    """Prompt tokens a provider served from its prompt cache, as litellm reports them: OpenAI's
+    ``prompt_tokens_details.cached_tokens`` (litellm puts Anthropic's cache reads there too), else
+    Anthropic's ``cache_read_input_tokens``. 0 when the reply says nothing."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    if not cached:
+        cached = getattr(usage, "cache_read_input_tokens", None)
+    try:
+        return max(int(cached or 0), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 SchemaStyle = Literal["json_schema", "json_object"]
@@ -248,6 +266,12 @@ class LLM:
     def with_cache(self, cache: ResponseCache | None) -> "LLM":
         out = replace(self, cache=cache)
         out._router = self._router  # one Router (its cooldowns and rpm counts) per model
+        return out
+
+    def with_settings(self, **settings: Any) -> "LLM":
+        """The same model, cache and Router with other sampling settings (e.g. a temperature)."""
+        out = replace(self, config=replace(self.config, **settings))
+        out._router = self._router
         return out
 
     def validate(self) -> None:
@@ -392,7 +416,21 @@ class LLM:
                        on_complete: Callable[[int, Completion], None] | None = None,
                        response_format: dict[str, Any] | None = None) -> list[Completion]:
         """One completion per (messages, seed) item, concurrently; results in item order."""
-        coro = self.acomplete_batch(items, on_complete, response_format)
+        return self.complete_requests([(m, (s,)) for m, s in items], on_complete, response_format)
+
+    def complete_requests(self, requests: Sequence[tuple[Messages, Sequence[int]]],
+                          on_complete: Callable[[int, Completion], None] | None = None,
+                          response_format: dict[str, Any] | None = None) -> list[Completion]:
+        """One completion per seed of every (messages, seeds) request, flat, in order.
+
+        A request with several seeds is one call asking for that many choices (``n``), sent with
+        its first seed: the prompt is billed once. Each choice is cached under its own key (the
+        request, its ``n`` and the choice's index), so a rerun is served choice by choice; the
+        choices a server does not return (llama.cpp's ignores ``n``) are asked one call each
+        with their own seeds. The call's tokens and dollars are its first choice's; the others
+        carry ``choice`` > 0 and count as no call (:class:`Usage`).
+        """
+        coro = self.acomplete_requests(requests, on_complete, response_format)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -413,18 +451,83 @@ class LLM:
     async def acomplete_batch(self, items: Sequence[tuple[Messages, int]],
                               on_complete: Callable[[int, Completion], None] | None = None,
                               response_format: dict[str, Any] | None = None) -> list[Completion]:
-        limit = asyncio.Semaphore(self.config.concurrency)
+        return await self.acomplete_requests([(m, (s,)) for m, s in items], on_complete, response_format)
 
-        async def one(i: int, messages: Messages, seed: int) -> Completion:
-            async with limit:
-                done = await self._one(messages, seed, response_format)
+    async def acomplete_requests(self, requests: Sequence[tuple[Messages, Sequence[int]]],
+                                 on_complete: Callable[[int, Completion], None] | None = None,
+                                 response_format: dict[str, Any] | None = None) -> list[Completion]:
+        limit = asyncio.Semaphore(self.config.concurrency)
+        starts = [0]
+        for _, seeds in requests:
+            if not seeds:
+                raise ValueError("a request needs at least one seed")
+            starts.append(starts[-1] + len(seeds))
+
+        def report(i: int, done: Completion) -> None:
             if on_complete is not None:
                 on_complete(i, done)
             for observer in _observers.get():
                 observer(self.config.model, done)
+
+        async def single(i: int, messages: Messages, seed: int) -> Completion:
+            async with limit:
+                done = await self._one(messages, seed, response_format)
+            report(i, done)
             return done
 
-        return list(await asyncio.gather(*(one(i, m, s) for i, (m, s) in enumerate(items))))
+        async def several(first: int, messages: Messages, seeds: Sequence[int]) -> list[Completion]:
+            if len(seeds) == 1:
+                return [await single(first, messages, seeds[0])]
+            async with limit:
+                got = await self._choices(messages, seeds, response_format)
+            for i, done in enumerate(got):
+                report(first + i, done)
+            rest = await asyncio.gather(*(single(first + i, messages, seeds[i]) for i in range(len(got), len(seeds))))
+            return got + list(rest)
+
+        groups = await asyncio.gather(*(several(starts[j], m, tuple(seeds)) for j, (m, seeds) in enumerate(requests)))
+        return [c for group in groups for c in group]
+
+    async def _choices(self, messages: Messages, seeds: Sequence[int],
+                       response_format: dict[str, Any] | None) -> list[Completion]:
+        """One call for ``len(seeds)`` choices: the choices it returned (cached one by one), which
+        may be fewer; a failed call is one failed completion."""
+        request = dict(self.request(messages, seeds[0], response_format), n=len(seeds))
+        keys = [cache_key({**self._keyed(request), "choice": i}) for i in range(len(seeds))]
+        if self.cache is not None:
+            hits = [self.cache.get(k) for k in keys]
+            if all(h is not None for h in hits):
+                return [Completion(seed=seeds[0], text=h["text"], prompt_tokens=h["prompt_tokens"] or 0,  # type: ignore[index]
+                                   completion_tokens=h["completion_tokens"] or 0, cost_usd=h["cost_usd"],  # type: ignore[index]
+                                   cache_hit=True, finish_reason=h.get("finish_reason"), cache_key=k,  # type: ignore[union-attr]
+                                   choice=i, cached_tokens=h.get("cached_tokens") or 0)  # type: ignore[union-attr]
+                        for i, (h, k) in enumerate(zip(hits, keys))]
+        started = time.perf_counter()
+        try:
+            reply = await self._call(request)
+        except Exception as exc:
+            message = _scrub(f"{type(exc).__name__}: {exc}", *self._secrets())
+            return [Completion(seed=seeds[0], text=None, error=message[:2000],
+                               latency_s=time.perf_counter() - started, cache_key=keys[0])]
+        latency = time.perf_counter() - started
+        texts = (reply.choices or (reply.text,))[:len(seeds)]
+        out = []
+        for i, text in enumerate(texts):
+            first = i == 0
+            cost = reply.cost_usd if first or reply.cost_usd is None else 0.0
+            done = Completion(seed=seeds[0], text=text, prompt_tokens=(reply.prompt_tokens or 0) if first else 0,
+                              completion_tokens=(reply.completion_tokens or 0) if first else 0, cost_usd=cost,
+                              latency_s=latency, finish_reason=reply.finish_reason, cache_key=keys[i],
+                              deployment=reply.deployment, choice=i, cached_tokens=reply.cached_tokens if first else 0)
+            out.append(done)
+            if self.cache is not None:
+                self.cache.put(keys[i], self._entry(request, done))
+        return out
+
+    def _entry(self, request: dict[str, Any], done: Completion) -> dict[str, Any]:
+        return {"model": self.config.model, "request": request, "text": done.text,
+                "prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
+                "cost_usd": done.cost_usd, "finish_reason": done.finish_reason, "cached_tokens": done.cached_tokens}
 
     async def _one(self, messages: Messages, seed: int, response_format: dict[str, Any] | None) -> Completion:
         request = self.request(messages, seed, response_format)
@@ -434,7 +537,8 @@ class LLM:
             if hit is not None:
                 return Completion(seed=seed, text=hit["text"], prompt_tokens=hit["prompt_tokens"] or 0,
                                   completion_tokens=hit["completion_tokens"] or 0, cost_usd=hit["cost_usd"],
-                                  cache_hit=True, finish_reason=hit.get("finish_reason"), cache_key=key)
+                                  cache_hit=True, finish_reason=hit.get("finish_reason"), cache_key=key,
+                                  cached_tokens=hit.get("cached_tokens") or 0)
         started = time.perf_counter()
         try:
             reply = await self._call(request)
@@ -445,11 +549,9 @@ class LLM:
         done = Completion(seed=seed, text=reply.text, prompt_tokens=reply.prompt_tokens or 0,
                           completion_tokens=reply.completion_tokens or 0, cost_usd=reply.cost_usd,
                           latency_s=time.perf_counter() - started, finish_reason=reply.finish_reason,
-                          cache_key=key, deployment=reply.deployment)
+                          cache_key=key, deployment=reply.deployment, cached_tokens=reply.cached_tokens)
         if self.cache is not None:
-            self.cache.put(key, {"model": self.config.model, "request": request, "text": reply.text,
-                                 "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                                 "cost_usd": reply.cost_usd, "finish_reason": reply.finish_reason})
+            self.cache.put(key, self._entry(request, done))
         return done
 
     def _keyless_server(self) -> bool:

@@ -68,6 +68,16 @@ class Proposer(ABC):
                 on_call: CallHook | None = None) -> list[Proposal]:
         """One proposal per trial number, in the same order."""
 
+    def propose_round(self, problem: Problem, prompt: str | None, numbers: list[int], todo: list[int], seed: int,
+                      on_call: CallHook | None = None, *, attempt: int = 0) -> list[Proposal]:
+        """One proposal per number of ``todo``, in its order: the numbers of a round of ``ask``
+        (``numbers``, all of them) that are not recorded yet (all of them, unless a resumed run
+        replays a round it was interrupted in). ``attempt`` counts the step's rounds from 0 (a
+        redraw round is 1 or more). The default asks :meth:`propose` for ``todo``; a proposer
+        whose calls serve several numbers at once (several answers per reply) groups ``numbers``,
+        so that a replayed round makes the same calls."""
+        return self.propose(problem, prompt, todo, seed, on_call)
+
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind}
 

@@ -1,4 +1,12 @@
-"""OPRO: one meta-prompt per step, one sampled reply per proposal, each with its own seed."""
+"""OPRO: one meta-prompt per step, sampled replies turned into proposals, each reply with its own seed.
+
+By default (the paper's protocol) one reply is one proposal. The cost options group a round's
+trial numbers: ``per_call=K`` asks one reply for K answers (K numbers share one call);
+``samples_per_request=n`` asks one request for n choices (the prompt billed once);
+``redraw_temperature`` samples a step's redraw rounds hotter; ``prompt_cache`` marks the
+meta-prompt for providers' prompt caches. Groups are cut from the round's full list of numbers,
+so a resumed round makes the same calls with the same seeds (served from the cache).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from llmopt.history import SolutionHistory
-from llmopt.llm.client import LLM, ResponseCache, response_format
+from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
 from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
 from llmopt.problem import Problem
 from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
@@ -24,14 +32,23 @@ class LLMProposer(Proposer):
 
     def __init__(self, llm: LLM, metaprompt: MetaPromptConfig | None = None, *,
                  system_prompt: str | None = None, use_store_cache: bool = True,
-                 structured: Structured = "auto") -> None:
+                 structured: Structured = "auto", per_call: int = 1, samples_per_request: int = 1,
+                 redraw_temperature: float | None = None, prompt_cache: bool = False) -> None:
         if structured not in STRUCTURED:
             raise ValueError(f"structured must be one of {', '.join(STRUCTURED)}, got {structured!r}")
+        if not 1 <= per_call <= 64:
+            raise ValueError(f"per_call must be in 1..64 (answers asked for in one reply), got {per_call}")
+        if not 1 <= samples_per_request <= 128:
+            raise ValueError(f"samples_per_request must be in 1..128 (choices of one request), got {samples_per_request}")
+        if redraw_temperature is not None and not 0.0 <= redraw_temperature <= 2.0:
+            raise ValueError(f"redraw_temperature must be in [0, 2], got {redraw_temperature}")
         self.llm = llm
-        self.metaprompt = metaprompt or MetaPromptConfig()
+        self.metaprompt = replace(metaprompt or MetaPromptConfig(), per_call=per_call)
         self.system_prompt = system_prompt
         self.use_store_cache = use_store_cache
         self.structured = structured
+        self.per_call, self.samples_per_request = per_call, samples_per_request
+        self.redraw_temperature, self.prompt_cache = redraw_temperature, prompt_cache
         self._format: dict[str, Any] | None = None  # the response_format, decided in prepare()
 
     @property
@@ -51,6 +68,8 @@ class LLMProposer(Proposer):
     def prepare(self, problem: Problem) -> None:
         """Decide structured output: on where the problem has a schema and the model supports it."""
         schema, mode = problem.answer_schema(), self.structured
+        if schema is not None and self.per_call > 1:
+            schema = problem.answers_schema(self.per_call)
         if mode == "auto":
             mode = "json_schema" if self.llm.supports_structured() else "off"
         self._format = None if schema is None or mode == "off" else response_format(
@@ -60,25 +79,76 @@ class LLMProposer(Proposer):
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
         return build_meta_prompt(problem, history, self.metaprompt)
 
-    def messages(self, prompt: str) -> list[dict[str, str]]:
-        out = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return out + [{"role": "user", "content": prompt}]
+    def messages(self, prompt: str) -> list[dict[str, Any]]:
+        """The chat messages of a step: the system prompt if any, then the meta-prompt. With
+        ``prompt_cache`` each is a text block marked ``cache_control`` (Anthropic's prompt cache;
+        litellm passes it on where a provider has one): the stable system prompt first, then the
+        step's meta-prompt, which the step's other calls and redraws reuse."""
+        if not self.prompt_cache:
+            out = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+            return out + [{"role": "user", "content": prompt}]
+
+        def block(text: str) -> list[dict[str, Any]]:
+            return [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}]
+
+        out = [{"role": "system", "content": block(self.system_prompt)}] if self.system_prompt else []
+        return out + [{"role": "user", "content": block(prompt)}]
 
     def propose(self, problem: Problem, prompt: str | None, numbers: list[int], seed: int,
                 on_call: CallHook | None = None) -> list[Proposal]:
+        return self.propose_round(problem, prompt, numbers, numbers, seed, on_call)
+
+    def propose_round(self, problem: Problem, prompt: str | None, numbers: list[int], todo: list[int], seed: int,
+                      on_call: CallHook | None = None, *, attempt: int = 0) -> list[Proposal]:
+        """Cut ``numbers`` into replies of ``per_call`` answers and those into requests of
+        ``samples_per_request`` choices; ask the requests that serve a number of ``todo``.
+
+        A reply's seed derives from (run seed, its first number), its call is accounted to that
+        number (reported only when that number is to do: a recorded one's call was counted when
+        the run was loaded), and its i-th answer is the proposal of its i-th number; answers a
+        reply lacks are INVALID proposals."""
         if prompt is None:
             raise ValueError("LLMProposer.propose needs the step's meta-prompt")
-        seeds = [derive_seed(seed, "llm", n) for n in numbers]
-        hook = None if on_call is None else (lambda i, c: on_call(numbers[i], self.llm.model, c))
-        completions = self.llm.complete(self.messages(prompt), seeds, on_complete=hook, response_format=self._format)
+        wanted = set(todo)
+        replies = [numbers[i:i + self.per_call] for i in range(0, len(numbers), self.per_call)]
+        requests = [replies[i:i + self.samples_per_request] for i in range(0, len(replies), self.samples_per_request)]
+        requests = [r for r in requests if any(n in wanted for group in r for n in group)]
+        groups = [group for r in requests for group in r]
+        llm = self.llm
+        if attempt > 0 and self.redraw_temperature is not None:
+            llm = llm.with_settings(temperature=self.redraw_temperature)
+        messages = self.messages(prompt)
+
+        def hook(i: int, completion: Completion) -> None:
+            if on_call is not None and groups[i][0] in wanted:
+                on_call(groups[i][0], llm.model, completion)
+
+        asked = [(messages, tuple(derive_seed(seed, "llm", group[0]) for group in r)) for r in requests]
+        completions = llm.complete_requests(asked, hook, response_format=self._format)
         out = []
-        for n, c in zip(numbers, completions):
-            if c.text is None:
-                out.append(Proposal(n, self.source, error=c.error, call_failed=True))
-            else:
-                out.append(decode_reply(problem, n, self.source, c.text))
-        return out
+        for group, c in zip(groups, completions):
+            out += [p for p in self._decode(problem, group, c) if p.number in wanted]
+        order = {n: i for i, n in enumerate(todo)}
+        return sorted(out, key=lambda p: order[p.number])
+
+    def _decode(self, problem: Problem, group: list[int], c: Completion) -> list[Proposal]:
+        if c.text is None:
+            return [Proposal(n, self.source, error=c.error, call_failed=True) for n in group]
+        if self.per_call == 1:
+            return [decode_reply(problem, group[0], self.source, c.text)]
+        try:
+            answers = problem.split_answers(c.text, self.per_call)
+        except Exception as exc:  # a splitter bug must not kill a paid-for run
+            answers, why = [], f"split_answers raised {type(exc).__name__}: {exc}"
+        else:
+            why = f"ParseError: the reply held {len(answers)} of the {self.per_call} answers asked for"
+        return [decode_reply(problem, n, self.source, answers[i]) if i < len(answers)
+                else Proposal(n, self.source, raw=c.text, error=why[:1000]) for i, n in enumerate(group)]
 
     def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "llm": self.llm.config.to_dict(), "metaprompt": self.metaprompt.to_dict(),
-                "system_prompt": self.system_prompt, "structured": self.structured, "response_format": self._format}
+        out = {"kind": self.kind, "llm": self.llm.config.to_dict(), "metaprompt": self.metaprompt.to_dict(),
+               "system_prompt": self.system_prompt, "structured": self.structured, "response_format": self._format}
+        costs = {"per_call": (self.per_call, 1), "samples_per_request": (self.samples_per_request, 1),
+                 "redraw_temperature": (self.redraw_temperature, None), "prompt_cache": (self.prompt_cache, False)}
+        out.update({k: v for k, (v, default) in costs.items() if v != default})  # the paper's protocol: as before
+        return out

@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS trials (
     error TEXT,
     duplicate_of INTEGER,
     created REAL NOT NULL,
+    metrics TEXT,
     PRIMARY KEY (run_id, number)
 );
 CREATE TABLE IF NOT EXISTS calls (
@@ -91,6 +92,8 @@ CREATE TABLE IF NOT EXISTS calls (
     cache_hit INTEGER NOT NULL,
     error TEXT,
     created REAL NOT NULL,
+    choice INTEGER NOT NULL DEFAULT 0,
+    cached_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, number, role, item)
 );
 CREATE TABLE IF NOT EXISTS cache (
@@ -102,13 +105,22 @@ CREATE TABLE IF NOT EXISTS cache (
     completion_tokens INTEGER,
     cost_usd REAL,
     finish_reason TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    cached_tokens INTEGER
 );
 """
 
 
 #: Bumped whenever a table changes; a store of another version is refused with a clear error.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: How a store of an older version is brought up to this one: the columns added since, in order
+#: (version 3: a trial's metrics, a call's choice index and cached prompt tokens).
+MIGRATIONS = {
+    2: ("ALTER TABLE trials ADD COLUMN metrics TEXT",
+        "ALTER TABLE calls ADD COLUMN choice INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE cache ADD COLUMN cached_tokens INTEGER"),
+}
 
 
 class StoreError(RuntimeError):
@@ -222,13 +234,15 @@ class CallRecord:
     cache_hit: bool
     error: str | None
     created: float  # when it was recorded (time.time()), as it ended
+    choice: int = 0  # the choice of a request that asked for several (n): only choice 0 is a call of its own
+    cached_tokens: int = 0  # prompt tokens the provider served from its prompt cache (priced at its cached rate)
 
     def completion(self) -> Completion:
         """The call's accounting as a :class:`Completion` (its text is not kept with the call)."""
         return Completion(seed=self.seed, text=None if self.error else "", error=self.error,
                           prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
                           cost_usd=self.cost_usd, latency_s=self.latency_s, cache_hit=self.cache_hit,
-                          cache_key=self.cache_key)
+                          cache_key=self.cache_key, choice=self.choice, cached_tokens=self.cached_tokens)
 
 
 #: The per-run tables, in the order ``records`` reads them (one run's rows, in recording order).
@@ -375,6 +389,12 @@ class RunStore:
     def _check_version(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         has_tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        if self.readonly and version in MIGRATIONS:  # read as it is: the newer columns read as their defaults
+            return
+        while has_tables and version in MIGRATIONS:
+            for statement in MIGRATIONS[version]:
+                self._db.execute(statement)
+            version += 1
         if has_tables and version != SCHEMA_VERSION:
             raise StoreError(f"store {self.path} has schema version {version}, this llmopt writes version "
                              f"{SCHEMA_VERSION}: use a new --store (or the llmopt that wrote it)")
@@ -554,10 +574,10 @@ class RunStore:
     def add_trial(self, run_id: int, trial: Trial) -> None:
         self._write(
             "INSERT INTO trials (run_id, number, step, state, source, text, key, value, raw, error, duplicate_of,"
-            " created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " created, metrics) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, trial.number, trial.step, trial.state.value, trial.source, trial.text,
              None if trial.key is None else repr(trial.key), trial.value, trial.raw, trial.error,
-             trial.duplicate_of, time.time()),
+             trial.duplicate_of, time.time(), json.dumps(trial.metrics, sort_keys=True) if trial.metrics else None),
         )
 
     def trials(self, run_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
@@ -571,7 +591,7 @@ class RunStore:
             params += wanted
         return [Trial(number=r["number"], step=r["step"], state=TrialState(r["state"]), source=r["source"],
                       text=r["text"], key=r["key"], value=r["value"], raw=r["raw"], error=r["error"],
-                      duplicate_of=r["duplicate_of"])
+                      duplicate_of=r["duplicate_of"], metrics=json.loads(_column(r, "metrics") or "{}"))
                 for r in self._read(sql + " ORDER BY number", tuple(params))]
 
     # --- calls ---------------------------------------------------------------------------
@@ -582,9 +602,10 @@ class RunStore:
         from the cache and is not counted twice."""
         self._write(
             "INSERT OR IGNORE INTO calls (run_id, number, role, item, step, model, seed, cache_key, prompt_tokens,"
-            " completion_tokens, cost_usd, latency_s, cache_hit, error, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " completion_tokens, cost_usd, latency_s, cache_hit, error, created, choice, cached_tokens)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, number, role, item, step, model, c.seed, c.cache_key, c.prompt_tokens, c.completion_tokens,
-             c.cost_usd, c.latency_s, int(c.cache_hit), c.error, time.time()),
+             c.cost_usd, c.latency_s, int(c.cache_hit), c.error, time.time(), c.choice, c.cached_tokens),
         )
 
     def calls(self, run_id: int, role: str | None = None) -> list[CallRecord]:
@@ -628,7 +649,13 @@ def _call(row: sqlite3.Row) -> CallRecord:
                       seed=row["seed"], cache_key=row["cache_key"], prompt_tokens=row["prompt_tokens"],
                       completion_tokens=row["completion_tokens"], cost_usd=row["cost_usd"],
                       latency_s=row["latency_s"], cache_hit=bool(row["cache_hit"]), error=row["error"],
-                      created=row["created"])
+                      created=row["created"], choice=_column(row, "choice") or 0,
+                      cached_tokens=_column(row, "cached_tokens") or 0)
+
+
+def _column(row: sqlite3.Row, name: str) -> Any:
+    """A column added by a later schema version (None in a store of an older one, read as it is)."""
+    return row[name] if name in row.keys() else None
 
 
 class SQLiteCache:
@@ -644,13 +671,13 @@ class SQLiteCache:
         row = rows[0]
         return {"text": row["text"], "prompt_tokens": row["prompt_tokens"],
                 "completion_tokens": row["completion_tokens"], "cost_usd": row["cost_usd"],
-                "finish_reason": row["finish_reason"]}
+                "finish_reason": row["finish_reason"], "cached_tokens": _column(row, "cached_tokens")}
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         self.store._write(
             "INSERT OR IGNORE INTO cache (key, model, request, text, prompt_tokens, completion_tokens, cost_usd,"
-            " finish_reason, created) VALUES (?,?,?,?,?,?,?,?,?)",
+            " finish_reason, created, cached_tokens) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (key, entry["model"], json.dumps(entry["request"], sort_keys=True, default=str), entry["text"],
              entry["prompt_tokens"], entry["completion_tokens"], entry["cost_usd"], entry["finish_reason"],
-             time.time()),
+             time.time(), entry.get("cached_tokens")),
         )

@@ -31,6 +31,12 @@ Reply = Union[str, BaseException]
 Script = Union[Sequence[Reply], Callable[[str], Reply], Callable[[str, int], Reply]]
 
 
+def message_text(message: dict[str, Any]) -> str:
+    """A chat message's text: its content, or its text blocks joined (a prompt-cache message)."""
+    content = message["content"]
+    return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+
+
 class ScriptExhausted(RuntimeError):
     """A list script had no reply left for a call."""
 
@@ -98,7 +104,7 @@ class ScriptBackend:
             return text
 
     async def __call__(self, request: dict[str, Any]) -> BackendReply:
-        prompt = request["messages"][-1]["content"]
+        prompt = message_text(request["messages"][-1])
         text = self.reply(prompt, request["seed"])
         return BackendReply(text=text, prompt_tokens=len(prompt.split()), completion_tokens=len(text.split()),
                             cost_usd=self.cost_per_call, finish_reason="stop")
@@ -127,9 +133,9 @@ class ScriptedLLM(LLM):
         """Every answered call, in the order answered (cached replies are not calls)."""
         return self.backend.calls
 
-    async def acomplete_batch(self, items: Sequence[tuple[Messages, int]], on_complete: Any = None,
-                              response_format: dict[str, Any] | None = None) -> list[Completion]:
-        done = await super().acomplete_batch(items, on_complete, response_format)
+    async def acomplete_requests(self, requests: Sequence[tuple[Messages, Sequence[int]]], on_complete: Any = None,
+                                 response_format: dict[str, Any] | None = None) -> list[Completion]:
+        done = await super().acomplete_requests(requests, on_complete, response_format)
         error = getattr(self.backend, "error", None)
         if error is not None:
             raise ScriptExhausted(str(error))

@@ -16,7 +16,7 @@ from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args
 from llmopt.seeding import stream
 from llmopt.store.sqlite import DEFAULT_STORE, RunStore, StoreError, Usage
 from problems.prompt_optimization.data import DataError, Example, Task, load_task
-from problems.prompt_optimization.problem import STYLES, PromptOptimization
+from problems.prompt_optimization.problem import RACE_DELTA, RACE_FIRST, STYLES, PromptOptimization
 from problems.prompt_optimization.scorer import POSITIONS, Scorer, scorer_prompt
 
 TRANSFER = ("multiarith", "aqua")
@@ -150,6 +150,12 @@ class CLI:
         group.add_argument("--initial", action="append",
                            help="starting instruction (repeatable; default: the paper's, '' for BBH and "
                                 "\"Let's solve the problem.\" for GSM8K)")
+        group.add_argument("--race-first", type=int, default=RACE_FIRST,
+                           help=f"with --race: training examples scored before the first look, doubled at each "
+                                f"look (default {RACE_FIRST})")
+        group.add_argument("--race-delta", type=float, default=RACE_DELTA,
+                           help=f"with --race: the chance of stopping an instruction whose full score would reach "
+                                f"the bar (default {RACE_DELTA})")
 
     @staticmethod
     def from_args(args: argparse.Namespace) -> PromptOptimization:
@@ -159,7 +165,8 @@ class CLI:
             raise ValueError(str(exc)) from None
         digits = {"auto": None, "allow": False, "forbid": True}[args.digits]
         return PromptOptimization(task, make_scorer(args), style=args.style, exemplars=args.exemplars,
-                                  max_length=args.max_length, forbid_digits=digits, initial=args.initial)
+                                  max_length=args.max_length, forbid_digits=digits, initial=args.initial,
+                                  race_first=args.race_first, race_delta=args.race_delta)
 
     @staticmethod
     def check_credentials(args: argparse.Namespace, problem: PromptOptimization) -> None:

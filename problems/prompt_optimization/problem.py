@@ -21,6 +21,7 @@ import re
 from typing import Any, Literal, Sequence
 
 import numpy as np
+from scipy.stats import binomtest
 
 from llmopt.history import SolutionHistory
 from llmopt.problem import Direction, Evaluation, ParseError, Problem, json_objects
@@ -46,6 +47,22 @@ _START = re.compile(r"<Start>(.*?)</Start>", re.DOTALL | re.IGNORECASE)
 _BRACKETS = re.compile(r"\[(.*?)\]", re.DOTALL)
 
 
+#: Racing (``Optimizer(race=k)``): examples scored before the first look, then doubled at each
+#: look; the chance that a look drops an instruction whose full score reaches the bar.
+RACE_FIRST = 8
+RACE_DELTA = 0.05
+RACE_ORDER_SEED = 20230907  # the order examples are raced in (fixed: a rerun races the same way)
+
+
+def race_looks(total: int, first: int = RACE_FIRST) -> list[int]:
+    """How many examples are scored at each look of a race: first, 2 first, 4 first, ..., total."""
+    out, size = [], first
+    while size < total:
+        out.append(size)
+        size *= 2
+    return out + [total]
+
+
 def normalise(instruction: str) -> str:
     return " ".join(instruction.split())
 
@@ -63,13 +80,19 @@ class PromptOptimization(Problem[str]):
 
     def __init__(self, task: Task, scorer: Scorer, *, style: Style = "ins", exemplars: int = 3,
                  max_length: int = 500, forbid_digits: bool | None = None,
-                 initial: Sequence[str] | None = None) -> None:
+                 initial: Sequence[str] | None = None, race_first: int = RACE_FIRST,
+                 race_delta: float = RACE_DELTA) -> None:
         if style not in STYLES:
             raise ValueError(f"unknown meta-prompt style {style!r} (expected one of {', '.join(STYLES)})")
         if exemplars < 0:
             raise ValueError(f"exemplars must be >= 0, got {exemplars}")
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
+        if race_first < 1:
+            raise ValueError(f"race_first must be >= 1, got {race_first}")
+        if not 0.0 < race_delta < 1.0:
+            raise ValueError(f"race_delta must be in (0, 1), got {race_delta}")
+        self.race_first, self.race_delta = race_first, race_delta
         if not task.train:
             raise ValueError(f"task {task.name} has no training examples to score instructions on "
                              "(give it a training share, e.g. --train-fraction 0.2)")
@@ -135,6 +158,15 @@ class PromptOptimization(Problem[str]):
         return ("Generate an instruction that is different from all the instructions <INS> above, and has a higher "
                 "score than all the instructions <INS> above.")
 
+    def closing_instruction_many(self, count: int) -> str:
+        if self.style == "brackets":
+            return (f"Write {count} new texts that are different from the old ones and from each other and have "
+                    "scores as high as possible.")
+        what, tag = ("starting sentences", "<Start> sentences") if self._answer_start else ("instructions",
+                                                                                          "instructions <INS>")
+        return (f"Generate {count} {what} that are different from all the {tag} above and from each other, and "
+                f"have higher scores than all the {tag} above.")
+
     def answer_format(self) -> str:
         if self.style == "brackets":
             return "Write the text in square brackets."
@@ -199,6 +231,31 @@ class PromptOptimization(Problem[str]):
         calls = tuple((i, self.scorer.model, c) for i, c in enumerate(result.completions))
         return Evaluation(100.0 * result.accuracy, calls)
 
+    def evaluate_raced(self, solution: str, bar: float) -> Evaluation:
+        """Score on a growing sample of the training examples (:func:`race_looks`, a fixed random
+        order, the same for every instruction) and stop once the Wilson upper bound of the
+        accuracy is below ``bar``: a one-sided error of ``race_delta`` in all, split over the looks.
+        An instruction that is not stopped gets its full score (the same calls, so the same value
+        as :meth:`evaluate`); a stopped one gets its sample's accuracy and ``metrics["race"]``."""
+        train, total = self.task.train, len(self.task.train)
+        order = np.random.default_rng(RACE_ORDER_SEED).permutation(total)
+        looks = race_looks(total, self.race_first)
+        level = 1.0 - 2.0 * self.race_delta / max(len(looks) - 1, 1)  # two-sided level: one-sided delta / looks
+        calls: list[tuple[int, str, Any]] = []
+        correct = done = 0
+        for size in looks:
+            batch = [int(i) for i in order[done:size]]
+            result = self.scorer.score(solution, [train[i] for i in batch], self.task.kind)
+            calls += [(i, self.scorer.model, c) for i, c in zip(batch, result.completions)]
+            correct, done = correct + result.correct, size
+            if result.failed or size == total:
+                break
+            high = 100.0 * binomtest(correct, size).proportion_ci(level, method="wilson").high
+            if high < bar:
+                race = {"scored": size, "of": total, "upper": round(high, 4), "bar": bar}
+                return Evaluation(100.0 * (correct / size), tuple(calls), {"race": race})
+        return Evaluation(100.0 * (correct / done), tuple(calls))
+
     def score(self, solution: str) -> float:
         return self.evaluate(solution).value
 
@@ -219,7 +276,9 @@ class PromptOptimization(Problem[str]):
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task.name, "kind": self.task.kind, "split": self.task.split,
                 "style": self.style, "exemplars": self.exemplars, "max_length": self.max_length,
-                "forbid_digits": self.forbid_digits, "initial": self.initial, "scorer": self.scorer.config()}
+                "forbid_digits": self.forbid_digits, "initial": self.initial, "scorer": self.scorer.config(),
+                **({"race_first": self.race_first} if self.race_first != RACE_FIRST else {}),
+                **({"race_delta": self.race_delta} if self.race_delta != RACE_DELTA else {})}
 
     def metrics(self, history: SolutionHistory) -> dict[str, Any]:
         best = history.best()

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fakes import scripted_llm  # noqa: E402
+from fakes import linreg_script, many_script, scripted_llm  # noqa: E402
 
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore  # noqa: E402
 from problems.linear_regression.problem import LinearRegression  # noqa: E402
@@ -45,11 +45,16 @@ def main() -> None:
     ap.add_argument("--kill-at", type=int)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--latency", type=float, default=0.001, help="seconds per scripted call")
+    ap.add_argument("--per-call", type=int, default=1)
+    ap.add_argument("--samples-per-request", type=int, default=1)
+    ap.add_argument("--redraw-temperature", type=float)
     args = ap.parse_args()
     if args.kill_at:
         arm_kill(args.kill_at)
-    llm, _ = scripted_llm(latency_s=args.latency)
-    proposer = LLMProposer(llm) if args.proposer == "llm" else RandomProposer()
+    llm, _ = scripted_llm(many_script if args.per_call > 1 else linreg_script, latency_s=args.latency)
+    cost = dict(per_call=args.per_call, samples_per_request=args.samples_per_request,
+                redraw_temperature=args.redraw_temperature)
+    proposer = LLMProposer(llm, **cost) if args.proposer == "llm" else RandomProposer()
     store = RunStore(args.store)
     opt = Optimizer(LinearRegression(seed=args.seed), proposer, seed=args.seed, store=store, name=args.name,
                     resume=args.resume, budget=Budget(max_steps=args.steps, stop_when_solved=False))
