@@ -14,9 +14,15 @@ from openai_server import OpenAIServer
 from test_resume import run_script, snapshot
 
 from llmopt import Budget, LLMProposer, Optimizer, RunStore
+from llmopt.experiments.compare import cell_argv
+from llmopt.experiments.grid import grid_from_dict
+from llmopt.experiments.report import steps_table
+from llmopt.experiments.runs import prepare_run, run_parser
 from llmopt.history import TrialState
 from llmopt.llm import LLM
+from llmopt.llm._litellm import import_litellm, reply_cost
 from llmopt.llm.cache import MemoryCache
+from llmopt.llm.client import _reply
 from llmopt.llm.usage import Usage
 from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
 from llmopt.testing import ScriptedLLM
@@ -280,3 +286,56 @@ def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
     with RunStore(path) as store:
         assert store._db.execute("PRAGMA user_version").fetchone()[0] == 3
         assert store.usage(store.get_run("run").id).calls > 0
+
+
+@pytest.mark.parametrize("model,provider", [
+    ("gpt-4o-mini", "openai"),  # OpenAI's automatic prefix cache
+    ("claude-haiku-4-5", "anthropic"),  # Anthropic's cache_control
+])
+def test_cached_prompt_tokens_are_priced_at_the_cached_rate(model: str, provider: str) -> None:
+    litellm = import_litellm()
+    price = litellm.model_cost[model]
+    full, cached_rate, out_rate = (price["input_cost_per_token"], price["cache_read_input_token_cost"],
+                                   price["output_cost_per_token"])
+    assert cached_rate < full
+
+    def reply(cached: int):
+        usage = litellm.Usage(prompt_tokens=1000, completion_tokens=10, total_tokens=1010,
+                              prompt_tokens_details={"cached_tokens": cached},
+                              **({"cache_read_input_tokens": cached} if provider == "anthropic" else {}))
+        response = litellm.ModelResponse(model=model, usage=usage, choices=[
+            {"index": 0, "message": {"role": "assistant", "content": "[1, 2]"}, "finish_reason": "stop"}])
+        response._hidden_params = {"custom_llm_provider": provider}
+        return _reply(response, reply_cost(response))
+
+    plain, hit = reply(0), reply(800)
+    assert (plain.cached_tokens, hit.cached_tokens) == (0, 800)
+    assert plain.cost_usd == pytest.approx(1000 * full + 10 * out_rate)
+    assert hit.cost_usd == pytest.approx(200 * full + 800 * cached_rate + 10 * out_rate)
+
+
+def test_show_counts_requests_and_raced_out_instructions(tmp_path: Path) -> None:
+    problem, _ = prompt_problem()
+    store = RunStore(tmp_path / "show.db")
+    script = ScriptedLLM(lambda prompt, seed: "<INS>parity please</INS>" if seed % 4 == 0 else f"<INS>weird {seed}</INS>")
+    opt = Optimizer(problem, LLMProposer(script), seed=0, store=store, name="s", budget=Budget(max_steps=3),
+                    proposals_per_step=4, race=1)
+    opt.run()
+    table = steps_table(store, store.get_run("s"))
+    assert table[0][-1] == "raced out"
+    column = [row[-1] for row in table[1:]]
+    trials = store.trials(opt.run_record.id)
+    assert sum(column) == sum(1 for t in trials if "race" in t.metrics) > 0
+
+
+def test_cost_options_go_through_grids_and_the_command_line() -> None:
+    grid = grid_from_dict({"seeds": [0], "problems": {"linreg": {}}, "configs": {
+        "paper": {}, "cheap": {"per_call": 8, "redraw_temperature": 1.5, "samples_per_request": 2}}},
+        name="g", source="g.toml")
+    cell = next(c for c in grid.cells() if c.config == "cheap")
+    parser = run_parser("linreg")
+    args = parser.parse_args(cell_argv(cell, parser))
+    _, proposer, _ = prepare_run(args, calls=False)
+    assert (proposer.per_call, proposer.redraw_temperature, proposer.samples_per_request) == (8, 1.5, 2)
+    prompt_args = run_parser("prompt").parse_args(["--task", "bbh/navigate", "--race", "2", "--race-delta", "0.1"])
+    assert prompt_args.race == 2 and prompt_args.race_delta == 0.1

@@ -39,7 +39,8 @@ def markdown_table(rows: Sequence[Sequence[Any]]) -> str:
 
 def _usage_cells(u: Usage) -> tuple[str, str, str]:
     calls = f"{u.calls} ({u.cache_hits} cached, {u.failed_calls} failed)" if u.calls else "0"
-    return calls, f"{u.prompt_tokens} prompt + {u.completion_tokens} completion", u.format_dollars()
+    cached = f" ({u.cached_prompt_tokens} from the provider's prompt cache)" if u.cached_prompt_tokens else ""
+    return calls, f"{u.prompt_tokens} prompt + {u.completion_tokens} completion{cached}", u.format_dollars()
 
 
 def shown_text(text: str | None) -> str:
@@ -98,10 +99,11 @@ def runs_table(store: RunStore) -> Table:
 def steps_table(store: RunStore, run: RunRecord) -> Table:
     """One run's best-so-far per step."""
     optimum = run.optimum
-    rows: Table = [["step", "complete", "invalid", "duplicate", "failed", "step best", "best so far", "calls"]
-                   + (["gap %"] if optimum else [])]
-    calls_per_step = Counter(call.step for call in store.calls(run.id))
     history = stored_history(store, run)
+    raced = any("race" in t.metrics for t in history)  # a --race run: how many were scored in part
+    rows: Table = [["step", "complete", "invalid", "duplicate", "failed", "step best", "best so far", "calls"]
+                   + (["raced out"] if raced else []) + (["gap %"] if optimum else [])]
+    calls_per_step = Counter(call.step for call in store.calls(run.id) if call.choice == 0)
     best_after = dict(history.best_so_far("step"))
     per_step: dict[int, list[Trial]] = {}
     for t in history:
@@ -115,6 +117,7 @@ def steps_table(store: RunStore, run: RunRecord) -> Table:
         rows.append([step, count[TrialState.COMPLETE], count[TrialState.INVALID], count[TrialState.DUPLICATE],
                      count[TrialState.FAILED], "-" if step_best is None else f"{step_best:.6g}",
                      "-" if best is None else f"{best:.6g}", calls_per_step.get(step, 0)]
+                    + ([sum(1 for t in trials if "race" in t.metrics)] if raced else [])
                     + (["-" if gap is None else f"{gap:.2f}"] if optimum else []))
     return rows
 
