@@ -2,7 +2,7 @@
 the instruction that full scoring would have kept.
 
     python benchmarks/race_bbh.py [--task bbh/boolean_expressions] [--max-train 64] [--steps 6]
-        [--proposals 8] [--seeds 0 1] [--race 1 3] [--store race-bbh.db] [--markdown]
+        [--proposals 8] [--seeds 0 1] [--race 1 3] [--real 1] [--store race-bbh.db] [--markdown]
 
 For each seed: one ordinary ``llmopt run prompt`` scored in full (every instruction on every
 training example; embedded scorer and optimizer unless ``--scorer``/``--optimizer`` say
@@ -109,7 +109,8 @@ def main() -> None:
     p.add_argument("--optimizer")
     p.add_argument("--store", default="race-bbh.db")
     p.add_argument("--markdown", action="store_true")
-    p.add_argument("--no-real-runs", action="store_true", help="only the replay of the full runs")
+    p.add_argument("--real", type=int, nargs="*", help="K of the real --race runs (default: those of --race; none: "
+                                                        "only the replay of the full runs)")
     args = p.parse_args()
     for seed in args.seeds:
         ensure_run(args, seed, None)
@@ -126,11 +127,12 @@ def main() -> None:
                      f"{100 * sum(s['cut'] for s in steps) / sum(s['instructions'] for s in steps):.0f}",
                      f"{100 * sum(s['agree'] for s in steps) / len(steps):.0f}"])
     print(markdown_table(rows) if args.markdown else format_table(rows))
-    if args.no_real_runs:
+    reals = args.race if args.real is None else args.real
+    if not reals:
         return
     real: list[list[Any]] = [["run", "seeds", "scorer calls / step (median)", "cut short", "best train acc % (median)",
                               "s / run (median)"]]
-    for race in [None, *args.race]:
+    for race in [None, *reals]:
         for seed in args.seeds:
             ensure_run(args, seed, race)
         got = [real_run(args, seed, race) for seed in args.seeds]
