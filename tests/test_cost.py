@@ -23,6 +23,7 @@ from llmopt.llm import LLM
 from llmopt.llm._litellm import import_litellm, reply_cost
 from llmopt.llm.cache import MemoryCache
 from llmopt.llm.client import _reply
+from llmopt.llm.embedded import plain_message
 from llmopt.llm.usage import Usage
 from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
 from llmopt.testing import ScriptedLLM
@@ -339,3 +340,12 @@ def test_cost_options_go_through_grids_and_the_command_line() -> None:
     assert (proposer.per_call, proposer.redraw_temperature, proposer.samples_per_request) == (8, 1.5, 2)
     prompt_args = run_parser("prompt").parse_args(["--task", "bbh/navigate", "--race", "2", "--race-delta", "0.1"])
     assert prompt_args.race == 2 and prompt_args.race_delta == 0.1
+
+
+def test_the_embedded_model_reads_prompt_cache_blocks() -> None:
+    proposer = LLMProposer(LLM.from_model("local/smollm2", max_tokens=12), prompt_cache=True, system_prompt="Be brief.")
+    messages = proposer.messages("Give two integers as [w, b].")
+    assert all(isinstance(m["content"], list) for m in messages)
+    done = proposer.llm.complete(messages, [0])[0]
+    assert done.ok and done.prompt_tokens > 0, done.error
+    assert plain_message(messages[-1]) == {"role": "user", "content": "Give two integers as [w, b]."}

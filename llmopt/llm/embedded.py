@@ -213,7 +213,7 @@ class _Engine:
         still queued behind the lock never starts (llama.cpp cannot abort a running one from
         Python: an exception in its sampler callback is swallowed)."""
         kwargs: dict[str, Any] = {
-            "messages": messages,
+            "messages": [plain_message(m) for m in messages],
             "temperature": float(params.get("temperature", 1.0)),
             "max_tokens": int(params.get("max_tokens") or 512),
             "seed": int(params.get("seed", 0)),
@@ -235,6 +235,16 @@ class _Engine:
 
 class CallCancelled(RuntimeError):
     """An embedded-model call whose caller has gone (its result would be thrown away)."""
+
+
+def plain_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A message whose content is text blocks (``--prompt-cache``'s ``cache_control`` blocks) as one
+    string: llama.cpp's chat templates take strings; its own prefix cache needs no marking."""
+    content = message.get("content")
+    if isinstance(content, list):
+        text = "".join(b.get("text", "") for b in content if isinstance(b, dict))
+        return {**{k: v for k, v in message.items() if k != "content"}, "content": text}
+    return message
 
 
 def _schema_of(response_format: Any) -> dict[str, Any] | None:
