@@ -349,3 +349,11 @@ def test_the_embedded_model_reads_prompt_cache_blocks() -> None:
     done = proposer.llm.complete(messages, [0])[0]
     assert done.ok and done.prompt_tokens > 0, done.error
     assert plain_message(messages[-1]) == {"role": "user", "content": "Give two integers as [w, b]."}
+
+
+def test_a_provider_that_refuses_n_is_asked_every_sample_on_its_own() -> None:
+    with OpenAIServer(lambda prompt, seed: f"reply {seed}", honour_n=True) as server:
+        server.faults.append((400, {}))  # "anthropic does not support parameters: ['n']"
+        out = choices_llm(server).complete_requests([([{"role": "user", "content": "x"}], (10, 11, 12))])
+        assert [c.text for c in out] == ["reply 10", "reply 11", "reply 12"]
+        assert server.requests[0]["n"] == 3 and [r.get("n") for r in server.requests[1:]] == [None] * 3

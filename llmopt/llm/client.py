@@ -491,7 +491,8 @@ class LLM:
     async def _choices(self, messages: Messages, seeds: Sequence[int],
                        response_format: dict[str, Any] | None) -> list[Completion]:
         """One call for ``len(seeds)`` choices: the choices it returned (cached one by one), which
-        may be fewer; a failed call is one failed completion."""
+        may be fewer; none if the call failed (Anthropic refuses ``n``), so that every sample is
+        asked on its own, each with its retries and, if it fails too, its failure recorded."""
         request = dict(self.request(messages, seeds[0], response_format), n=len(seeds))
         keys = [cache_key({**self._keyed(request), "choice": i}) for i in range(len(seeds))]
         if self.cache is not None:
@@ -505,10 +506,8 @@ class LLM:
         started = time.perf_counter()
         try:
             reply = await self._call(request)
-        except Exception as exc:
-            message = _scrub(f"{type(exc).__name__}: {exc}", *self._secrets())
-            return [Completion(seed=seeds[0], text=None, error=message[:2000],
-                               latency_s=time.perf_counter() - started, cache_key=keys[0])]
+        except Exception:  # e.g. a provider that refuses n (Anthropic): every sample asked on its own
+            return []
         latency = time.perf_counter() - started
         texts = (reply.choices or (reply.text,))[:len(seeds)]
         out = []
