@@ -357,3 +357,13 @@ def test_a_provider_that_refuses_n_is_asked_every_sample_on_its_own() -> None:
         out = choices_llm(server).complete_requests([([{"role": "user", "content": "x"}], (10, 11, 12))])
         assert [c.text for c in out] == ["reply 10", "reply 11", "reply 12"]
         assert server.requests[0]["n"] == 3 and [r.get("n") for r in server.requests[1:]] == [None] * 3
+
+
+def test_a_rerun_against_a_server_that_ignores_n_is_served_from_the_cache() -> None:
+    with OpenAIServer(lambda prompt, seed: f"reply {seed}") as server:
+        llm = choices_llm(server)
+        first = llm.complete_requests([([{"role": "user", "content": "x"}], (10, 11, 12))])
+        asked = len(server.requests)
+        again = llm.complete_requests([([{"role": "user", "content": "x"}], (10, 11, 12))])
+        assert len(server.requests) == asked == 3  # nothing asked twice
+        assert [c.text for c in again] == [c.text for c in first] and all(c.cache_hit for c in again)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import contextvars
 import os
 import threading
@@ -496,8 +497,8 @@ class LLM:
         request = dict(self.request(messages, seeds[0], response_format), n=len(seeds))
         keys = [cache_key({**self._keyed(request), "choice": i}) for i in range(len(seeds))]
         if self.cache is not None:
-            hits = [self.cache.get(k) for k in keys]
-            if all(h is not None for h in hits):
+            hits = list(itertools.takewhile(lambda h: h is not None, (self.cache.get(k) for k in keys)))
+            if hits:  # the choices cached (a server that ignored n: choice 0; the rest were asked one by one)
                 return [Completion(seed=seeds[0], text=h["text"], prompt_tokens=h["prompt_tokens"] or 0,  # type: ignore[index]
                                    completion_tokens=h["completion_tokens"] or 0, cost_usd=h["cost_usd"],  # type: ignore[index]
                                    cache_hit=True, finish_reason=h.get("finish_reason"), cache_key=k,  # type: ignore[union-attr]
