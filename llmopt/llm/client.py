@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import contextvars
+import itertools
 import os
 import threading
 import time
