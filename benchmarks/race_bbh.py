@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llmopt.cli import main as llmopt  # noqa: E402
 from llmopt.experiments.report import format_table, markdown_table  # noqa: E402
 from llmopt.experiments.runs import prepare_run, run_parser  # noqa: E402
-from llmopt.history import TrialState  # noqa: E402
+from llmopt.history import SolutionHistory, TrialState  # noqa: E402
+from llmopt.problem import Direction  # noqa: E402
 from llmopt.store import RunStore  # noqa: E402
 
 
@@ -70,11 +71,11 @@ def replay(args: argparse.Namespace, seed: int, race: int) -> list[dict[str, Any
         run = store.get_run(run_name(args, seed, None))
         trials = [t for t in store.trials(run.id) if t.state is TrialState.COMPLETE]
         for step in sorted({t.step for t in trials if t.step > 0}):
-            earlier = sorted((t.value for t in trials if t.step < step), reverse=True)
+            ranked = SolutionHistory(Direction.MAXIMIZE, (t for t in trials if t.step < step)).top_k(race)
             here = [t for t in trials if t.step == step]
-            if len(earlier) < race or not here:
+            if len(ranked) < race or not here:
                 continue
-            bar = earlier[race - 1]
+            bar = float(ranked[0].value)  # the bar Optimizer(race=K) would use: the K-th best of earlier steps
             raced = [(t, problem.evaluate_raced(t.text, bar)) for t in here]
             full_best = max(t.value for t in here)
             kept = [(t, e) for t, e in raced if "race" not in e.metrics]

@@ -29,7 +29,7 @@ from llmopt.budget import Budget, StopReason
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.llm import observe_calls
 from llmopt.llm.usage import Usage
-from llmopt.problem import Direction, Evaluation, Problem
+from llmopt.problem import Evaluation, Problem
 from llmopt.proposers import Proposal, Proposer
 from llmopt.seeding import stream
 from llmopt.store import RunExistsError, RunRecord, RunStore, StoreError
@@ -499,11 +499,8 @@ class Optimizer:
         if self.race is None or not candidates:
             return None
         step = candidates[0].step
-        earlier = [t for t in self.history if t.ok and t.step < step]
-        if len(earlier) < self.race:
-            return None
-        ranked = sorted(earlier, key=lambda t: t.value, reverse=self.problem.direction is Direction.MAXIMIZE)
-        return float(ranked[self.race - 1].value)  # type: ignore[arg-type]
+        ranked = SolutionHistory(self.problem.direction, (t for t in self.history if t.step < step)).top_k(self.race)
+        return float(ranked[0].value) if len(ranked) == self.race else None  # type: ignore[arg-type]
 
     def _evaluate(self, candidates: list[Candidate], executor: Any, bar: float | None = None) -> None:
         if executor is None:

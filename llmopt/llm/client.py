@@ -156,6 +156,14 @@ def cached_prompt_tokens(usage: Any) -> int:
         return 0
 
 
+def _cached(hit: dict[str, Any], seed: int, key: str, choice: int = 0) -> Completion:
+    """The completion a response-cache entry stands for (a cache hit: its accounting as recorded)."""
+    return Completion(seed=seed, text=hit["text"], prompt_tokens=hit["prompt_tokens"] or 0,
+                      completion_tokens=hit["completion_tokens"] or 0, cost_usd=hit["cost_usd"], cache_hit=True,
+                      finish_reason=hit.get("finish_reason"), cache_key=key, choice=choice,
+                      cached_tokens=hit.get("cached_tokens") or 0)
+
+
 SchemaStyle = Literal["json_schema", "json_object"]
 
 
@@ -499,11 +507,7 @@ class LLM:
         if self.cache is not None:
             hits = list(itertools.takewhile(lambda h: h is not None, (self.cache.get(k) for k in keys)))
             if hits:  # the choices cached (a server that ignored n: choice 0; the rest were asked one by one)
-                return [Completion(seed=seeds[0], text=h["text"], prompt_tokens=h["prompt_tokens"] or 0,  # type: ignore[index]
-                                   completion_tokens=h["completion_tokens"] or 0, cost_usd=h["cost_usd"],  # type: ignore[index]
-                                   cache_hit=True, finish_reason=h.get("finish_reason"), cache_key=k,  # type: ignore[union-attr]
-                                   choice=i, cached_tokens=h.get("cached_tokens") or 0)  # type: ignore[union-attr]
-                        for i, (h, k) in enumerate(zip(hits, keys))]
+                return [_cached(h, seeds[0], k, i) for i, (h, k) in enumerate(zip(hits, keys))]
         started = time.perf_counter()
         try:
             reply = await self._call(request)
@@ -535,10 +539,7 @@ class LLM:
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                return Completion(seed=seed, text=hit["text"], prompt_tokens=hit["prompt_tokens"] or 0,
-                                  completion_tokens=hit["completion_tokens"] or 0, cost_usd=hit["cost_usd"],
-                                  cache_hit=True, finish_reason=hit.get("finish_reason"), cache_key=key,
-                                  cached_tokens=hit.get("cached_tokens") or 0)
+                return _cached(hit, seed, key)
         started = time.perf_counter()
         try:
             reply = await self._call(request)

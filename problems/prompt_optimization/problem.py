@@ -21,8 +21,8 @@ import re
 from typing import Any, Literal, Sequence
 
 import numpy as np
-from scipy.stats import binomtest
 
+from llmopt.experiments.stats import wilson
 from llmopt.history import SolutionHistory
 from llmopt.problem import Direction, Evaluation, ParseError, Problem, json_objects
 from problems.prompt_optimization.data import Example, Task
@@ -250,7 +250,7 @@ class PromptOptimization(Problem[str]):
             correct, done = correct + result.correct, size
             if result.failed or size == total:
                 break
-            high = 100.0 * binomtest(correct, size).proportion_ci(level, method="wilson").high
+            high = 100.0 * wilson(correct, size, level)[1]  # type: ignore[index]
             if high < bar:
                 race = {"scored": size, "of": total, "upper": round(high, 4), "bar": bar}
                 return Evaluation(100.0 * (correct / size), tuple(calls), {"race": race})
