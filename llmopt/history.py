@@ -32,6 +32,7 @@ class Trial:
     error: str | None = None
     duplicate_of: int | None = None  # trial number of the first occurrence
     metrics: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. how a raced score was cut short
+    parents: tuple[int, ...] = ()  # trial numbers it was made from (an evolutionary operator's parents)
 
     @property
     def ok(self) -> bool:

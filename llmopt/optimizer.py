@@ -70,6 +70,7 @@ class Candidate:
     key: Hashable
     source: str
     raw: str | None = None
+    parents: tuple[int, ...] = ()  # trial numbers it was made from (an evolutionary operator's)
 
 
 @dataclass(frozen=True)
@@ -252,11 +253,12 @@ class Optimizer:
         self._emit("trial", trial)
         return trial
 
-    def _on_call(self, number: int, model: str, completion: Any, role: str = "optimizer", item: int = 0) -> None:
+    def _on_call(self, number: int, model: str, completion: Any, role: str = "optimizer", item: int = 0,
+                 prompt: str | None = None) -> None:
         self._usage = self._usage.add(completion)
         self._role_usage[role] = self._role_usage.get(role, Usage()).add(completion)
         if self.store is not None and self.run_record is not None:
-            self.store.add_call(self.run_record.id, number, self._step, model, completion, role, item)
+            self.store.add_call(self.run_record.id, number, self._step, model, completion, role, item, prompt)
         self._emit("call", CallEvent(number, self._step, role, model, completion))
 
     # --- ask / tell / suggest ------------------------------------------------------------
@@ -291,8 +293,10 @@ class Optimizer:
             self.proposer.begin_step(self.problem, self.history, self._open.step)
         step = self._open
         assert step is not None
+        if n is None:
+            want = self.proposer.step_size(want)
         valid, out = 0, []
-        for attempt in range(self.max_rounds):
+        for attempt in range(self.max_rounds if self.proposer.redraws else 1):
             size = min(want - valid, self._round_allowance())
             if size <= 0 or self._failure is not None:
                 break
@@ -320,7 +324,7 @@ class Optimizer:
             error = f"score is {value!r}, not a finite number"
         base = dict(number=candidate.number, step=candidate.step, source=candidate.source,
                     solution=candidate.solution, text=candidate.text, key=candidate.key, raw=candidate.raw,
-                    metrics=dict(metrics or {}))
+                    metrics=dict(metrics or {}), parents=candidate.parents)
         if error is not None:
             trial = self._record(Trial(state=TrialState.FAILED, error=error[:2000], **base))
         else:
@@ -363,7 +367,7 @@ class Optimizer:
         """Record invalid, failed and duplicate proposals; return the new valid ones as pending."""
         out = []
         for p in proposals:
-            base = dict(number=p.number, step=step, source=p.source, raw=p.raw)
+            base = dict(number=p.number, step=step, source=p.source, raw=p.raw, parents=tuple(p.parents))
             if p.error is not None:
                 state = TrialState.FAILED if p.call_failed else TrialState.INVALID
                 self._record(Trial(state=state, error=p.error, **base))
@@ -379,7 +383,7 @@ class Optimizer:
                 self._record(Trial(state=TrialState.DUPLICATE, solution=p.solution, text=text, key=key,
                                    duplicate_of=twin, **base))
                 continue
-            candidate = Candidate(p.number, step, p.solution, text, key, p.source, p.raw)
+            candidate = Candidate(p.number, step, p.solution, text, key, p.source, p.raw, tuple(p.parents))
             self._pending[p.number] = candidate
             out.append(candidate)
         return out

@@ -118,6 +118,10 @@ class Problem(ABC, Generic[S]):
     #: Whether the meta-prompt adds the generic "arranged in ascending order" sentence after
     #: ``describe()`` (False: the description words it itself, as the prompt-optimization paper does).
     states_order: bool = True
+    #: How evolutionary operators (``--proposer evoprompt-ga`` / ``evoprompt-de``) speak of solutions:
+    #: "generic" (this problem's nouns, its encoding and description) or "prompt" (EvoPrompt's own
+    #: words for instructions, with its worked examples). See :mod:`llmopt.proposers.evoprompt_templates`.
+    operator_style: str = "generic"
 
     # --- text ---------------------------------------------------------------------------
     @abstractmethod

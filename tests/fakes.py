@@ -50,6 +50,32 @@ def many_script(prompt: str, seed: int) -> str:
     return "Here they are:\n" + "\n".join(lines)
 
 
+def evo_script(prompt: str, seed: int) -> str:
+    """An 'operator' for EvoPrompt's GA and DE requests on linear regression and TSP: the child
+    mixes the parents shown (the mean of the pairs; the first trace with a segment reversed),
+    bracketed as asked; sometimes no tags, sometimes babble."""
+    rng = np.random.default_rng(seed)
+    tag = re.search(r"bracketed with <(\w+)>", prompt)
+    tag_name = tag.group(1) if tag else "answer"
+    roll = rng.random()
+    if roll < 0.1:
+        return "Step 1 done. I am not sure about step 2."  # invalid
+    traces = re.findall(r"<trace> ([\d,]+) </trace>", prompt.split("\n\n", 1)[-1])
+    if traces:
+        tour = [int(x) for x in traces[-1].split(",")]
+        i, j = sorted(int(x) for x in rng.choice(np.arange(1, len(tour)), size=2, replace=False))
+        child = tour[:i] + tour[i:j + 1][::-1] + tour[j + 1:]
+        text = f"<trace> {','.join(map(str, child))} </trace>"
+    else:
+        pairs = [(int(w), int(b)) for w, b in re.findall(r"w=(-?\d+), b=(-?\d+)", prompt)] or [(10, 10)]
+        w = round(sum(p[0] for p in pairs) / len(pairs)) + int(rng.integers(-2, 3))
+        b = round(sum(p[1] for p in pairs) / len(pairs)) + int(rng.integers(-2, 3))
+        text = f"w={w}, b={b}"
+    if roll < 0.2:
+        return f"Crossover done. Final: {text}"  # no tags: the whole reply is decoded
+    return f"1. Crossover: mixed.\n2. <{tag_name}>{text}</{tag_name}>"
+
+
 class ScriptedBackend(ScriptBackend):
     """llmopt.testing's script backend (reply = script(prompt, seed), calls recorded) plus what the
     loop's own tests need: every request kept, latency, injected failures, a price per call."""

@@ -16,7 +16,7 @@ from llmopt.budget import StopReason
 from llmopt.cli.compare import CompareCommand
 from llmopt.cli.plot import PlotCommand
 from llmopt.cli.report import ReportCommand
-from llmopt.experiments.report import format_table, run_summary, runs_table, steps_table
+from llmopt.experiments.report import format_table, run_summary, runs_table, step_detail, steps_table
 from llmopt.experiments.runs import Parser, UsageError, add_run_arguments, entry_points, execute, open_run, prepare_run
 from llmopt.llm import LLMConfigError
 from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError
@@ -59,6 +59,8 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argpar
     show = sub.add_parser("show", help="list the runs of a store, or one run step by step")
     show.add_argument("name", nargs="?", help="a run name (omit to list all runs)")
     show.add_argument("--store", default=DEFAULT_STORE, help="run store (default %(default)s)")
+    show.add_argument("--step", type=int, metavar="S",
+                      help="print step S of the run in full: its prompt(s), every reply, each trial's parents")
     return parser
 
 
@@ -92,6 +94,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(format_table(runs_table(store)))
         else:
             run = store.get_run(args.name)
+            if args.step is not None:
+                print(step_detail(store, run, args.step))
+                return 0
             print(format_table(steps_table(store, run)))
             status, detail = store.run_status(run), run.stop_detail or ""
             if run.status == "running" and status == "interrupted":  # its process died (see RunStore)

@@ -122,6 +122,36 @@ def steps_table(store: RunStore, run: RunRecord) -> Table:
     return rows
 
 
+def step_detail(store: RunStore, run: RunRecord, step: int) -> str:
+    """One step as it happened: its meta-prompt (if the step has one), then each trial with its
+    state, score and parents, the prompt of its call where the call had its own (an evolutionary
+    operator's request), and the reply."""
+    steps = {s.step: s for s in store.steps(run.id)}
+    if step not in steps:
+        raise ValueError(f"run {run.name!r} has no step {step} (it has steps {min(steps, default=0)}.."
+                         f"{max(steps, default=0)})")
+    own = {c.number: c.prompt for c in store.calls(run.id, role="optimizer") if c.prompt is not None}
+    out = [f"step {step} of run {run.name}"]
+    if steps[step].prompt:
+        out += ["", "--- prompt of the step ---", steps[step].prompt]
+    for t in store.trials(run.id):
+        if t.step != step:
+            continue
+        score = "" if t.value is None else f" {t.value:.6g}"
+        parents = f" parents {', '.join(f'#{n}' for n in t.parents)}" if t.parents else ""
+        twin = f" of #{t.duplicate_of}" if t.duplicate_of is not None else ""
+        out += ["", f"--- trial #{t.number}: {t.state.value}{twin}{score}{parents} ({t.source}) ---"]
+        if t.number in own:
+            out += ["prompt:", own[t.number]]
+        if t.raw is not None:
+            out += ["reply:", t.raw]
+        elif t.text is not None:
+            out += ["solution:", t.text]
+        if t.error:
+            out += [f"error: {t.error}"]
+    return "\n".join(out)
+
+
 def _best(values: list[float], direction: Direction) -> float | None:
     if not values:
         return None

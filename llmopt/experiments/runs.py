@@ -20,7 +20,8 @@ from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args, non_n
 from llmopt.metaprompt import MetaPromptConfig
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
 from llmopt.problem import Problem
-from llmopt.proposers import STRUCTURED, LLMProposer, OptunaProposer, Proposer, RandomProposer
+from llmopt.proposers import STRUCTURED, EvoPromptDE, EvoPromptGA, LLMProposer, OptunaProposer, Proposer, RandomProposer
+from llmopt.proposers.evoprompt import DONORS, INITS, POPULATION, SELECTIONS, TEMPERATURE
 from llmopt.store import DEFAULT_STORE, RunStore
 
 
@@ -47,8 +48,8 @@ def baseline_hook(problem: str, attribute: str) -> Any:
     return getattr(baseline.load(), attribute, None) if baseline is not None else None
 
 
-#: The ``--proposer`` choices: OPRO, the random control, optuna's samplers.
-PROPOSERS = ("llm", "random", "optuna:tpe", "optuna:cmaes")
+#: The ``--proposer`` choices: OPRO, the random control, optuna's samplers, EvoPrompt's GA and DE.
+PROPOSERS = ("llm", "random", "optuna:tpe", "optuna:cmaes", "evoprompt-ga", "evoprompt-de")
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,8 +57,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--proposer", choices=PROPOSERS, default="llm",
                    help="llm: OPRO; random: the random-search control; optuna:tpe, optuna:cmaes: optuna's TPE or "
                         "CMA-ES sampler on the problem's search space, the classical black-box baselines (needs "
-                        "pip install -e '.[classical]' and a problem with a bounded search space, e.g. linreg) "
-                        "(default: llm)")
+                        "pip install -e '.[classical]' and a problem with a bounded search space, e.g. linreg); "
+                        "evoprompt-ga, evoprompt-de: EvoPrompt's genetic algorithm and differential evolution with "
+                        "the model as operators, one generation per step (default: llm)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the instance and the run (default 0)")
     g.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite run store (default {DEFAULT_STORE})")
     g.add_argument("--name", help="run name in the store (default: <problem>-<proposer>-seed<S>)")
@@ -106,6 +108,18 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--prompt-cache", action="store_true",
                    help="mark the meta-prompt for the provider's prompt cache (Anthropic's cache_control; OpenAI "
                         "caches prefixes by itself); cached prompt tokens are recorded and priced at the cached rate")
+    e = p.add_argument_group("evolution (--proposer evoprompt-ga / evoprompt-de; EvoPrompt's defaults)")
+    e.add_argument("--population", type=positive_int, default=POPULATION,
+                   help=f"population size: children per generation (default {POPULATION})")
+    e.add_argument("--selection", choices=SELECTIONS, default="wheel",
+                   help="GA parent selection: roulette wheel by score, tournament of two, or random (default wheel)")
+    e.add_argument("--donor", choices=DONORS, default="best",
+                   help="DE's third donor: the population's best, or a random member (default best)")
+    e.add_argument("--init", choices=INITS, default="evoprompt",
+                   help="initial population: the best half of the starting solutions and LLM paraphrases of them "
+                        "(step 1), or the starting solutions alone (default evoprompt)")
+    e.add_argument("--evolution-temperature", type=non_negative, default=TEMPERATURE, metavar="T",
+                   help=f"temperature of the operators' calls (default {TEMPERATURE}, EvoPrompt's)")
     mp = p.add_argument_group("meta-prompt")
     mp.add_argument("--show", type=non_negative_int,
                     help="past solutions shown (default: the paper's for the problem, 20 for linreg, 10 for tsp)")
@@ -138,6 +152,12 @@ def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
     if args.proposer.startswith("optuna:"):
         return OptunaProposer(args.proposer.split(":", 1)[1])
     llm = llm_from_args(args)
+    if args.proposer.startswith("evoprompt-"):
+        common = dict(population=args.population, init=args.init, temperature=args.evolution_temperature,
+                      use_store_cache=not args.no_cache)
+        if args.proposer == "evoprompt-ga":
+            return EvoPromptGA(llm, selection=args.selection, **common)
+        return EvoPromptDE(llm, donor=args.donor, **common)
     shown = problem.default_shown if args.show is None else args.show
     meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=args.scores, decimals=args.decimals,
                             buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)

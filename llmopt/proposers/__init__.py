@@ -3,7 +3,8 @@
 :class:`LLMProposer` is OPRO: one meta-prompt per step, one sample per proposal, each with its
 own seed. :class:`RandomProposer` is the control every LLM result must be judged against.
 :class:`OptunaProposer` runs optuna's TPE or CMA-ES sampler on a problem's search space: the
-classical black-box baselines on the same loop. All number their proposals with the trial numbers
+classical black-box baselines on the same loop. :class:`EvoPromptGA` and :class:`EvoPromptDE` are
+EvoPrompt's genetic algorithm and differential evolution with the LLM as their operators. All number their proposals with the trial numbers
 the optimizer hands them, so a resumed run proposes exactly what the original did.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
 from llmopt.proposers.classical import ALGORITHMS, OptunaProposer
+from llmopt.proposers.evoprompt import EvolutionProposer, EvoPromptDE, EvoPromptGA
 from llmopt.proposers.opro import STRUCTURED, LLMProposer, Structured
 from llmopt.proposers.random import RandomProposer
 
-__all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "LLMProposer", "OptunaProposer", "Proposal", "Proposer",
-           "RandomProposer", "Structured", "decode_reply"]
+__all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "EvoPromptDE", "EvoPromptGA", "EvolutionProposer", "LLMProposer",
+           "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "Structured", "decode_reply"]

@@ -16,8 +16,9 @@ from llmopt.history import SolutionHistory
 from llmopt.llm.client import Completion, ResponseCache
 from llmopt.problem import ParseError, Problem
 
-#: Called as each LLM call finishes: (trial number, model, completion).
-CallHook = Callable[[int, str, Completion], None]
+#: Called as each LLM call finishes: (trial number, model, completion); a proposer whose calls
+#: each have their own prompt (not the step's meta-prompt) passes it as the keyword ``prompt``.
+CallHook = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Proposal:
     raw: str | None = None  # the LLM's reply, verbatim
     error: str | None = None  # why there is no solution
     call_failed: bool = False  # the call itself failed (FAILED), not the reply (INVALID)
+    parents: tuple[int, ...] = ()  # trial numbers it was made from (recorded as the trial's provenance)
 
 
 class Proposer(ABC):
@@ -55,6 +57,16 @@ class Proposer(ABC):
 
     def uses_llm(self) -> bool:
         return False
+
+    #: Whether the optimizer may draw again (``max_rounds``) to replace a step's invalid and
+    #: duplicate proposals. An evolutionary proposer's generation is one draw per member: a child
+    #: that fails is lost, as in EvoPrompt, so it says False.
+    redraws: bool = True
+
+    def step_size(self, requested: int) -> int:
+        """How many proposals the step just begun (:meth:`begin_step`) asks for: ``requested``
+        (the optimizer's ``proposals_per_step``), or the proposer's own (a population's size)."""
+        return requested
 
     def bind_cache(self, cache: ResponseCache) -> None:
         """Offered the run store's response cache; proposers without a model ignore it."""

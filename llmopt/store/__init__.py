@@ -14,7 +14,8 @@ from llmopt.store.sqlite import (
                                  SQLiteCache,
                                  StepRecord,
                                  StoreError,
+                                 ValidationRecord,
 )
 
 __all__ = ["DEFAULT_STORE", "CallRecord", "RunBusyError", "RunExistsError", "RunRecord", "RunStore", "SQLiteCache",
-           "StepRecord", "StoreError", "load"]
+           "StepRecord", "StoreError", "ValidationRecord", "load"]

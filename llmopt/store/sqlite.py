@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS trials (
     duplicate_of INTEGER,
     created REAL NOT NULL,
     metrics TEXT,
+    parents TEXT,
     PRIMARY KEY (run_id, number)
 );
 CREATE TABLE IF NOT EXISTS calls (
@@ -94,6 +95,7 @@ CREATE TABLE IF NOT EXISTS calls (
     created REAL NOT NULL,
     choice INTEGER NOT NULL DEFAULT 0,
     cached_tokens INTEGER NOT NULL DEFAULT 0,
+    prompt TEXT,
     PRIMARY KEY (run_id, number, role, item)
 );
 CREATE TABLE IF NOT EXISTS cache (
@@ -108,18 +110,30 @@ CREATE TABLE IF NOT EXISTS cache (
     created REAL NOT NULL,
     cached_tokens INTEGER
 );
+CREATE TABLE IF NOT EXISTS validations (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    value REAL,
+    error TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_id, step, number)
+);
 """
 
 
 #: Bumped whenever a table changes; a store of another version is refused with a clear error.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: How a store of an older version is brought up to this one: the columns added since, in order
-#: (version 3: a trial's metrics, a call's choice index and cached prompt tokens).
+#: (version 3: a trial's metrics, a call's choice index and cached prompt tokens; version 4: a
+#: trial's parents, a call's own prompt; the validations table is created with the schema).
 MIGRATIONS = {
     2: ("ALTER TABLE trials ADD COLUMN metrics TEXT",
         "ALTER TABLE calls ADD COLUMN choice INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE cache ADD COLUMN cached_tokens INTEGER"),
+    3: ("ALTER TABLE trials ADD COLUMN parents TEXT",
+        "ALTER TABLE calls ADD COLUMN prompt TEXT"),
 }
 
 
@@ -216,6 +230,16 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class ValidationRecord:
+    """Trial ``number``'s score on the validation split, evaluated after ``step`` (None: it failed)."""
+
+    step: int
+    number: int
+    value: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class CallRecord:
     """One recorded LLM call: the optimizer's proposal for trial ``number``, or the scorer's
     ``item``-th call while scoring it."""
@@ -236,6 +260,7 @@ class CallRecord:
     created: float  # when it was recorded (time.time()), as it ended
     choice: int = 0  # the choice of a request that asked for several (n): only choice 0 is a call of its own
     cached_tokens: int = 0  # prompt tokens the provider served from its prompt cache (priced at its cached rate)
+    prompt: str | None = None  # the call's own prompt (None: its step's meta-prompt)
 
     def completion(self) -> Completion:
         """The call's accounting as a :class:`Completion` (its text is not kept with the call)."""
@@ -246,7 +271,7 @@ class CallRecord:
 
 
 #: The per-run tables, in the order ``records`` reads them (one run's rows, in recording order).
-_RUN_TABLES = {"trials": "number", "calls": "number, role, item", "steps": "step"}
+_RUN_TABLES = {"trials": "number", "calls": "number, role, item", "steps": "step", "validations": "step, number"}
 
 
 class RunStore:
@@ -574,10 +599,11 @@ class RunStore:
     def add_trial(self, run_id: int, trial: Trial) -> None:
         self._write(
             "INSERT INTO trials (run_id, number, step, state, source, text, key, value, raw, error, duplicate_of,"
-            " created, metrics) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " created, metrics, parents) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, trial.number, trial.step, trial.state.value, trial.source, trial.text,
              None if trial.key is None else repr(trial.key), trial.value, trial.raw, trial.error,
-             trial.duplicate_of, time.time(), json.dumps(trial.metrics, sort_keys=True) if trial.metrics else None),
+             trial.duplicate_of, time.time(), json.dumps(trial.metrics, sort_keys=True) if trial.metrics else None,
+             json.dumps(list(trial.parents)) if trial.parents else None),
         )
 
     def trials(self, run_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
@@ -591,21 +617,24 @@ class RunStore:
             params += wanted
         return [Trial(number=r["number"], step=r["step"], state=TrialState(r["state"]), source=r["source"],
                       text=r["text"], key=r["key"], value=r["value"], raw=r["raw"], error=r["error"],
-                      duplicate_of=r["duplicate_of"], metrics=json.loads(_column(r, "metrics") or "{}"))
+                      duplicate_of=r["duplicate_of"], metrics=json.loads(_column(r, "metrics") or "{}"),
+                      parents=tuple(json.loads(_column(r, "parents") or "[]")))
                 for r in self._read(sql + " ORDER BY number", tuple(params))]
 
     # --- calls ---------------------------------------------------------------------------
     def add_call(self, run_id: int, number: int, step: int, model: str, c: Completion,
-                 role: str = "optimizer", item: int = 0) -> None:
-        """Record one LLM call made for trial ``number``: the optimizer's proposal, or the
-        scorer's ``item``-th call while scoring it. First record wins: a resumed run replays
-        from the cache and is not counted twice."""
+                 role: str = "optimizer", item: int = 0, prompt: str | None = None) -> None:
+        """Record one LLM call made for trial ``number``: the optimizer's proposal, the scorer's
+        ``item``-th call while scoring it, or (role ``validation``) while scoring it on the
+        validation split. ``prompt``: the call's own prompt, where it is not its step's meta-prompt
+        (EvoPrompt's operators ask each child with its own parents). First record wins: a resumed
+        run replays from the cache and is not counted twice."""
         self._write(
             "INSERT OR IGNORE INTO calls (run_id, number, role, item, step, model, seed, cache_key, prompt_tokens,"
-            " completion_tokens, cost_usd, latency_s, cache_hit, error, created, choice, cached_tokens)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " completion_tokens, cost_usd, latency_s, cache_hit, error, created, choice, cached_tokens, prompt)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, number, role, item, step, model, c.seed, c.cache_key, c.prompt_tokens, c.completion_tokens,
-             c.cost_usd, c.latency_s, int(c.cache_hit), c.error, time.time(), c.choice, c.cached_tokens),
+             c.cost_usd, c.latency_s, int(c.cache_hit), c.error, time.time(), c.choice, c.cached_tokens, prompt),
         )
 
     def calls(self, run_id: int, role: str | None = None) -> list[CallRecord]:
@@ -615,6 +644,20 @@ class RunStore:
             sql += " AND role = ?"
             params.append(role)
         return [_call(r) for r in self._read(sql + " ORDER BY number, role, item", tuple(params))]
+
+    # --- validation ----------------------------------------------------------------------
+    def add_validation(self, run_id: int, step: int, number: int, value: float | None, error: str | None = None) -> None:
+        """Record trial ``number``'s score on the validation split, as evaluated after ``step``
+        (one row per evaluation and trial; None and ``error`` when it could not be scored)."""
+        self._write("INSERT OR IGNORE INTO validations (run_id, step, number, value, error, created) VALUES (?,?,?,?,?,?)",
+                    (run_id, step, number, value, error, time.time()))
+
+    def validations(self, run_id: int) -> list[ValidationRecord]:
+        """A run's validation scores, by step and trial number (none in a store older than version 4)."""
+        if not self._read("SELECT name FROM sqlite_master WHERE name = 'validations'"):
+            return []
+        rows = self._read("SELECT * FROM validations WHERE run_id = ? ORDER BY step, number", (run_id,))
+        return [ValidationRecord(r["step"], r["number"], r["value"], r["error"]) for r in rows]
 
     # --- flat records --------------------------------------------------------------------
     def records(self, table: str, run_id: int) -> list[dict[str, Any]]:
@@ -650,7 +693,7 @@ def _call(row: sqlite3.Row) -> CallRecord:
                       completion_tokens=row["completion_tokens"], cost_usd=row["cost_usd"],
                       latency_s=row["latency_s"], cache_hit=bool(row["cache_hit"]), error=row["error"],
                       created=row["created"], choice=_column(row, "choice") or 0,
-                      cached_tokens=_column(row, "cached_tokens") or 0)
+                      cached_tokens=_column(row, "cached_tokens") or 0, prompt=_column(row, "prompt"))
 
 
 def _column(row: sqlite3.Row, name: str) -> Any:

@@ -77,6 +77,7 @@ class PromptOptimization(Problem[str]):
     value_label = "score"
     default_shown = 20
     states_order = False  # the paper's descriptions word it themselves
+    operator_style = "prompt"  # EvoPrompt's GA and DE speak of prompts, with their worked examples
 
     def __init__(self, task: Task, scorer: Scorer, *, style: Style = "ins", exemplars: int = 3,
                  max_length: int = 500, forbid_digits: bool | None = None,

@@ -13,9 +13,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fakes import linreg_script, many_script, scripted_llm  # noqa: E402
+from fakes import evo_script, linreg_script, many_script, scripted_llm  # noqa: E402
 
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore  # noqa: E402
+from llmopt.proposers import EvoPromptDE, EvoPromptGA  # noqa: E402
 from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 
@@ -51,10 +52,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.kill_at:
         arm_kill(args.kill_at)
-    llm, _ = scripted_llm(many_script if args.per_call > 1 else linreg_script, latency_s=args.latency)
+    script = evo_script if args.proposer.startswith("evoprompt") else many_script if args.per_call > 1 else linreg_script
+    llm, _ = scripted_llm(script, latency_s=args.latency)
     cost = dict(per_call=args.per_call, samples_per_request=args.samples_per_request,
                 redraw_temperature=args.redraw_temperature)
-    proposer = LLMProposer(llm, **cost) if args.proposer == "llm" else RandomProposer()
+    evolution = {"evoprompt-ga": EvoPromptGA, "evoprompt-de": EvoPromptDE}
+    if args.proposer in evolution:
+        proposer = evolution[args.proposer](llm, population=6)
+    else:
+        proposer = LLMProposer(llm, **cost) if args.proposer == "llm" else RandomProposer()
     store = RunStore(args.store)
     opt = Optimizer(LinearRegression(seed=args.seed), proposer, seed=args.seed, store=store, name=args.name,
                     resume=args.resume, budget=Budget(max_steps=args.steps, stop_when_solved=False))
