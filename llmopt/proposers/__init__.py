@@ -4,7 +4,8 @@
 own seed. :class:`RandomProposer` is the control every LLM result must be judged against.
 :class:`OptunaProposer` runs optuna's TPE or CMA-ES sampler on a problem's search space: the
 classical black-box baselines on the same loop. :class:`EvoPromptGA` and :class:`EvoPromptDE` are
-EvoPrompt's genetic algorithm and differential evolution with the LLM as their operators. All number their proposals with the trial numbers
+EvoPrompt's genetic algorithm and differential evolution with the LLM as their operators.
+All number their proposals with the trial numbers
 the optimizer hands them, so a resumed run proposes exactly what the original did.
 """
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from llmopt.history import SolutionHistory
-from llmopt.llm.client import Completion, ResponseCache
+from llmopt.llm.client import ResponseCache
 from llmopt.problem import ParseError, Problem
 
 #: Called as each LLM call finishes: (trial number, model, completion); a proposer whose calls

@@ -41,9 +41,11 @@ DE_EXAMPLE = """Please follow the instruction step-by-step to generate a better 
 Prompt 1: Answer the question.
 Prompt 2: Think about the question and explain your answer.
 2. Randomly mutate the different parts.
-3. Combine the different parts with Prompt 3, selectively replace its parts with the different parts from step 2, and generate a new prompt.
+3. Combine the different parts with Prompt 3, selectively replace its parts with the different parts from step 2, \
+and generate a new prompt.
 Prompt 3: Read the question carefully and solve it one step at a time.
-4. Cross over the prompt from step 3 with the following basic prompt and generate a final prompt bracketed with <prompt> and </prompt>:
+4. Cross over the prompt from step 3 with the following basic prompt and generate a final prompt bracketed with \
+<prompt> and </prompt>:
 Basic Prompt: Let's solve the problem.
 
 1. Identifying the different parts between Prompt 1 and Prompt 2:
