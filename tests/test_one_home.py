@@ -200,12 +200,12 @@ def test_calls_are_typed_and_filtered_by_role(store: RunStore) -> None:
 def test_export_keeps_every_stored_column(store: RunStore) -> None:
     trials = rows(store, "trials")
     assert list(trials[0]) == ["run", "number", "step", "state", "source", "text", "key", "value", "raw", "error",
-                               "duplicate_of", "created", "metrics"]
+                               "duplicate_of", "created", "metrics", "parents"]
     assert [t["state"] for t in trials] == ["COMPLETE", "INVALID", "DUPLICATE", "COMPLETE"]
     calls = rows(store, "calls")
     assert list(calls[0]) == ["run", "number", "role", "item", "step", "model", "seed", "cache_key", "prompt_tokens",
                               "completion_tokens", "cost_usd", "latency_s", "cache_hit", "error", "created", "choice",
-                              "cached_tokens"]
+                              "cached_tokens", "prompt"]
     assert [c["cache_hit"] for c in calls] == [0, 1, 0]  # as stored
     with pytest.raises(ValueError, match="unknown table"):
         store.records("runs; DROP TABLE runs", store.get_run("r").id)

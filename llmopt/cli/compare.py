@@ -58,6 +58,10 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
     for proposer in args.proposers or ["llm", "random"]:
         if proposer == "random" or proposer.startswith("optuna:"):
             configs[proposer.split(":")[-1]] = {"proposer": proposer}  # rows "random", "tpe", "cmaes"
+        elif proposer != "llm":  # EvoPrompt's GA and DE: one row per model, like OPRO's
+            for model in args.models or [None]:
+                label = proposer if model is None else f"{proposer} {model.replace('/', ':')}"
+                configs[label] = {"proposer": proposer, **({} if model is None else {"model": model})}
         else:
             for model in args.models or [None]:
                 label = "opro" if model is None else f"opro {model.replace('/', ':')}"

@@ -2,7 +2,8 @@
 
 Tables: ``trials`` (every proposal with its state, text, value, raw reply and error),
 ``calls`` (every LLM call: role, model, seed, tokens, dollars, latency, cache hit, error),
-``steps`` (each step's meta-prompt) and ``runs`` (configuration, versions, stop reason). Each
+``steps`` (each step's meta-prompt), ``validations`` (trials scored on a validation split during
+the run) and ``runs`` (configuration, versions, stop reason). Each
 row carries its run's name. Nothing here reads or writes API keys: the store never holds one.
 """
 
@@ -16,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from llmopt.store.sqlite import RunStore
 
-TABLES = ("trials", "calls", "steps", "runs")
+TABLES = ("trials", "calls", "steps", "validations", "runs")
 FORMATS = ("csv", "jsonl")
 
 

@@ -665,6 +665,8 @@ class RunStore:
         ``run_id``, in recording order: the flat form that export writes."""
         if table not in _RUN_TABLES:
             raise ValueError(f"unknown table {table!r} (expected one of {', '.join(_RUN_TABLES)})")
+        if not self._read("SELECT name FROM sqlite_master WHERE name = ?", (table,)):
+            return []  # a table newer than the store (validations, read-only in a version 3 store)
         rows = self._read(f"SELECT * FROM {table} WHERE run_id = ? ORDER BY {_RUN_TABLES[table]}", (run_id,))
         return [{k: r[k] for k in r.keys() if k != "run_id"} for r in rows]
 

@@ -13,6 +13,8 @@ from llmopt.experiments.report import format_table
 from llmopt.experiments.runs import baseline_hook
 from llmopt.history import TrialState
 from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args
+from llmopt.proposers import EvolutionProposer, EvoPromptDE
+from llmopt.proposers.evoprompt_templates import de_prompt, ga_prompt, words
 from llmopt.seeding import stream
 from llmopt.store.sqlite import DEFAULT_STORE, RunStore, StoreError, Usage
 from problems.prompt_optimization.data import DataError, Example, Task, load_task
@@ -88,13 +90,18 @@ def estimate(problem: PromptOptimization, proposer: Any, steps: int, proposals: 
     p_tok, c_tok = calls * per_prompt, calls * scorer.config.max_tokens
     out = [Estimate("scorer", scorer.model, calls, p_tok, c_tok, scorer.token_cost(p_tok, c_tok))]
     llm = getattr(proposer, "llm", None)
-    if llm is not None:
+    if isinstance(proposer, EvolutionProposer):  # one operator request per child, no redraws; DE's is the longest
+        w = words(problem)
+        meta = de_prompt(w, *[typical] * 4) if isinstance(proposer, EvoPromptDE) else ga_prompt(w, typical, typical)
+        opt_calls = steps * proposer.population
+    elif llm is not None:
         shown = min(proposer.metaprompt.max_shown, scored)
         exemplars = "\n".join(f"input:\nQ: <INS>\n{ex.question}\nA:\nGround truth answer:\n{ex.answer}"
                               for ex in sample[:problem.exemplars])
         meta = f"{problem.describe()}\n" + f"text:\n{typical}\nscore:\n50\n" * shown + exemplars + \
             problem.closing_instruction() + problem.answer_format()
         opt_calls = steps * proposals * max_rounds
+    if llm is not None:
         p_tok, c_tok = opt_calls * llm.count_tokens(meta), opt_calls * llm.config.max_tokens
         out.append(Estimate("optimizer", llm.model, opt_calls, p_tok, c_tok, llm.token_cost(p_tok, c_tok)))
     return out
