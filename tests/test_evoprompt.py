@@ -310,3 +310,15 @@ def test_python_api_takes_the_evolutionary_proposers() -> None:
     assert any(t.parents for t in result.history)
     with pytest.raises(ValueError, match="evoprompt-de"):
         llmopt.minimize(loss, schema, model=llm, proposer="evoprompt", steps=1)
+
+
+def test_ask_beyond_a_generation_still_gives_every_number_a_trial() -> None:
+    llm, _ = scripted_llm(evo_script)
+    opt = Optimizer(LinearRegression(seed=0), EvoPromptDE(llm, population=4), seed=0,
+                    budget=Budget(max_steps=5, stop_when_solved=False))
+    for _ in range(2):  # the paraphrase step, then a generation asked for more than its 4 members
+        for c in opt.ask(9 if opt.step >= 1 else None):
+            opt.tell(c, opt.problem.score(c.solution))
+    numbers = [t.number for t in opt.history]
+    assert sorted(numbers) == list(range(len(numbers)))  # no number taken without a trial
+    assert sum(1 for t in opt.history if t.step == 2) == 9

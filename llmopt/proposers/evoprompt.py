@@ -149,6 +149,8 @@ class EvolutionProposer(Proposer):
             plan = self._initial_plan(problem, w, len(numbers), seed)
         else:
             plan = self.plan(problem, w, rng, len(numbers))
+        if plan and len(plan) < len(numbers):  # ask(n) beyond a DE generation: members get a second child
+            plan = [plan[i % len(plan)] for i in range(len(numbers))]
         wanted = set(todo)
         jobs = [(n, child) for n, child in zip(numbers, plan) if n in wanted]
         out: dict[int, Proposal] = {}
