@@ -293,6 +293,11 @@ proposer = "random"
     assert main(["show", "--store", store, "tsp-evoprompt-de-seed0", "--step", "2"]) == 0
     detail = capsys.readouterr().out
     assert detail.count("prompt:\n") == 4 and "Basic Trace: <trace>" in detail and "parents #" in detail
+    page = tmp_path / "runs.html"
+    assert main(["report", "--store", store, "--out", str(page)]) == 0
+    html = page.read_text()
+    assert '<th scope="col">parents</th>' in html and "<summary>its prompt</summary>" in html
+    assert "Identify the different parts between Trace 1 and Trace 2" in html
 
 
 def test_python_api_takes_the_evolutionary_proposers() -> None:

@@ -246,13 +246,15 @@ def _reply_cell(trial: dict[str, Any]) -> str:
 
 
 def _run_details(index: int, outcome: Outcome, run: RunRecord, store: RunStore) -> str:
-    """One run's closed <details>: per step its meta-prompt (each distinct prompt once) and trials."""
+    """One run's closed <details>: per step its meta-prompt (each distinct prompt once) and trials (with
+    their parents and each call's own prompt, for an evolutionary proposer's run)."""
     steps = {s["step"]: s for s in store.records("steps", run.id)}
     trials = store.records("trials", run.id)
     by_step: dict[int, list[dict[str, Any]]] = {}
     for t in trials:
         by_step.setdefault(t["step"], []).append(t)
     usage = store.usage(run.id)
+    own = {c.number: c.prompt for c in store.calls(run.id, role="optimizer") if c.prompt is not None}
     counts = Counter(t["state"] for t in trials)
     best = outcome.result.best if outcome.result is not None else None
     summary = (f"<b>{esc(run.name)}</b> <span class=\"muted\">{esc(outcome.cell.config)} · seed {outcome.cell.seed} · "
@@ -276,13 +278,19 @@ def _run_details(index: int, outcome: Outcome, run: RunRecord, store: RunStore) 
         mine = by_step.get(step, [])
         if not mine:
             continue
-        rows = ["<tr>" + "".join(f'<th scope="col">{h}</th>' for h in ("#", "state", "source", "value", "solution",
-                                                                      "reply / error")) + "</tr>"]
+        bred = any(t.get("parents") for t in mine)  # an evolutionary run: parents and each call's own prompt
+        heads = ("#", "state", "source", "value", "solution") + (("parents",) if bred else ()) + ("reply / error",)
+        rows = ["<tr>" + "".join(f'<th scope="col">{h}</th>' for h in heads) + "</tr>"]
         for t in mine:
+            parents = ", ".join(f"#{n}" for n in json.loads(t.get("parents") or "[]"))
+            asked = own.get(t["number"])
+            asked_cell = ("" if asked is None else f'<details><summary>its prompt</summary>'
+                          f'<pre class="prompt">{esc(asked)}</pre></details>')
             rows.append(f'<tr><td>{t["number"]}</td><td class="state-{esc(t["state"])}">{esc(t["state"])}</td>'
                         f'<td>{esc(t["source"])}</td><td>{esc(_number(t["value"]))}</td>'
                         f'<td class="text">{esc(t["text"] if t["text"] is not None else "-")}</td>'
-                        f'<td class="text">{_reply_cell(t)}</td></tr>')
+                        + (f"<td>{esc(parents or '-')}</td>" if bred else "")
+                        + f'<td class="text">{asked_cell}{_reply_cell(t)}</td></tr>')
         body.append(f'<div class="scroll"><table class="trials"><thead>{rows[0]}</thead>'
                     f'<tbody>{"".join(rows[1:])}</tbody></table></div>')
     return (f'<details class="run" id="run-{index}"><summary>{summary}</summary>'
