@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datadir import data_dir
 from fakes import evo_script, scripted_llm
 from openai_server import OpenAIServer
 from test_prompt_problem import TASK, scorer_script
@@ -28,6 +29,7 @@ from llmopt.proposers.evoprompt import fitness
 from llmopt.proposers.evoprompt_templates import child_text, de_prompt, ga_prompt, paraphrase_prompt, words
 from llmopt.testing import ScriptedLLM
 from problems.linear_regression.problem import LinearRegression
+from problems.prompt_optimization.data import load_bbh
 from problems.prompt_optimization.problem import PromptOptimization
 from problems.prompt_optimization.scorer import Scorer
 from problems.tsp.instances import random_instance
@@ -327,3 +329,39 @@ def test_ask_beyond_a_generation_still_gives_every_number_a_trial() -> None:
     numbers = [t.number for t in opt.history]
     assert sorted(numbers) == list(range(len(numbers)))  # no number taken without a trial
     assert sum(1 for t in opt.history if t.step == 2) == 9
+
+
+def test_cli_runs_prompt_optimization_with_ga_and_de_over_http(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`llmopt run prompt --proposer evoprompt-*`: operator requests and scorer calls over a loopback
+    server; the cost estimate, the scorer accounting and the tags read off the child all hold."""
+    answers = {ex.question: ex.answer for ex in load_bbh(Path(data_dir()) / "bbh" / "sports_understanding.json")}
+
+    def serve(prompt: str, seed: int) -> str:
+        if "Generate a variation of the following instruction" in prompt:
+            return f"<prompt>Think it over, take {seed % 1000}.</prompt>"
+        if "Please follow the instruction step-by-step" in prompt:
+            return f"1. Crossover Prompt: ...\n2. <prompt>Check the sport, take {seed % 1000}.</prompt>"
+        question = next((q for q in answers if q in prompt), None)
+        if question is not None and "sport" in prompt.lower():
+            return f"The answer is {answers[question]}."
+        return "Maybe."
+
+    monkeypatch.setenv("EVO_KEY", "sk-test-0000000000")
+    store = str(tmp_path / "p.db")
+    with OpenAIServer(serve) as server:
+        http = ["--model", "openai/opt", "--api-base", server.api_base, "--api-key-env", "EVO_KEY",
+                "--scorer", "openai/scorer", "--scorer-api-base", server.api_base, "--scorer-api-key-env", "EVO_KEY"]
+        for proposer in ("evoprompt-ga", "evoprompt-de"):
+            code = main(["run", "prompt", "--task", "bbh/sports_understanding", "--data-dir", str(data_dir()),
+                         "--max-train", "5", "--initial", "Answer.", "--initial", "Say yes or no.", "--proposer",
+                         proposer, "--population", "4", "--max-evals", "12", "--store", store, "--quiet", *http])
+            out = capsys.readouterr().out
+            assert code == 0, out
+            assert "stopped by                max_evals" in out
+    with RunStore(store) as s:
+        for name in ("prompt-evoprompt-ga-seed0", "prompt-evoprompt-de-seed0"):
+            run = s.get_run(name)
+            scored = s.trials(run.id, states=[TrialState.COMPLETE])
+            assert len(scored) == 12 and len(s.calls(run.id, role="scorer")) == 5 * 12  # equal scorer calls
+            assert all("<prompt>" not in t.text and "Crossover" not in t.text for t in scored)
+            assert max(t.value for t in scored) == 100.0  # a "sport" instruction: the scorer answers right
