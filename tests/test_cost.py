@@ -274,19 +274,25 @@ def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
     opt.run()
     opt.store.close()
     (tmp_path / "runs.db").rename(path)
-    db = sqlite3.connect(path)  # make it the version-2 layout: no metrics, choice, cached_tokens
+    db = sqlite3.connect(path)  # make it the version-2 layout: no metrics, choice, cached_tokens (nor version 4's)
     for table, column in (("trials", "metrics"), ("calls", "choice"), ("calls", "cached_tokens"),
-                          ("cache", "cached_tokens")):
+                          ("cache", "cached_tokens"), ("trials", "parents"), ("calls", "prompt")):
         db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    db.execute("DROP TABLE validations")
     db.execute("PRAGMA user_version=2")
     db.commit()
     db.close()
     with RunStore(path, readonly=True) as store:  # read as it is
         run = store.get_run("run")
         assert store.trials(run.id) and store.calls(run.id)[0].choice == 0
+        assert store.trials(run.id)[0].parents == () and store.calls(run.id)[0].prompt is None
+        assert store.validations(run.id) == [] and store.records("validations", run.id) == []
     with RunStore(path) as store:
-        assert store._db.execute("PRAGMA user_version").fetchone()[0] == 3
-        assert store.usage(store.get_run("run").id).calls > 0
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == 4
+        run = store.get_run("run")
+        assert store.usage(run.id).calls > 0 and store.validations(run.id) == []
+        store.add_validation(run.id, 1, 0, 12.5)
+        assert [(v.step, v.number, v.value) for v in store.validations(run.id)] == [(1, 0, 12.5)]
 
 
 @pytest.mark.parametrize("model,provider", [
