@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [TESTS, os.path.dirname(TESTS)]  # tests/validation_toy.py; this checkout's llmopt
 
 from validation_toy import optimizer_llm, toy_problem  # noqa: E402
 
@@ -20,20 +21,25 @@ from llmopt import Budget, LLMProposer, Optimizer, RunStore  # noqa: E402
 WRITES = ("add_trial", "add_call", "begin_step", "finish_step", "add_validation")
 
 
-def arm_kill(at: int) -> None:
+def arm_kill(at: str) -> None:
+    """``N``: die at the N-th write of any kind; ``METHOD:N``: at the N-th call of that one (e.g.
+    ``finish_step:3``, the write that finishes step 2), after the write."""
+    method_name, _, count = at.rpartition(":")
+    limit = int(count)
     writes = {"n": 0}
 
-    def wrap(method):
+    def wrap(name, method):
         def inner(self, *args, **kwargs):
             out = method(self, *args, **kwargs)
-            writes["n"] += 1
-            if writes["n"] == at:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if not method_name or name == method_name:
+                writes["n"] += 1
+                if writes["n"] == limit:
+                    os.kill(os.getpid(), signal.SIGKILL)
             return out
         return inner
 
     for name in WRITES:
-        setattr(RunStore, name, wrap(getattr(RunStore, name)))
+        setattr(RunStore, name, wrap(name, getattr(RunStore, name)))
 
 
 def main() -> None:
@@ -42,7 +48,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--every", type=int, default=2)
     ap.add_argument("--top", type=int, default=2)
-    ap.add_argument("--kill-at", type=int)
+    ap.add_argument("--kill-at", help="N (the N-th write) or METHOD:N (its N-th call)")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     if args.kill_at:
@@ -53,7 +59,9 @@ def main() -> None:
                     resume=args.resume, proposals_per_step=2, max_rounds=1, budget=Budget(max_steps=args.steps),
                     validate_every=args.every, validate_top=args.top)
     result = opt.run()
-    print(result.stop_reason.value, result.steps, len(result.validations))
+    by_role = {role: used.calls for role, used in sorted(result.usage_by_role.items())}
+    print(result.stop_reason.value, result.steps, len(result.validations), result.usage.calls, result.usage.tokens,
+          by_role, result.chosen.number if result.chosen else None)
 
 
 if __name__ == "__main__":
