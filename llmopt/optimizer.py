@@ -336,6 +336,7 @@ class Optimizer:
         self.start()
         want = self.proposals_per_step if n is None else n
         if self._open is None:
+            self._validate_due()  # a resumed run's validation that a kill cut short comes first
             prompt = self.proposer.begin_step(self.problem, self.history, self._step + 1)
             self._begin_step(self._step + 1, prompt)
         elif self._replaying:  # a resumed open step: the proposer catches up (e.g. optuna's study);

@@ -406,3 +406,12 @@ def test_overfitting_curves_follow_the_top_solution_by_training() -> None:
     curves = overfitting_curves(history, rows)
     assert curves == {"step": [0.0, 1.0, 2.0, 3.0], "training": [25.0, 50.0, 75.0, 87.5],
                       "validation": [25.0, 75.0, 37.5, 25.0], "best_validation": [25.0, 75.0, 75.0, 37.5]}
+
+
+def test_export_writes_the_validations(tmp_path: Path, capsys) -> None:
+    opt, store = toy_run(tmp_path, steps=2, validate_every=1, validate_top=1)
+    opt.run()
+    store.close()
+    assert main(["export", "--store", str(tmp_path / "runs.db"), "--table", "validations", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["run,step,number,value,error", "r,0,0,25.0,", "r,1,1,75.0,", "r,2,2,37.5,"]
