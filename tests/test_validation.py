@@ -341,6 +341,8 @@ def test_command_line_run_show_plot_and_evaluate(http, tmp_path: Path, capsys) -
     assert "validation (every 1 steps, the top 2 by training score):" in shown
     assert re.search(r"2 +#2 +75 +100 +100 \(step 2\) +Look twice before you answer\.", shown)
     assert re.search(r"1 +#1 +100 +0 +0 \(step 0\) +Memorize the answers\.", shown)
+    assert "chosen (best on validation): #2 Look twice before you answer.  (validation 100, training 75, step 2)" \
+        in shown
 
     out_dir = tmp_path / "figures"
     assert main(["plot", "--store", store, "v", "--out", str(out_dir), "--x", "step"]) == 0

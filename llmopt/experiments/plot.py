@@ -368,7 +368,7 @@ def overfitting_figure(collected: "Collected", label: str) -> Any | None:
                     label=f"chosen: trial #{pick} (best on validation)")
         ax.set_title(f"{o.cell.config}, seed {o.cell.seed}: training vs validation", fontsize=9)
         ax.set_xlabel("step")
-        ax.set_ylabel(_value_noun(collected, label).split(" (")[0])
+        ax.set_ylabel("score on each split")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(True, alpha=0.3)
         _legend_outside(ax)

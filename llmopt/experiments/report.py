@@ -11,7 +11,7 @@ from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem, gap_pct
 from llmopt.store.sqlite import RunRecord, RunStore, Usage
-from llmopt.validation import evaluations, validation_scores
+from llmopt.validation import chosen, evaluations, validation_scores
 
 Table = list[list[str]]
 
@@ -108,6 +108,23 @@ def validations_table(store: RunStore, run: RunRecord) -> Table:
         text = "-" if trial is None else shown_text(trial.text)
         out.append([row.step, f"#{row.number}", train, value, best, text if len(text) <= 70 else text[:67] + "..."])
     return out
+
+
+def validations_report(store: RunStore, run: RunRecord) -> str:
+    """What ``llmopt show NAME`` prints after the steps when the run ran validations: a heading, the
+    :func:`validations_table` and the chosen solution ("" for a run without validations)."""
+    table = validations_table(store, run)
+    if not table:
+        return ""
+    settings = run.config.get("validation", {})
+    top = "all" if settings.get("top") is None else f"the top {settings.get('top')}"
+    lines = [f"validation (every {settings.get('every', '?')} steps, {top} by training score):", format_table(table)]
+    rows = store.validations(run.id)
+    pick = chosen(rows, store.trials(run.id), run.direction)
+    if pick is not None:
+        lines.append(f"chosen (best on validation): #{pick.number} {shown_text(pick.text)}  (validation "
+                     f"{validation_scores(rows)[pick.number]:.6g}, training {pick.value:.6g}, step {pick.step})")
+    return "\n".join(lines)
 
 
 def stored_history(store: RunStore, run: RunRecord) -> SolutionHistory:
