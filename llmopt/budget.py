@@ -10,6 +10,7 @@ class StopReason(str, enum.Enum):
     SOLVED = "solved"  # the problem's known optimum was proposed
     TARGET = "target"
     PATIENCE = "patience"
+    VALIDATION = "validation"  # the best validation score stopped improving (early stopping)
     MAX_STEPS = "max_steps"
     MAX_EVALS = "max_evals"
     MAX_CALLS = "max_calls"

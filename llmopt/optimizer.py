@@ -32,7 +32,8 @@ from llmopt.llm.usage import Usage
 from llmopt.problem import Evaluation, Problem
 from llmopt.proposers import Proposal, Proposer
 from llmopt.seeding import stream
-from llmopt.store import RunExistsError, RunRecord, RunStore, StoreError
+from llmopt.store import RunExistsError, RunRecord, RunStore, StoreError, ValidationRecord
+from llmopt.validation import chosen, evaluations, stalled, validation_scores
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class CallEvent:
 
     number: int  # the trial the call belongs to
     step: int
-    role: str  # "optimizer" (a proposal) or "scorer"
+    role: str  # "optimizer" (a proposal), "scorer", or "validation" (scoring it on the validation split)
     model: str
     completion: Any  # llmopt.llm.Completion
 
@@ -86,7 +87,12 @@ class RunResult:
     elapsed_s: float
     metrics: dict[str, Any]
     history: SolutionHistory = field(repr=False)
-    usage_by_role: dict[str, Usage] = field(default_factory=dict)  # "optimizer" (proposals), "scorer"
+    usage_by_role: dict[str, Usage] = field(default_factory=dict)  # "optimizer" (proposals), "scorer", "validation"
+    #: The validation scores (``validate_every``), by step and trial number, as the store holds them.
+    validations: tuple[ValidationRecord, ...] = ()
+    #: The run's pick: the trial best on validation (ties: better training score, then the earlier
+    #: trial) when the run validated any, else ``best`` (the best training score).
+    chosen: Trial | None = None
 
     @property
     def evaluations(self) -> int:
@@ -114,7 +120,9 @@ class Optimizer:
 
     def __init__(self, problem: Problem, proposer: Proposer, *, seed: int = 0, budget: Budget | None = None,
                  proposals_per_step: int = 8, max_rounds: int = 3, store: RunStore | None = None,
-                 name: str | None = None, resume: bool = False, starts: bool = True, race: int | None = None) -> None:
+                 name: str | None = None, resume: bool = False, starts: bool = True, race: int | None = None,
+                 validate_every: int | None = None, validate_top: int | None = 3,
+                 validation_patience: int | None = None) -> None:
         if proposals_per_step < 1:
             raise ValueError(f"proposals_per_step must be >= 1, got {proposals_per_step}")
         if max_rounds < 1:
@@ -125,7 +133,10 @@ class Optimizer:
             raise ValueError(f"race must be >= 1 (the rank a proposal must be able to reach), got {race}")
         if race is not None and not problem.can_race:
             raise ValueError(f"problem {problem.name!r} cannot race its scoring (it does not override evaluate_raced)")
+        self._check_validation(problem, validate_every, validate_top, validation_patience)
         self.race = race
+        self.validate_every, self.validate_top = validate_every, validate_top
+        self.validation_patience = validation_patience
         self.problem, self.proposer = problem, proposer
         self.seed, self.budget = int(seed), budget or Budget()
         self.proposals_per_step, self.max_rounds, self.starts = proposals_per_step, max_rounds, starts
@@ -142,12 +153,31 @@ class Optimizer:
         self._solved_step: int | None = None
         self._failure: str | None = None
         self._started = False
+        self._validations: list[ValidationRecord] = []  # every validation row, in recording order
+        self._validated: dict[int, ValidationRecord] = {}  # trial number -> its first row (scored once)
+        self._due: list[int] = []  # finished steps whose validation is not known to be complete
         self._callbacks: dict[str, list[Callable[["Optimizer", Any], None]]] = {name: [] for name in CALLBACKS}
         self.run_record: RunRecord | None = None
         if store is not None:
             self.proposer.bind_cache(store.cache())
             self.problem.bind_cache(store.cache())
             self._open_store(store, name, resume)
+
+    @staticmethod
+    def _check_validation(problem: Problem, every: int | None, top: int | None, patience: int | None) -> None:
+        if every is None:
+            if patience is not None:
+                raise ValueError("validation_patience needs validate_every (validation scores to watch)")
+            return
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"validate_every must be an integer >= 1 (steps between validations), got {every!r}")
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+            raise ValueError(f"validate_top must be an integer >= 1 or None (all), got {top!r}")
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+            raise ValueError(f"validation_patience must be an integer >= 1 (evaluations), got {patience!r}")
+        if not problem.has_validation:
+            raise ValueError(f"problem {problem.name!r} has no validation split to validate on "
+                             "(prompt optimization: --validation-fraction F gives the task a validation split)")
 
     # --- callbacks ---------------------------------------------------------------------------
     def register_callback(self, name: str, callback: Callable[["Optimizer", Any], None]) -> None:
@@ -169,7 +199,11 @@ class Optimizer:
         return {"seed": self.seed, "direction": self.problem.direction.value,
                 "proposals_per_step": self.proposals_per_step, "max_rounds": self.max_rounds,
                 "starts": self.starts, "budget": asdict(self.budget), "problem": self.problem.config(),
-                "proposer": self.proposer.config(), **({"race": self.race} if self.race is not None else {})}
+                "proposer": self.proposer.config(), **({"race": self.race} if self.race is not None else {}),
+                **({"validation": self._validation_config()} if self.validate_every is not None else {})}
+
+    def _validation_config(self) -> dict[str, Any]:
+        return {"every": self.validate_every, "top": self.validate_top, "patience": self.validation_patience}
 
     @property
     def name(self) -> str | None:
@@ -208,9 +242,10 @@ class Optimizer:
                 continue
 
     def _check_same_config(self, stored: dict[str, Any]) -> None:
-        """A resumed run must be the same experiment; only its budget may change."""
-        mine = {k: v for k, v in _jsonable(self.config()).items() if k != "budget"}
-        theirs = {k: v for k, v in stored.items() if k != "budget"}
+        """A resumed run must be the same experiment; only its budget (and its validation patience, a
+        stopping rule too) may change."""
+        mine = _without_stopping_rules(_jsonable(self.config()))
+        theirs = _without_stopping_rules(stored)
         diffs = settings_diff(theirs, mine)
         if diffs:
             assert self.run_record is not None
@@ -223,13 +258,13 @@ class Optimizer:
             solution = self.problem.from_text(stored.text) if stored.text is not None else None
             self._remember(replace(stored, solution=solution,
                                    key=None if solution is None else self.problem.key(solution)))
-        self._usage = store.usage(run.id, only_recorded_trials=True)
-        for role in ("optimizer", "scorer"):
-            used = store.usage(run.id, only_recorded_trials=True, role=role)
-            if used.calls:
-                self._role_usage[role] = used
+        for row in store.validations(run.id):
+            self._add_validation_row(row)
+        self._load_usage(store, run)
         self._elapsed_base = run.elapsed_s
         steps = store.steps(run.id)
+        if self.validate_every is not None:  # checked before the run goes on: a kill may have cut one short
+            self._due = [s.step for s in steps if s.finished and s.step % self.validate_every == 0]
         self._next_number = max((t.number for t in self.history), default=-1) + 1
         if steps:
             last = steps[-1]
@@ -239,6 +274,21 @@ class Optimizer:
                 self._open = _OpenStep(last.step, last.prompt)
                 self._next_number = last.first_number
                 self._replaying = last.step > 0  # step 0 holds the starting solutions, not proposals
+
+    def _load_usage(self, store: RunStore, run: RunRecord) -> None:
+        """The usage of the calls of recorded trials, by role; a trial's validation calls count once
+        its validation row is recorded (a validation cut short by a kill is redone, from the cache,
+        and counted then: never twice)."""
+        recorded = {t.number for t in self.history}
+        total, by_role = Usage(), {}
+        for call in store.calls(run.id):
+            if call.number not in recorded or (call.role == "validation" and call.number not in self._validated):
+                continue
+            completion = call.completion()
+            total = total.add(completion)
+            by_role[call.role] = by_role.get(call.role, Usage()).add(completion)
+        self._usage = total
+        self._role_usage = {role: used for role, used in by_role.items() if used.calls}
 
     # --- recording -----------------------------------------------------------------------
     def _remember(self, trial: Trial) -> None:
@@ -286,6 +336,7 @@ class Optimizer:
         self.start()
         want = self.proposals_per_step if n is None else n
         if self._open is None:
+            self._validate_due()  # a resumed run's validation that a kill cut short comes first
             prompt = self.proposer.begin_step(self.problem, self.history, self._step + 1)
             self._begin_step(self._step + 1, prompt)
         elif self._replaying:  # a resumed open step: the proposer catches up (e.g. optuna's study);
@@ -361,7 +412,73 @@ class Optimizer:
         if self.store is not None and self.run_record is not None:
             self.store.finish_step(self.run_record.id, self._open.step)
             self.store.set_elapsed(self.run_record.id, self.elapsed_s)
-        self._open = None
+        finished, self._open = self._open.step, None
+        if self.validate_every is not None and finished % self.validate_every == 0:
+            self._due.append(finished)
+        self._validate_due()
+
+    # --- validation ----------------------------------------------------------------------
+    def _add_validation_row(self, row: ValidationRecord) -> None:
+        self._validations.append(row)
+        self._validated.setdefault(row.number, row)
+
+    def _validation_targets(self, step: int) -> list[Trial]:
+        """The solutions validated after ``step``: the top ``validate_top`` by training score (all
+        if None) among the trials of steps up to ``step``, best first."""
+        upto = SolutionHistory(self.problem.direction, (t for t in self.history if t.step <= step))
+        return upto.top_k(len(upto) if self.validate_top is None else self.validate_top)[::-1]
+
+    def _validate_due(self) -> None:
+        """Validate each finished step that is due (every ``validate_every`` steps, step 0 included),
+        in order; a step whose validation a kill cut short is finished first. A trial validated at an
+        earlier step keeps its score (no new calls). Stops, leaving the rest due, once a call, token,
+        dollar or time limit is used up (a resume with a larger budget does the rest first)."""
+        while self._due:
+            step = self._due[0]
+            done = {row.number for row in self._validations if row.step == step}
+            for trial in self._validation_targets(step):
+                if trial.number in done:
+                    continue
+                if self._spent():
+                    return
+                self._validate(step, trial)
+            self._due.pop(0)
+
+    def _spent(self) -> bool:
+        """Whether a limit on calls, tokens, dollars or time is used up (validation makes no new step)."""
+        b = self.budget
+        if self._uses_llm() and ((b.max_calls is not None and self._usage.calls >= b.max_calls)
+                                 or self._spend_exhausted() is not None):
+            return True
+        return b.max_seconds is not None and self.elapsed_s >= b.max_seconds
+
+    def _validate(self, step: int, trial: Trial) -> None:
+        known = self._validated.get(trial.number)
+        if known is not None:  # scored at an earlier evaluation: the same score, no new calls
+            value, error = known.value, known.error
+        else:
+            value, error = self._score_on_validation(trial)
+        row = ValidationRecord(step, trial.number, value, error)
+        if self.store is not None and self.run_record is not None:
+            self.store.add_validation(self.run_record.id, step, trial.number, value, error)
+        self._add_validation_row(row)
+
+    def _score_on_validation(self, trial: Trial) -> tuple[float | None, str | None]:
+        try:
+            done = self.problem.evaluate_validation(trial.solution)
+            if not isinstance(done, Evaluation):
+                done = Evaluation(float(done))
+            value = float(done.value)
+        except Exception as exc:  # recorded as the trial's validation error, not a dead run
+            return None, f"validation raised {type(exc).__name__}: {exc}"[:2000]
+        for item, model, completion in done.calls:
+            self._on_call(trial.number, model, completion, "validation", item)
+        failed = [c for _, _, c in done.calls if not c.ok]
+        if failed:
+            return None, f"{len(failed)} of {len(done.calls)} validation calls failed: {failed[0].error}"[:2000]
+        if not math.isfinite(value):
+            return None, f"validation score is {value!r}, not a finite number"
+        return value, None
 
     def _admit_all(self, proposals: Iterable[Proposal], step: int) -> list[Candidate]:
         """Record invalid, failed and duplicate proposals; return the new valid ones as pending."""
@@ -435,6 +552,14 @@ class Optimizer:
             return StopReason.TARGET, f"best {best.value:g} reached target {b.target:g}"
         if b.patience is not None and self._step - self._last_improvement() >= b.patience:
             return StopReason.PATIENCE, f"no improvement in {b.patience} steps"
+        if self.validation_patience is not None:
+            points = evaluations(self._validations, self.problem.direction)
+            if stalled(points, self.validation_patience):
+                last = points[-1]
+                best = "no validation score yet" if last.best_so_far is None else \
+                    f"best {last.best_so_far:.6g} at step {last.best_so_far_step}"
+                return StopReason.VALIDATION, (f"validation accuracy has not improved in {self.validation_patience} "
+                                               f"evaluations ({best})")
         if self._failure is not None:
             return StopReason.LLM_FAILURE, f"every call of a round failed: {self._failure}"
         checks = [
@@ -476,6 +601,8 @@ class Optimizer:
         try:
             self.start()
             while True:
+                if self._open is None:
+                    self._validate_due()  # a resumed run first finishes a validation a kill cut short
                 if self._open is None and (reason := self.stop_reason()) is not None:
                     break  # an open step (a resumed run's) is always finished first
                 candidates = self.ask()
@@ -494,7 +621,8 @@ class Optimizer:
 
     def _uses_llm(self) -> bool:
         """Whether call, token and dollar budgets apply: the proposer or the problem calls a model."""
-        return self.proposer.uses_llm() or self._role_usage.get("scorer", Usage()).calls > 0
+        return self.proposer.uses_llm() or any(self._role_usage.get(role, Usage()).calls > 0
+                                               for role in ("scorer", "validation"))
 
     def _race_bar(self, candidates: list[Candidate]) -> float | None:
         """With ``race=k``: the k-th best value of the steps before the candidates' (None: fewer than
@@ -555,10 +683,18 @@ class Optimizer:
 
     def result(self, reason: tuple[StopReason, str] | None = None) -> RunResult:
         reason = reason or self.stop_reason() or (StopReason.INTERRUPTED, "not finished")
-        return RunResult(name=self.name, stop_reason=reason[0], stop_detail=reason[1], best=self.history.best(),
+        rows = tuple(sorted(self._validations, key=lambda r: (r.step, r.number)))
+        best = self.history.best()
+        pick = chosen(rows, self.history.completed(), self.problem.direction) if rows else best
+        return RunResult(name=self.name, stop_reason=reason[0], stop_detail=reason[1], best=best,
                          steps=self._step, solved_step=self._solved_step, counts=self.history.counts(),
                          usage=self._usage, elapsed_s=self.elapsed_s, metrics=self.problem.metrics(self.history),
-                         history=self.history, usage_by_role=dict(self._role_usage))
+                         history=self.history, usage_by_role=dict(self._role_usage), validations=rows,
+                         chosen=pick or best)
+
+    def validation_scores(self) -> dict[int, float]:
+        """Each validated trial's score on the validation split, by trial number."""
+        return validation_scores(self._validations)
 
 
 def default_run_name(problem: Problem, proposer: Proposer, seed: int) -> str:
@@ -588,6 +724,14 @@ _ABSENT = object()
 def _short(value: Any, limit: int = 60) -> str:
     text = "(not set)" if value is _ABSENT else repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _without_stopping_rules(config: dict[str, Any]) -> dict[str, Any]:
+    """A config without what a resumed run may change: the budget, the validation patience."""
+    out = {k: v for k, v in config.items() if k != "budget"}
+    if isinstance(out.get("validation"), dict):
+        out["validation"] = {k: v for k, v in out["validation"].items() if k != "patience"}
+    return out
 
 
 def _jsonable(value: Any) -> Any:

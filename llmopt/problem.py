@@ -252,6 +252,18 @@ class Problem(ABC, Generic[S]):
         return self.evaluate(solution)
 
     @property
+    def has_validation(self) -> bool:
+        """Whether the problem holds data apart from what it scores on (a validation split), so the
+        optimizer can watch for overfitting (``Optimizer(validate_every=K)``); False by default."""
+        return False
+
+    def evaluate_validation(self, solution: S) -> Evaluation:
+        """``solution``'s score on the validation split, with the calls it took, as :meth:`evaluate`
+        gives its training score; problems whose ``has_validation`` is True override this."""
+        raise NotImplementedError(f"{type(self).__name__} has no validation split (has_validation is False): it "
+                                  "cannot score solutions on held-out data")
+
+    @property
     def can_race(self) -> bool:
         """Whether :meth:`evaluate_raced` can stop early (the problem overrides it)."""
         return type(self).evaluate_raced is not Problem.evaluate_raced

@@ -16,7 +16,7 @@ from llmopt.budget import StopReason
 from llmopt.cli.compare import CompareCommand
 from llmopt.cli.plot import PlotCommand
 from llmopt.cli.report import ReportCommand
-from llmopt.experiments.report import format_table, run_summary, runs_table, step_detail, steps_table
+from llmopt.experiments.report import format_table, run_summary, runs_table, step_detail, steps_table, validations_report
 from llmopt.experiments.runs import Parser, UsageError, add_run_arguments, entry_points, execute, open_run, prepare_run
 from llmopt.llm import LLMConfigError
 from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError
@@ -98,6 +98,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                 print(step_detail(store, run, args.step))
                 return 0
             print(format_table(steps_table(store, run)))
+            validated = validations_report(store, run)  # "" for a run without validations
+            if validated:
+                print(f"\n{validated}")
             status, detail = store.run_status(run), run.stop_detail or ""
             if run.status == "running" and status == "interrupted":  # its process died (see RunStore)
                 where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"

@@ -16,8 +16,10 @@ class PlotCommand:
     """Figures of runs (read from the store; nothing is run): best so far against step, scored
 solutions, tokens, dollars or seconds (--x; median over seeds with a 95% bootstrap band, the
 baselines as lines), the fixed-target ECDF (the fraction of (run, target) pairs reached against
-evaluations, over the problem's ladder of targets), a histogram of proposal scores per step, and,
-for a grid, the best solutions drawn (TSP tours).
+evaluations, over the problem's ladder of targets), a histogram of proposal scores per step, for
+runs that ran validations (--eval-every) training against validation score by step
+(<problem>-overfitting, the OPRO paper's Figure 11), and, for a grid, the best solutions drawn
+(TSP tours).
 
   llmopt plot --out figures/                          # every run of llmopt run's store
   llmopt plot --store runs.db linreg-llm-seed0 linreg-random-seed0 --out figures/

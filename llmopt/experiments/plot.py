@@ -15,6 +15,10 @@ from the stored trials alone. Per problem:
   scored solutions, on a log axis;
 * ``<problem>-proposals``: for each configuration, a histogram per step of the score of every
   proposal (how the proposal distribution shifts as the history grows);
+* ``<problem>-overfitting``: for runs that ran validations (``--eval-every``), the paper's Figure 11,
+  one panel per run: at each validation step, the training and the validation score of the top
+  solution by training score, and the best validation score of the solutions validated there,
+  the run's chosen solution (best on validation) marked;
 * ``<problem>-solutions``: for problems that can draw a solution (TSP tours on the plane), each
   configuration's best solution of the first seed beside the best baseline's (grids only: drawing
   needs the problem itself, which a grid rebuilds from its options).
@@ -42,7 +46,8 @@ from llmopt.experiments.stats import median_band
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.problem import Direction, gap_ladder, gap_pct
 from llmopt.store import RunRecord, RunStore
-from llmopt.store.sqlite import Usage
+from llmopt.store.sqlite import Usage, ValidationRecord
+from llmopt.validation import chosen_number
 
 FORMATS = ("png", "svg")
 
@@ -312,6 +317,64 @@ def solutions_figure(collected: "Collected", label: str) -> Any | None:
     return fig
 
 
+OVERFITTING_PANELS = 12  # runs drawn in one overfitting figure (the first ones, in the store's order)
+
+
+def overfitting_curves(history: SolutionHistory, rows: Sequence[Any]) -> dict[str, list[float]]:
+    """Per validation step (ascending): ``step``; ``training`` and ``validation``, the two scores of the
+    top solution by training score among those validated there (ties: the earlier trial); and
+    ``best_validation``, the best validation score of that step's solutions (NaN: none scored)."""
+    direction = history.direction
+    sign = 1.0 if direction is Direction.MINIMIZE else -1.0
+    by_step: dict[int, list[Any]] = {}
+    for row in rows:
+        by_step.setdefault(int(row.step), []).append(row)
+    out: dict[str, list[float]] = {"step": [], "training": [], "validation": [], "best_validation": []}
+    for step in sorted(by_step):
+        scored = [(r, history.get(r.number)) for r in by_step[step]]
+        scored = [(r, t) for r, t in scored if t is not None and t.value is not None]
+        if not scored:
+            continue
+        top, trial = min(scored, key=lambda rt: (sign * float(rt[1].value), rt[1].number))  # type: ignore[arg-type]
+        values = [float(r.value) for r in by_step[step] if r.value is not None]
+        out["step"].append(float(step))
+        out["training"].append(float(trial.value))  # type: ignore[arg-type]
+        out["validation"].append(math.nan if top.value is None else float(top.value))
+        out["best_validation"].append((min(values) if sign > 0 else max(values)) if values else math.nan)
+    return out
+
+
+def overfitting_figure(collected: "Collected", label: str) -> Any | None:
+    """Training against validation score by step, one panel per run that ran validations (None: no run did)."""
+    outcomes = [o for o in collected.outcomes if o.cell.problem == label and o.result is not None
+                and getattr(o.result, "validations", ())][:OVERFITTING_PANELS]
+    if not outcomes:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(outcomes), 1, figsize=(8.5, 2.8 * len(outcomes) + 0.6), layout="constrained",
+                             squeeze=False)
+    for ax, o in zip(axes[:, 0], outcomes):
+        history, rows = o.result.history, o.result.validations
+        curves = overfitting_curves(history, rows)
+        ax.plot(curves["step"], curves["training"], marker="o", linewidth=1.6, label="training (top by training)")
+        ax.plot(curves["step"], curves["validation"], marker="s", linewidth=1.6, label="validation (same solution)")
+        ax.plot(curves["step"], curves["best_validation"], linestyle="--", linewidth=1.0, color="grey",
+                label="validation (best of those validated)")
+        pick = chosen_number(rows, {t.number: t.value for t in history if t.ok}, history.direction)
+        if pick is not None:
+            first = min(r.step for r in rows if r.number == pick)
+            value = next(float(r.value) for r in rows if r.number == pick and r.value is not None)
+            ax.plot([first], [value], marker="*", markersize=13, color="black", linestyle="none",
+                    label=f"chosen: trial #{pick} (best on validation)")
+        ax.set_title(f"{o.cell.config}, seed {o.cell.seed}: training vs validation", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("score on each split")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+        _legend_outside(ax)
+    return fig
+
+
 def _save(fig: Any, base: Path) -> list[Path]:
     plt = _pyplot()
     paths = []
@@ -338,6 +401,9 @@ def write_figures(collected: "Collected", out_dir: str | Path, x_axes: Sequence[
         if figure is not None:
             written += _save(figure, out / f"{stem}-ecdf")
         written += _save(proposals_figure(collected, label), out / f"{stem}-proposals")
+        figure = overfitting_figure(collected, label)
+        if figure is not None:
+            written += _save(figure, out / f"{stem}-overfitting")
         figure = solutions_figure(collected, label)
         if figure is not None:
             written += _save(figure, out / f"{stem}-solutions")
@@ -359,6 +425,7 @@ class StoredResult:
     usage: Usage
     elapsed_s: float
     solved_step: int | None = None
+    validations: tuple[ValidationRecord, ...] = ()  # the run's validation scores (--eval-every), if any
 
     @property
     def evaluations(self) -> int:
@@ -395,7 +462,8 @@ def stored_result(store: "RunStore", run: "RunRecord") -> StoredResult:
     solved = None
     if run.optimum is not None:
         solved = next((t.step for t in history if t.ok and reaches(float(t.value), run.optimum, run.direction)), None)
-    return StoredResult(history, max((t.step for t in history), default=0), store.usage(run.id), run.elapsed_s, solved)
+    return StoredResult(history, max((t.step for t in history), default=0), store.usage(run.id), run.elapsed_s, solved,
+                        tuple(store.validations(run.id)))
 
 
 def _experiment(run: "RunRecord") -> tuple[dict[str, Any], dict[str, Any]]:

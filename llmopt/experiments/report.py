@@ -11,6 +11,7 @@ from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem, gap_pct
 from llmopt.store.sqlite import RunRecord, RunStore, Usage
+from llmopt.validation import chosen, evaluations, validation_scores
 
 Table = list[list[str]]
 
@@ -60,6 +61,7 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
         ["stopped by", f"{result.stop_reason.value}: {result.stop_detail}"],
         ["steps", result.steps],
         ["best", "-" if best is None else f"{shown_text(best.text)}  (value {best.value:.6g}, step {best.step})"],
+        *_chosen_rows(result),
         ["trials", f"{sum(c.values())}: {c['COMPLETE']} complete, {c['INVALID']} invalid, "
                    f"{c['DUPLICATE']} duplicate, {c['FAILED']} failed"],
         ["LLM calls", calls],
@@ -75,6 +77,54 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
     ]
     rows += [[k, "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)] for k, v in result.metrics.items()]
     return rows
+
+
+def _chosen_rows(result: RunResult) -> Table:
+    """The run's pick when it ran validations: the trial best on validation, with both scores."""
+    pick, scores = result.chosen, validation_scores(result.validations)
+    if not result.validations:
+        return []
+    if pick is None or pick.number not in scores:
+        return [["chosen (best on validation)", "- (no solution could be scored on validation)"]]
+    return [["chosen (best on validation)", f"{shown_text(pick.text)}  (validation {scores[pick.number]:.6g}, "
+                                            f"training {pick.value:.6g}, trial #{pick.number}, step {pick.step})"]]
+
+
+def validations_table(store: RunStore, run: RunRecord) -> Table:
+    """A run's validations (``--eval-every``): per evaluation step, each solution validated with its
+    training and validation score, and the best validation score so far (no rows: none ran)."""
+    rows = store.validations(run.id)
+    if not rows:
+        return []
+    trials = {t.number: t for t in store.trials(run.id)}
+    so_far = {p.step: p for p in evaluations(rows, run.direction)}
+    out: Table = [["step", "trial", "training", "validation", "best validation so far", "solution"]]
+    sign = -1.0 if run.direction is Direction.MAXIMIZE else 1.0  # each step's best validation first
+    for row in sorted(rows, key=lambda r: (r.step, r.value is None, sign * (r.value or 0.0), r.number)):
+        trial, point = trials.get(row.number), so_far[row.step]
+        train = "-" if trial is None or trial.value is None else f"{trial.value:.6g}"
+        value = f"{row.value:.6g}" if row.value is not None else f"- ({(row.error or 'failed')[:60]})"
+        best = "-" if point.best_so_far is None else f"{point.best_so_far:.6g} (step {point.best_so_far_step})"
+        text = "-" if trial is None else shown_text(trial.text)
+        out.append([row.step, f"#{row.number}", train, value, best, text if len(text) <= 70 else text[:67] + "..."])
+    return out
+
+
+def validations_report(store: RunStore, run: RunRecord) -> str:
+    """What ``llmopt show NAME`` prints after the steps when the run ran validations: a heading, the
+    :func:`validations_table` and the chosen solution ("" for a run without validations)."""
+    table = validations_table(store, run)
+    if not table:
+        return ""
+    settings = run.config.get("validation", {})
+    top = "all" if settings.get("top") is None else f"the top {settings.get('top')}"
+    lines = [f"validation (every {settings.get('every', '?')} steps, {top} by training score):", format_table(table)]
+    rows = store.validations(run.id)
+    pick = chosen(rows, store.trials(run.id), run.direction)
+    if pick is not None:
+        lines.append(f"chosen (best on validation): #{pick.number} {shown_text(pick.text)}  (validation "
+                     f"{validation_scores(rows)[pick.number]:.6g}, training {pick.value:.6g}, step {pick.step})")
+    return "\n".join(lines)
 
 
 def stored_history(store: RunStore, run: RunRecord) -> SolutionHistory:

@@ -86,9 +86,21 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--max-usd", type=non_negative, help="max dollars (calls with a known price)")
     b.add_argument("--max-seconds", type=non_negative, help="max wall time")
     b.add_argument("--target", type=float, help="stop once the best value reaches this")
-    b.add_argument("--patience", type=positive_int, help="stop after this many steps without improvement")
+    b.add_argument("--patience", type=positive_int,
+                   help="stop after this many steps without improvement (with --early-stop validation: this many "
+                        "validations without a better validation score)")
     b.add_argument("--no-stop-when-solved", action="store_true",
                    help="keep going after the known optimum is proposed")
+    v = p.add_argument_group("validation (overfitting; the problem needs a validation split, e.g. prompt's "
+                             "--validation-fraction)")
+    v.add_argument("--eval-every", type=positive_int, metavar="K",
+                   help="every K steps (step 0 included), score the top solutions by training score on the "
+                        "validation split; the run's chosen solution is then the best on validation")
+    v.add_argument("--validate-top", type=validate_top, default=3, metavar="N",
+                   help="how many of the top solutions each validation scores, or 'all' (default 3)")
+    v.add_argument("--early-stop", choices=("validation",),
+                   help="validation: stop when the best validation score has not improved in --patience "
+                        "validations (needs --eval-every)")
     m = p.add_argument_group("model")
     add_model_arguments(m, model_aliases=("--optimizer",))
     m.add_argument("--structured", choices=STRUCTURED, default="auto",
@@ -131,6 +143,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     mp.add_argument("--decimals", type=non_negative_int, default=0, help="decimals for --scores rounded (default 0)")
     mp.add_argument("--buckets", type=positive_int, default=10, help="buckets for --scores buckets (default 10)")
     mp.add_argument("--instruction", help="replace the closing instruction of the meta-prompt")
+
+
+def validate_top(text: str) -> int | None:
+    """``--validate-top``: a count >= 1, or ``all`` (None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return positive_int(text)
+    except (argparse.ArgumentTypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}") from None
 
 
 def run_parser(command: str, parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
@@ -193,7 +215,24 @@ def check_proposer(problem: Problem, proposer: Proposer) -> None:
 def make_budget(args: argparse.Namespace) -> Budget:
     return Budget(max_steps=args.steps, max_evals=args.max_evals, max_calls=args.max_calls,
                   max_tokens=args.max_tokens, max_usd=args.max_usd, max_seconds=args.max_seconds,
-                  target=args.target, patience=args.patience or None, stop_when_solved=not args.no_stop_when_solved)
+                  target=args.target, patience=None if _early_stop(args) else args.patience or None,
+                  stop_when_solved=not args.no_stop_when_solved)
+
+
+def _early_stop(args: argparse.Namespace) -> bool:
+    return getattr(args, "early_stop", None) == "validation"
+
+
+def check_validation(args: argparse.Namespace, problem: Problem) -> None:
+    """The validation options fit together and the problem can be validated (UsageError, one line)."""
+    every = getattr(args, "eval_every", None)
+    if _early_stop(args) and every is None:
+        raise UsageError("--early-stop validation needs --eval-every K (how often to score on the validation split)")
+    if _early_stop(args) and args.patience is None:
+        raise UsageError("--early-stop validation needs --patience P (validations without improvement)")
+    if every is not None and not problem.has_validation:
+        raise UsageError(f"--eval-every: problem {problem.name!r} has no validation split to score on "
+                         "(prompt optimization: --validation-fraction F gives the task a validation split)")
 
 
 def prepare_run(args: argparse.Namespace, calls: bool = True) -> tuple[Problem, Proposer, Budget]:
@@ -203,6 +242,7 @@ def prepare_run(args: argparse.Namespace, calls: bool = True) -> tuple[Problem, 
     before any store is created (``False``: a stored run is only read back)."""
     try:
         problem = args.plugin.from_args(args)
+        check_validation(args, problem)
         proposer = make_proposer(args, problem)
         if calls:
             check_credentials(args, problem, proposer)
@@ -220,7 +260,9 @@ def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, propos
              budget: Budget) -> Optimizer:
     name = args.name or default_run_name(problem, proposer, args.seed)  # taken: refused, never renamed
     return Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals,
-                     max_rounds=args.max_rounds, store=store, name=name, resume=args.resume, race=args.race)
+                     max_rounds=args.max_rounds, store=store, name=name, resume=args.resume, race=args.race,
+                     validate_every=getattr(args, "eval_every", None), validate_top=getattr(args, "validate_top", 3),
+                     validation_patience=args.patience if _early_stop(args) else None)
 
 
 def execute(opt: Optimizer, args: argparse.Namespace, progress_bar: bool | None = None) -> RunResult:

@@ -2,8 +2,8 @@
 
 Tables: ``trials`` (every proposal with its state, text, value, raw reply and error),
 ``calls`` (every LLM call: role, model, seed, tokens, dollars, latency, cache hit, error),
-``steps`` (each step's meta-prompt), ``validations`` (trials scored on a validation split during
-the run) and ``runs`` (configuration, versions, stop reason). Each
+``steps`` (each step's meta-prompt), ``validations`` (each solution scored on the validation split,
+by step: ``--eval-every``) and ``runs`` (configuration, versions, stop reason). Each
 row carries its run's name. Nothing here reads or writes API keys: the store never holds one.
 """
 
@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+from dataclasses import asdict
 from typing import Any, Iterable, Sequence
 
 from llmopt.store.sqlite import RunStore
@@ -33,6 +34,9 @@ def rows(store: RunStore, table: str = "trials", runs: Sequence[str] | None = No
                         "stop_reason": run.stop_reason, "stop_detail": run.stop_detail, "elapsed_s": run.elapsed_s,
                         "created": run.created, "config": json.dumps(run.config, sort_keys=True),
                         "versions": json.dumps(run.versions, sort_keys=True)})
+            continue
+        if table == "validations":  # read as the store's version has it (none before version 4)
+            out += [{"run": run.name, **asdict(v)} for v in store.validations(run.id)]
             continue
         out += [{"run": run.name, **record} for record in store.records(table, run.id)]
     return out

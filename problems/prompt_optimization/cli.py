@@ -17,6 +17,7 @@ from llmopt.proposers import EvolutionProposer, EvoPromptDE
 from llmopt.proposers.evoprompt_templates import de_prompt, ga_prompt, words
 from llmopt.seeding import stream
 from llmopt.store.sqlite import DEFAULT_STORE, RunStore, StoreError, Usage
+from llmopt.validation import chosen, validation_scores
 from problems.prompt_optimization.data import DataError, Example, Task, load_task
 from problems.prompt_optimization.problem import RACE_DELTA, RACE_FIRST, STYLES, PromptOptimization
 from problems.prompt_optimization.scorer import POSITIONS, Scorer, scorer_prompt
@@ -38,6 +39,9 @@ def add_task_arguments(g: Any, task_required: bool = True, local_threads: bool =
                    help="seed of the train/test split, kept apart from --seed so runs share one split (default 0)")
     g.add_argument("--train-fraction", type=float,
                    help="training share (default: the paper's, 0.035 for gsm8k and 0.2 for BBH)")
+    g.add_argument("--validation-fraction", type=float, default=0.0, metavar="F",
+                   help="validation share, split from the training pool after the training share (default 0: "
+                        "none); with --eval-every K the top instructions are scored on it every K steps")
     g.add_argument("--max-train", type=int, help="score instructions on at most this many training examples")
     g.add_argument("--position", choices=POSITIONS, default="Q_begin",
                    help="where the instruction goes in the scorer's prompt (default Q_begin)")
@@ -55,7 +59,7 @@ def add_scorer_arguments(g: Any, local_threads: bool) -> None:
 
 def make_task(args: argparse.Namespace, name: str | None = None) -> Task:
     return load_task(name or args.task, args.data_dir, train_fraction=args.train_fraction, seed=args.split_seed,
-                     max_train=args.max_train)
+                     max_train=args.max_train, validation_fraction=args.validation_fraction or 0.0)
 
 
 def make_scorer(args: argparse.Namespace) -> Scorer:
@@ -74,12 +78,18 @@ class Estimate:
 
 
 def estimate(problem: PromptOptimization, proposer: Any, steps: int, proposals: int, max_rounds: int,
-             max_evals: int | None = None) -> list[Estimate]:
+             max_evals: int | None = None, eval_every: int | None = None,
+             validate_top: int | None = 3) -> list[Estimate]:
     """Upper bounds of a run's calls and tokens (every instruction new, every reply max length),
-    priced as the calls will be (:meth:`LLM.token_cost`: the price map that prices the replies)."""
+    priced as the calls will be (:meth:`LLM.token_cost`: the price map that prices the replies);
+    with ``eval_every``, also the validation's (each validation's top instructions all new)."""
     scored = len(problem.initial) + steps * proposals
     if max_evals is not None:
         scored = min(scored, max_evals)
+    validated = 0
+    if eval_every is not None and problem.task.validation:
+        validations = steps // eval_every + 1
+        validated = scored if validate_top is None else min(scored, validations * validate_top)
     train = problem.task.train
     sample = [train[i] for i in stream(0, "estimate").choice(len(train), size=min(20, len(train)), replace=False)]
     scorer = problem.scorer.llm
@@ -89,6 +99,10 @@ def estimate(problem: PromptOptimization, proposer: Any, steps: int, proposals: 
     calls = scored * len(train)
     p_tok, c_tok = calls * per_prompt, calls * scorer.config.max_tokens
     out = [Estimate("scorer", scorer.model, calls, p_tok, c_tok, scorer.token_cost(p_tok, c_tok))]
+    if validated:
+        calls = validated * len(problem.task.validation)
+        p_tok, c_tok = calls * per_prompt, calls * scorer.config.max_tokens
+        out.append(Estimate("validation", scorer.model, calls, p_tok, c_tok, scorer.token_cost(p_tok, c_tok)))
     llm = getattr(proposer, "llm", None)
     if isinstance(proposer, EvolutionProposer):  # one operator request per child, no redraws; DE's is the longest
         w = words(problem)
@@ -183,10 +197,12 @@ class CLI:
     @staticmethod
     def preflight(args: argparse.Namespace, problem: PromptOptimization, proposer: Any, budget: Any) -> None:
         steps = budget.max_steps if budget.max_steps is not None else 10**6
-        rows = estimate(problem, proposer, steps, args.proposals or 1, args.max_rounds or 1, budget.max_evals)
+        rows = estimate(problem, proposer, steps, args.proposals or 1, args.max_rounds or 1, budget.max_evals,
+                        getattr(args, "eval_every", None), getattr(args, "validate_top", 3))
         if not args.quiet:
+            validation = f", {len(problem.task.validation)} validation" if problem.task.validation else ""
             print(f"task {problem.task.name}: {len(problem.task.train)} training examples "
-                  f"({problem.task.kind} answers), {len(problem.task.test)} test", file=sys.stderr)
+                  f"({problem.task.kind} answers){validation}, {len(problem.task.test)} test", file=sys.stderr)
             print_estimate(rows)
         check_estimate(rows, args.max_calls, args.max_usd)
 
@@ -231,7 +247,8 @@ class Evaluate:
         add_task_arguments(g, task_required=False, local_threads=True)
         w = p.add_argument_group("what to evaluate")
         w.add_argument("--instruction", action="append", default=[], help="an instruction (repeatable)")
-        w.add_argument("--run", help="a prompt run in the store: evaluate its top instructions (task from the run)")
+        w.add_argument("--run", help="a prompt run in the store: evaluate its top instructions, and its chosen one "
+                                     "(best on validation) if it ran validations (task from the run)")
         w.add_argument("--top", type=int, default=3, help="how many of the run's best instructions (default 3)")
         w.add_argument("--no-baselines", action="store_true", help="leave out the fixed baseline instructions")
         w.add_argument("--split", choices=("test", "train", "validation", "all"), default="test",
@@ -288,6 +305,7 @@ def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
         with RunStore(args.store, readonly=True) as store:
             run = store.get_run(args.run)
             scored = store.trials(run.id, states=[TrialState.COMPLETE])
+            rows = store.validations(run.id)
         problem = run.config.get("problem", {})
         if problem.get("name") != "prompt":
             raise StoreError(f"run {args.run!r} is not a prompt-optimization run")
@@ -295,6 +313,12 @@ def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
             args.task = problem["task"]
             split = problem.get("split", {})
             args.split_seed, args.train_fraction = split.get("seed", 0), split.get("train_fraction")
+            args.validation_fraction = split.get("validation_fraction") or 0.0  # the run's test split, exactly
+        pick = chosen(rows, scored, run.direction)
+        if pick is not None:
+            on_validation = validation_scores(rows)[pick.number]
+            out.append((f"{args.run} chosen: best on validation ({on_validation:.1f}, train {pick.value:.1f})",
+                        pick.text))
         scored.sort(key=lambda t: (-t.value, t.number))  # type: ignore[operator]
         for rank, t in enumerate(scored[:args.top], start=1):
             out.append((f"{args.run} #{rank} (train {t.value:.1f})", t.text))

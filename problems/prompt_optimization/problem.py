@@ -232,6 +232,20 @@ class PromptOptimization(Problem[str]):
         calls = tuple((i, self.scorer.model, c) for i, c in enumerate(result.completions))
         return Evaluation(100.0 * result.accuracy, calls)
 
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.task.validation)
+
+    def evaluate_validation(self, solution: str) -> Evaluation:
+        """Accuracy on the task's validation split (``--validation-fraction``), scored as :meth:`evaluate`
+        scores on the training split: same scorer, same cache; ``item`` is the validation example's index."""
+        if not self.task.validation:
+            raise NotImplementedError(f"task {self.task.name} has no validation split (--validation-fraction F "
+                                      "gives the task one)")
+        result = self.scorer.score(solution, self.task.validation, self.task.kind)
+        calls = tuple((i, self.scorer.model, c) for i, c in enumerate(result.completions))
+        return Evaluation(100.0 * result.accuracy, calls)
+
     def evaluate_raced(self, solution: str, bar: float) -> Evaluation:
         """Score on a growing sample of the training examples (:func:`race_looks`, a fixed random
         order, the same for every instruction) and stop once the Wilson upper bound of the
@@ -284,4 +298,5 @@ class PromptOptimization(Problem[str]):
     def metrics(self, history: SolutionHistory) -> dict[str, Any]:
         best = history.best()
         return {"task": self.task.name, "training examples": len(self.task.train),
+                **({"validation examples": len(self.task.validation)} if self.task.validation else {}),
                 "best training accuracy %": None if best is None else best.value}
