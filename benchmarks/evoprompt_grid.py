@@ -63,7 +63,7 @@ def main() -> int:
             result, problem = outcome.result, outcome.problem
             if result is None or result.best is None:
                 continue
-            problem.bind_cache(cache)
+            problem.scorer.llm = problem.scorer.llm.with_cache(cache)  # collect()'s store is closed: this one
             examples = sample_examples(problem.task.test, args.test_examples, 0)
 
             def test_score(text: str) -> float:
