@@ -7,8 +7,9 @@ Runs (or resumes) every cell of the grid with ``llmopt compare``'s machinery, th
 run's chosen instruction (the best on validation where the run validated, else the best on
 training) on the task's test split with the run's own scorer and the store's reply cache, and
 prints one row per problem and configuration: the runs' instructions scored, scorer and optimizer
-calls, the best training accuracy and the chosen instruction's test accuracy (mean and each seed),
-beside the starting instructions' test accuracy. ``--set`` overrides the grid's defaults as in
+calls, invalid and duplicate proposals, the mean training accuracy of the new instructions (how
+good the proposals were), the best training accuracy and the chosen instruction's test accuracy
+(mean and each seed), beside the starting instructions' test accuracy. ``--set`` overrides the grid's defaults as in
 ``llmopt compare`` (e.g. ``--set model="openai/gpt-4o-mini"``); ``--test-examples N`` scores a
 seeded sample of N test examples (the same for every instruction).
 """
@@ -53,11 +54,12 @@ def main() -> int:
     store_path = args.store or grid.store or "runs.db"
     collected = collect(grid, store_path, run=not args.no_run, with_references=False, progress=False)
     rows: list[list[Any]] = [["problem", "config", "runs", "instructions scored", "scorer calls / run",
-                              "optimizer calls / run", "best train % (mean)", "chosen test % (mean)", "per seed"]]
+                              "optimizer calls / run", "invalid / duplicate", "new instructions' train % (mean)",
+                              "best train % (mean)", "chosen test % (mean)", "per seed"]]
     test_calls = Usage()
     with RunStore(store_path) as store:
         cache = store.cache()
-        by_row: dict[tuple[str, str], list[tuple[int, float, float, int, int, int]]] = {}
+        by_row: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         starts: dict[str, list[tuple[str, float]]] = {}
         for outcome in collected.outcomes:
             result, problem = outcome.result, outcome.problem
@@ -76,20 +78,24 @@ def main() -> int:
             pick = chosen(result)
             assert pick is not None
             roles = result.usage_by_role
+            new = [float(t.value) for t in result.history if t.ok and t.step > 0]  # type: ignore[arg-type]
+            lost = result.counts["INVALID"] + result.counts["DUPLICATE"]
             by_row.setdefault((outcome.cell.problem, outcome.cell.config), []).append(
                 (outcome.cell.seed, float(result.best.value), test_score(pick.text), result.evaluations,
-                 roles.get("scorer", Usage()).calls, roles.get("optimizer", Usage()).calls))
+                 roles.get("scorer", Usage()).calls, roles.get("optimizer", Usage()).calls, lost,
+                 statistics.fmean(new) if new else float("nan")))
             if outcome.cell.problem not in starts:
                 starts[outcome.cell.problem] = [(text, test_score(text)) for text in problem.initial]
         for (plabel, config), runs in by_row.items():
             runs.sort()
             mean = statistics.fmean
             rows.append([plabel, config, len(runs), f"{mean(r[3] for r in runs):.0f}", f"{mean(r[4] for r in runs):.0f}",
-                         f"{mean(r[5] for r in runs):.0f}", f"{mean(r[1] for r in runs):.1f}",
+                         f"{mean(r[5] for r in runs):.0f}", f"{mean(r[6] for r in runs):.0f}",
+                         f"{mean(r[7] for r in runs):.1f}", f"{mean(r[1] for r in runs):.1f}",
                          f"{mean(r[2] for r in runs):.1f}", " ".join(f"{r[2]:.1f}" for r in runs)])
         for plabel, scored in starts.items():
             for text, acc in scored:
-                rows.append([plabel, f"start: {text!r}", "-", "-", "-", "-", "-", f"{acc:.1f}", ""])
+                rows.append([plabel, f"start: {text!r}", "-", "-", "-", "-", "-", "-", "-", f"{acc:.1f}", ""])
     print((markdown_table if args.markdown else format_table)(rows))
     print(f"\ntest scoring: {test_calls.calls} scorer calls ({test_calls.cache_hits} from the cache)")
     return 0
