@@ -128,6 +128,12 @@ class Problem(ABC, Generic[S]):
     def describe(self) -> str:
         """The task description that opens the meta-prompt (what is optimized, how to read it)."""
 
+    def operator_context(self) -> str:
+        """What an evolutionary operator's request opens with (``--proposer evoprompt-ga|de`` on a
+        "generic" problem): the task and what a solution means, without the meta-prompt's talk of
+        past solutions and scores. By default :meth:`describe`."""
+        return self.describe()
+
     @abstractmethod
     def answer_format(self) -> str:
         """The sentence telling the LLM how to write its answer (closes the meta-prompt)."""

@@ -173,6 +173,7 @@ def test_tsp_children_are_tours_bred_from_their_parents(tmp_path: Path) -> None:
     assert result.history.counts()["COMPLETE"] > 5
     ga_calls = [c.prompt for c in backend.calls if "Identify the different parts between Trace 1" in c.prompt]
     assert ga_calls and all("<trace>" in p and "You are given a list of points" in p for p in ga_calls)
+    assert all("previous traces" not in p and "A better trace has a lower length." in p for p in ga_calls)
     for t in result.history:
         if t.ok:
             assert sorted(t.solution) == list(range(8))
@@ -212,7 +213,8 @@ def test_templates_and_child_extraction() -> None:
     problem = LinearRegression(seed=0)
     w = words(problem)
     ga = ga_prompt(w, "w=1, b=2", "w=3, b=4")
-    assert ga.startswith(problem.describe()) and "(w, b) pair 1: w=1, b=2\n(w, b) pair 2: w=3, b=4" in ga
+    assert ga.startswith(f"{problem.operator_context()}\nA better (w, b) pair has a lower function value.\n\n")
+    assert "(w, b) pair 1: w=1, b=2\n(w, b) pair 2: w=3, b=4" in ga and "values at those points" not in ga
     assert "bracketed with <answer> and </answer>" in ga and problem.answer_format() in ga
     de = de_prompt(w, "M", "A", "B", "C")
     assert de.index("pair 1: A") < de.index("pair 2: B") < de.index("pair 3: C") < de.index("Basic (w, b) pair: M")

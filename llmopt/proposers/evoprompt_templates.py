@@ -12,7 +12,8 @@ Two styles. ``"prompt"`` (prompt optimization) speaks of prompts as EvoPrompt's 
 the GA and DE requests show one worked example first (EvoPrompt's one-shot form; our own example).
 ``"generic"`` (every other problem: linear regression's pairs, TSP's traces, a user's function)
 speaks of the problem's own nouns, shows the solutions in the problem's own encoding and opens
-with the problem's description (what a solution means), as LMEA did for TSP; it has no worked
+with the problem's :meth:`~llmopt.problem.Problem.operator_context` (the task and what a solution
+means; by default its description) and which way is better, as LMEA did for TSP; it has no worked
 example (one would have to be invented for each problem). The child is read from the last
 ``<tag>...</tag>`` of the reply (``<prompt>`` or ``<answer>``), else from the whole reply.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from llmopt.problem import Problem
+from llmopt.problem import Direction, Problem
 
 #: The prompt-optimization style's worked examples (no digits: GSM8K's filter forbids them).
 GA_EXAMPLE = """Please follow the instruction step-by-step to generate a better prompt.
@@ -85,8 +86,10 @@ def words(problem: Problem) -> Words:
         return Words("prompt", "prompts", "prompt", "", "", True)
     closing = (f"Inside the tags, write the {problem.solution_noun} in the same form as the {problem.solution_plural} "
                f"above. {problem.answer_format()}")
-    return Words(problem.solution_noun, problem.solution_plural, "answer", problem.describe().strip() + "\n\n", closing,
-                 False)
+    lower = problem.direction is Direction.MINIMIZE
+    context = (f"{problem.operator_context().strip()}\nA better {problem.solution_noun} has a "
+               f"{'lower' if lower else 'higher'} {problem.value_noun}.\n\n")
+    return Words(problem.solution_noun, problem.solution_plural, "answer", context, closing, False)
 
 
 def _cap(text: str) -> str:

@@ -73,6 +73,9 @@ class LinearRegression(Problem[Pair]):
         return ("Now you will help me minimize a function with two input variables w, b. "
                 "I have some (w, b) pairs and the function values at those points.")
 
+    def operator_context(self) -> str:
+        return "Now you will help me minimize a function with two input variables w, b."
+
     def answer_format(self) -> str:
         return "Do not write code. The output must end with a pair [w, b], where w and b are numerical values."
 

@@ -65,6 +65,9 @@ class TravellingSalesman(Problem[Tour]):
             intro = f"You are given the distances between points below, one row per point:\n{rows}"
         return f"{intro}\n\nBelow are some previous traces and their lengths."
 
+    def operator_context(self) -> str:
+        return self.describe().rsplit("\n\n", 1)[0] + "\n\nA trace visits every point exactly once."
+
     def answer_format(self) -> str:
         """The official code's words (its exemplars all start at 0; the prompt does not say so)."""
         return ("The trace should traverse all points exactly once. "
