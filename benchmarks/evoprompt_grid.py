@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmopt.cli.compare import _assignments  # noqa: E402
+from llmopt.cli.compare import assignments  # noqa: E402
 from llmopt.experiments.compare import collect  # noqa: E402
 from llmopt.experiments.grid import load_grid  # noqa: E402
 from llmopt.experiments.report import format_table, markdown_table  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> int:
     ap.add_argument("--no-run", action="store_true", help="only read the store (and score on test)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
-    settings = {k.replace("_", "-"): v for k, v in _assignments(args.set, "--set").items()}
+    settings = {k.replace("_", "-"): v for k, v in assignments(args.set, "--set").items()}
     grid = load_grid(args.grid).with_overrides(seeds=tuple(args.seeds) if args.seeds else None, defaults=settings)
     store_path = args.store or grid.store or "runs.db"
     collected = collect(grid, store_path, run=not args.no_run, with_references=False, progress=False)

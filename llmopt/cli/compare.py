@@ -33,7 +33,8 @@ def _value(text: str) -> Any:
         return text
 
 
-def _assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
+def assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """KEY=VALUE words (--set, --sweep) as a dict, values read as TOML (the grid benchmark uses it too)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -44,7 +45,7 @@ def _assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
 
 
 def grid_from_args(args: argparse.Namespace) -> Grid:
-    settings = _assignments(args.set, "--set")
+    settings = assignments(args.set, "--set")
     if args.grid:
         if args.problems or args.proposers or args.models or args.sweep:
             raise GridError("with a grid file, only --seeds, --set and --store apply "
@@ -66,7 +67,7 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
             for model in args.models or [None]:
                 label = "opro" if model is None else f"opro {model.replace('/', ':')}"
                 configs[label] = {} if model is None else {"model": model}
-    sweep: dict[str, Any] = {k: v if isinstance(v, list) else [v] for k, v in _assignments(args.sweep, "--sweep").items()}
+    sweep: dict[str, Any] = {k: v if isinstance(v, list) else [v] for k, v in assignments(args.sweep, "--sweep").items()}
     llm_rows = [label for label, config in configs.items() if config.get("proposer", "llm") == "llm"]
     if sweep and llm_rows:
         sweep["base"] = llm_rows[0]  # an ablation changes the (first) OPRO configuration

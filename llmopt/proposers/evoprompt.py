@@ -38,6 +38,7 @@ same children with the same seeds, served from the cache. Every request is recor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -59,11 +60,20 @@ TEMPERATURE = 0.5
 POPULATION = 10
 
 
+@dataclass(frozen=True)
 class _Child:
-    """One planned request: the operator's prompt and the numbers of the trials it uses."""
+    """One planned request: the operator's prompt and the numbers of the trials it uses (no prompt
+    and ``random``: a random solution instead, where there is nothing to start from)."""
 
-    def __init__(self, prompt: str | None, parents: tuple[int, ...], random: bool = False) -> None:
-        self.prompt, self.parents, self.random = prompt, parents, random
+    prompt: str | None
+    parents: tuple[int, ...]
+    random: bool = False
+
+
+def _paraphrases(w: Words, parents: list[Trial], size: int) -> list[_Child]:
+    """``size`` paraphrase requests, of ``parents`` in turn."""
+    return [_Child(paraphrase_prompt(w, str(parents[i % len(parents)].text)), (parents[i % len(parents)].number,))
+            for i in range(size)]
 
 
 class EvolutionProposer(Proposer):
@@ -125,12 +135,10 @@ class EvolutionProposer(Proposer):
         self._members = self._survivors(problem, self._kept, evolved)
         if self._paraphrase or not self._members:
             self._size = self.population - len(self._kept) if self._kept else self.population
-        else:
-            self._size = self.children()
-        if self._paraphrase or not self._members:
             return (f"EvoPrompt initial population, step {step}: paraphrases of the starting solutions "
                     f"{_numbers(self._kept)}" if self._kept else
                     f"EvoPrompt initial population, step {step}: random solutions (no starting solution was scored)")
+        self._size = self.children()
         return f"{self.kind} generation {step}: population {_numbers(self._members)}"
 
     def step_size(self, requested: int) -> int:
@@ -146,7 +154,7 @@ class EvolutionProposer(Proposer):
         w = words(problem)
         rng = stream(seed, "evoprompt", self._step)
         if self._paraphrase or not self._members:
-            plan = self._initial_plan(problem, w, len(numbers), seed)
+            plan = self._initial_plan(w, len(numbers))
         else:
             plan = self.plan(problem, w, rng, len(numbers))
         if plan and len(plan) < len(numbers):  # ask(n) beyond a DE generation: members get a second child
@@ -189,19 +197,20 @@ class EvolutionProposer(Proposer):
         raise NotImplementedError
 
     # --- helpers -------------------------------------------------------------------------------
-    def _initial_plan(self, problem: Problem, w: Words, size: int, seed: int) -> list[_Child]:
+    def _initial_plan(self, w: Words, size: int) -> list[_Child]:
         if not self._kept:
             return [_Child(None, (), random=True) for _ in range(size)]
-        out = []
-        for i in range(size):
-            parent = self._kept[i % len(self._kept)]
-            out.append(_Child(paraphrase_prompt(w, str(parent.text)), (parent.number,)))
-        return out
+        return _paraphrases(w, self._kept, size)
+
+    def _first_generation(self, kept: list[Trial]) -> int:
+        """The step evolution starts at: 2 after an initial step (paraphrases, or random solutions
+        where no start was kept), else 1."""
+        return 2 if (self.init == "evoprompt" or not kept) else 1
 
     def _initial_members(self, kept: list[Trial], evolved: list[Trial]) -> list[Trial]:
         """The population EvoPrompt starts evolving: the kept starting solutions, then the initial
         step's scored paraphrases (or random solutions), at most ``population``."""
-        first = [t for t in evolved if t.step == 1 and t.ok] if (self.init == "evoprompt" or not kept) else []
+        first = [t for t in evolved if t.step == 1 and t.ok] if self._first_generation(kept) == 2 else []
         return (kept + first)[:self.population]
 
     def _messages(self, prompt: str) -> list[dict[str, Any]]:
@@ -231,15 +240,14 @@ class EvoPromptGA(EvolutionProposer):
         return {**super().config(), "selection": self.selection}
 
     def _survivors(self, problem: Problem, kept: list[Trial], evolved: list[Trial]) -> list[Trial]:
-        initial = self._initial_members(kept, evolved)
-        start = 2 if (self.init == "evoprompt" or not kept) else 1
-        pool = initial + [t for t in evolved if t.step >= start and t.ok]
+        start = self._first_generation(kept)
+        pool = self._initial_members(kept, evolved) + [t for t in evolved if t.step >= start and t.ok]
         return SolutionHistory(problem.direction, pool).top_k(self.population)[::-1]  # best first
 
     def plan(self, problem: Problem, w: Words, rng: np.random.Generator, size: int) -> list[_Child]:
         members = self._members
         if len(members) < 2:  # a population of one cannot cross over: it is paraphrased instead
-            return [_Child(paraphrase_prompt(w, str(members[0].text)), (members[0].number,)) for _ in range(size)]
+            return _paraphrases(w, members, size)
         values = np.array([float(t.value) for t in members])  # type: ignore[arg-type]
         wheel: list[int] = []
         if self.selection == "wheel":
@@ -287,7 +295,7 @@ class EvoPromptDE(EvolutionProposer):
 
     def _survivors(self, problem: Problem, kept: list[Trial], evolved: list[Trial]) -> list[Trial]:
         members = self._initial_members(kept, evolved)
-        start = 2 if (self.init == "evoprompt" or not kept) else 1
+        start = self._first_generation(kept)
         for step in sorted({t.step for t in evolved if t.step >= start}):  # in order: later generations last
             kids = [t for t in evolved if t.step == step]
             if len(members) < self.minimum:  # that step filled the population up (see plan)
@@ -305,8 +313,7 @@ class EvoPromptDE(EvolutionProposer):
     def plan(self, problem: Problem, w: Words, rng: np.random.Generator, size: int) -> list[_Child]:
         members = self._members
         if len(members) < self.minimum:  # too few to draw three donors: paraphrases fill the population up
-            return [_Child(paraphrase_prompt(w, str(members[i % len(members)].text)), (members[i % len(members)].number,))
-                    for i in range(size)]
+            return _paraphrases(w, members, size)
         best = SolutionHistory(problem.direction, members).best()
         assert best is not None
         out = []
