@@ -15,6 +15,11 @@ connection is closed without a reply), ``timeout`` (the reply comes after ``slow
 ``honour_n=True`` answers a request's ``n`` with n choices (choice i is ``script(prompt, seed + i)``;
 by default it ignores ``n``, as llama.cpp's server does), and ``cached_tokens`` is the number of
 prompt tokens each reply reports as served from a prompt cache (OpenAI's ``prompt_tokens_details``).
+
+``answered`` counts, by :func:`request_key` (the request's prompt and seed), the well-formed 200
+replies the client could read: every reply but a ``timeout``'s (sent after the client gave up)
+and a ``bad-utf8`` one. The fault suite's audit matches them, request by request, with the calls
+a run recorded.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ from typing import Any, Callable
 FAULTS = ("429", "429-retry-after", "500", "503", "reset", "timeout", "empty", "no-format", "huge", "bad-utf8",
           "echo", "leak")
 
+
+def request_key(body: dict[str, Any]) -> tuple[str, int]:
+    """A request's (prompt, seed): its last message's text and its sampling seed. A client's
+    retries of one call share it; a run's calls (one seed per trial number) do not."""
+    content = body["messages"][-1]["content"]
+    prompt = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+    return prompt, int(body.get("seed", 0))
 
 
 class _Server(ThreadingHTTPServer):
@@ -49,6 +61,7 @@ class OpenAIServer:
         self.faults: list[Any] = []
         self.injected: collections.Counter[str] = collections.Counter()
         self.replies = 0  # well-formed 200 replies served
+        self.answered: collections.Counter[tuple[str, int]] = collections.Counter()  # read by the client, by key
         self.lock = threading.Lock()
         server = self
 
@@ -68,8 +81,7 @@ class OpenAIServer:
                 if isinstance(fault, tuple):
                     self._error(fault[0], f"injected {fault[0]}", fault[1])
                     return
-                content = body["messages"][-1]["content"]
-                prompt = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+                prompt = request_key(body)[0]
                 if fault in ("429", "500", "503"):
                     self._error(int(fault), f"injected {fault}", {})
                 elif fault == "429-retry-after":
@@ -95,7 +107,10 @@ class OpenAIServer:
                     try:
                         self._send(200, self._reply(body, text, prompt), {})
                     except OSError:  # the client gave up (a timeout): nothing to answer
-                        pass
+                        return
+                    if fault != "timeout":  # a timeout's reply comes after the client gave up
+                        with server.lock:
+                            server.answered[request_key(body)] += 1
 
             def _reply(self, body: dict[str, Any], text: str, prompt: str) -> bytes:
                 texts = [text]
