@@ -80,13 +80,18 @@ def test_summaries_and_intervals_are_scipys() -> None:
     assert (s.ci_low, s.ci_high) == pytest.approx((reference.low, reference.high))
     assert s.ci_low < np.mean(LOW) < s.ci_high
     assert bootstrap_ci([3.0, 3.0, 3.0]) == (3.0, 3.0) and bootstrap_ci([1.0]) is None
-    assert bootstrap_ci(LOW) == bootstrap_ci(LOW)  # deterministic: the table does not change
+    assert bootstrap_ci(LOW) == (reference.low, reference.high)  # exactly: the fixed seed's, in any process
     ci = scipy_stats.binomtest(3, 10).proportion_ci(method="wilson")
     assert wilson(3, 10) == pytest.approx((ci.low, ci.high))
     assert wilson(0, 10)[0] == 0.0 and wilson(0, 0) is None
     curves = np.array([[5.0, 4.0, 1.0], [6.0, 3.0, 1.0], [7.0, 2.0, 1.0]])
     median, low, high = median_band(curves)
     assert median.tolist() == [6.0, 3.0, 1.0] and low[2] == high[2] == 1.0 and low[0] <= 6.0 <= high[0]
+    runs = np.column_stack([LOW, HIGH])  # 10 runs of 2 points: enough that the resamples matter
+    band = scipy_stats.bootstrap((runs,), np.median, axis=0, n_resamples=999, method="percentile",
+                                 rng=np.random.default_rng(20230907)).confidence_interval
+    _, low, high = median_band(runs)
+    assert low.tolist() == band.low.tolist() and high.tolist() == band.high.tolist()
 
 
 def test_the_average_runtime_is_cocos() -> None:
