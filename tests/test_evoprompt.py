@@ -22,10 +22,10 @@ from test_resume import run_script
 import llmopt
 from llmopt import Budget, Optimizer, RunStore
 from llmopt.cli import main
-from llmopt.history import SolutionHistory, TrialState
+from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.problem import Direction
 from llmopt.proposers import EvoPromptDE, EvoPromptGA
-from llmopt.proposers.evoprompt import fitness
+from llmopt.proposers.evoprompt import SELECTIONS, fitness
 from llmopt.proposers.evoprompt_templates import child_text, de_prompt, ga_prompt, paraphrase_prompt, words
 from llmopt.testing import ScriptedLLM
 from problems.linear_regression.problem import LinearRegression
@@ -82,20 +82,61 @@ def test_ga_children_have_two_parents_from_the_mu_plus_lambda_population(tmp_pat
     assert {t.number: t.parents for t in stored} == {t.number: t.parents for t in history}  # provenance is stored
 
 
-def test_ga_roulette_wheel_prefers_better_members(tmp_path: Path) -> None:
-    """Fitness-proportional selection: over many generations the better half is drawn more often."""
+def parent_frequencies(problem, selection: str, values: list[float], generations: int = 1000) -> list[float]:
+    """How often each member (scored ``values``) is drawn as a parent by the GA's ``selection``,
+    over many generations of 2 children from one fixed generator (a new wheel each generation)."""
+    ga = EvoPromptGA(scripted_llm(evo_script)[0], population=len(values), selection=selection)
+    ga._members = [Trial(number=i, step=0, state=TrialState.COMPLETE, source="start", text=f"w={i}, b={i}", value=v)
+                   for i, v in enumerate(values)]
+    rng, counts = np.random.default_rng(7), np.zeros(len(values))
+    w = words(LinearRegression())
+    for _ in range(generations):
+        for child in ga.plan(problem, w, rng, 2):
+            assert len(child.parents) == 2
+            for parent in child.parents:  # the same member may be drawn twice
+                counts[parent] += 1
+    return (counts / counts.sum()).tolist()
+
+
+def test_ga_roulette_wheel_prefers_better_members() -> None:
+    """Fitness-proportional selection: the parents drawn follow the fitness weights."""
     probabilities = fitness(np.array([10.0, 20.0, 70.0]), Direction.MAXIMIZE)
     assert probabilities.tolist() == pytest.approx([0.1, 0.2, 0.7])  # EvoPrompt's: accuracy / total
     loss = fitness(np.array([1.0, 2.0, 5.0]), Direction.MINIMIZE)
-    assert loss[0] > loss[1] > loss[2] > 0  # a loss: the lower, the likelier, the worst still possible
+    # a loss: |value - worst| + spread / size, normalised: (4 + 4/3, 3 + 4/3, 0 + 4/3) / 11
+    assert loss.tolist() == pytest.approx([16 / 33, 13 / 33, 4 / 33])  # the lower, the likelier; the worst possible
     assert fitness(np.array([3.0, 3.0]), Direction.MINIMIZE).tolist() == [0.5, 0.5]
+    accuracy = PromptOptimization(TASK, Scorer(scripted_llm(scorer_script, temperature=0.0)[0]))
+    assert parent_frequencies(accuracy, "wheel", [10.0, 20.0, 70.0]) == pytest.approx([0.1, 0.2, 0.7], abs=0.03)
+    assert parent_frequencies(LinearRegression(), "wheel", [1.0, 2.0, 5.0]) == pytest.approx(
+        [16 / 33, 13 / 33, 4 / 33], abs=0.03)
 
 
-@pytest.mark.parametrize("selection", ["wheel", "tournament", "random"])
-def test_ga_selections_run_and_are_recorded(tmp_path: Path, selection: str) -> None:
-    result, store, _ = run_linreg(EvoPromptGA, tmp_path, steps=3, selection=selection)
-    assert store.get_run("run").config["proposer"]["selection"] == selection
-    assert all(len(t.parents) == 2 for t in result.history if t.step >= 2)
+def test_ga_tournament_and_random_selections_draw_as_their_rules_say() -> None:
+    """Tournament: the better of two distinct random members, so of three the best wins 2/3, the
+    middle 1/3, the worst never; random: each member alike."""
+    loss = LinearRegression()
+    drawn = parent_frequencies(loss, "tournament", [1.0, 2.0, 5.0])
+    assert drawn == pytest.approx([2 / 3, 1 / 3, 0.0], abs=0.03) and drawn[2] == 0.0
+    accuracy = PromptOptimization(TASK, Scorer(scripted_llm(scorer_script, temperature=0.0)[0]))
+    drawn = parent_frequencies(accuracy, "tournament", [10.0, 20.0, 70.0])
+    assert drawn == pytest.approx([0.0, 1 / 3, 2 / 3], abs=0.03) and drawn[0] == 0.0
+    assert parent_frequencies(loss, "random", [1.0, 2.0, 5.0]) == pytest.approx([1 / 3] * 3, abs=0.03)
+
+
+def test_ga_selections_run_and_are_recorded(tmp_path: Path) -> None:
+    """Each selection runs on the loop, is recorded with the run, and draws its own parents."""
+    drawn = {}
+    for selection in SELECTIONS:
+        (tmp_path / selection).mkdir()
+        result, store, _ = run_linreg(EvoPromptGA, tmp_path / selection, steps=3, selection=selection)
+        assert store.get_run("run").config["proposer"]["selection"] == selection
+        children = [t for t in result.history if t.step >= 2]
+        assert len(children) == 2 * 6 and all(len(t.parents) == 2 for t in children)  # generations 2 and 3
+        assert {t.number: t.parents for t in store.trials(store.get_run("run").id)} == \
+            {t.number: t.parents for t in result.history}
+        drawn[selection] = sorted((t.number, t.parents) for t in children)
+    assert len({tuple(parents) for parents in drawn.values()}) == len(SELECTIONS)  # not one rule under three names
 
 
 def test_de_children_replace_their_member_only_when_better(tmp_path: Path) -> None:
@@ -125,9 +166,15 @@ def test_de_children_replace_their_member_only_when_better(tmp_path: Path) -> No
 
 
 def test_de_random_donor_keeps_the_third_draw(tmp_path: Path) -> None:
+    """With ``donor="random"`` the third donor is a drawn member, not the generation's best: a
+    generation's thirds differ (with the best donor they are one member), and each child's four
+    parents are distinct (three donors drawn without replacement from the other members)."""
     result, _, _ = run_linreg(EvoPromptDE, tmp_path, steps=4, donor="random")
-    thirds = {t.parents[3] for t in result.history if t.step >= 2 and t.parents}
-    assert len(thirds) > 1  # not always the best
+    generations = by_step(result.history)
+    for step in range(2, 5):
+        children = generations[step]
+        assert len(children) == 6 and all(len(set(t.parents)) == 4 for t in children), step
+        assert len({t.parents[3] for t in children}) > 1, step  # not one best member for all
 
 
 def test_de_needs_four_members_and_bad_settings_are_one_line() -> None:
