@@ -86,6 +86,11 @@ def store_runs(path: Path) -> dict[str, list[tuple]]:
     return out
 
 
+def run_names(path: Path) -> set[str]:
+    with sqlite3.connect(path, timeout=10) as db:
+        return {name for (name,) in db.execute("SELECT name FROM runs")}
+
+
 def without_times(table: str) -> str:
     """The tables without their last column (wall time, which no two runs share)."""
     return re.sub(r"  +(?:\S+ )*\S+\s*$", "", table, flags=re.M)  # cells hold single spaces, columns two
@@ -234,14 +239,19 @@ def test_an_interrupted_grid_resumes_to_the_uninterrupted_result(tmp_path: Path)
         assert "run the same command again to resume" in err and "Traceback" not in err
         before = store_runs(store)
         assert 4 <= len(before) < 12  # stopped mid-grid
+        begun = run_names(store)  # with or without trials yet
         resumed = spawn(*command, "--store", str(store), env=KEY)
         r_out, r_err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, r_err
-        assert "resuming" in r_err or "starting" in r_err
         reference = spawn(*command, "--store", str(full), env=KEY)
         ref_out, ref_err = reference.communicate(timeout=300)
         assert reference.returncode == 0, ref_err
     after, expected = store_runs(store), store_runs(full)
+    assert len(expected) == 12 and set(before) <= begun <= set(expected)
+    for name in expected:  # each cell the interrupted command began is resumed, each other one started
+        assert f"] {name}: {'resuming' if name in begun else 'starting'}\n" in r_err, (name, r_err)
+        assert f"] {name}: starting\n" in ref_err, (name, ref_err)
+    assert "resuming" not in ref_err and r_err.count(": resuming\n") == len(begun)
     assert after == expected  # nothing lost, nothing asked twice, same numbering and values
     assert all(after[name][: len(rows)] == rows for name, rows in before.items())
     assert without_times(r_out) == without_times(ref_out)
