@@ -150,7 +150,7 @@ def test_the_store_can_be_named_where_the_grid_would_be(made, tmp_path: Path, ca
     assert "two stores" in capsys.readouterr().err
 
 
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     for argv, message in [
         (["report", "--store", str(tmp_path / "none.db")], "no store at"),
         (["report", "--store", str(tmp_path / "none.db"), "--set", "steps=3"], "describe a grid"),
@@ -162,12 +162,31 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, monkeypatch) -
         pass
     assert main(["report", "--store", str(tmp_path / "empty.db"), "--out", str(tmp_path / "r.html")]) == 2
     assert "no runs" in capsys.readouterr().err
-    monkeypatch.setattr("llmopt.cli.report.find_chromium", lambda: None)
-    if importlib.util.find_spec("playwright") is not None:
-        assert main(["report", "--store", str(tmp_path / "empty.db"), "--screenshot", str(tmp_path / "s.png")]) == 2
-        err = capsys.readouterr().err.strip()
-        assert "--screenshot needs Chromium" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("missing, message", [("playwright", "--screenshot needs Playwright for Python: pip install"),
+                                              ("chromium", "--screenshot needs Chromium (e.g. apt-get install")])
+def test_a_screenshot_without_its_browser_is_one_line_before_any_work(missing: str, message: str, tmp_path: Path,
+                                                                      capsys, monkeypatch) -> None:
+    """What --screenshot lacks is said first, whether or not this machine has Playwright and Chromium:
+    both are made present or missing here."""
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args):
+        if name == "playwright":
+            return None if missing == "playwright" else real("json")  # any spec: "importable"
+        return real(name, *args)
+
+    monkeypatch.setattr("llmopt.cli.report.importlib.util.find_spec", find_spec)
+    monkeypatch.setattr("llmopt.cli.report.find_chromium", lambda: None if missing == "chromium" else "/bin/true")
+    with RunStore(tmp_path / "empty.db"):  # no runs either: the browser is checked before the store is read
+        pass
+    out, png = tmp_path / "r.html", tmp_path / "s.png"
+    assert main(["report", "--store", str(tmp_path / "empty.db"), "--out", str(out), "--screenshot", str(png)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists() and not png.exists()
 
 
 # --- in a real browser ------------------------------------------------------------------------
