@@ -38,7 +38,10 @@ def test_the_readme_snippet_runs_as_written_on_the_embedded_model(capsys) -> Non
     printed = capsys.readouterr().out.strip()
     result = namespace["result"]
     assert result.steps == 3 and result.usage.calls > 0  # OPRO really asked the embedded model
-    assert result.best.value <= min(t.value for t in result.history if t.step == 0 and t.value is not None)
+    proposed = [t for t in result.history if t.step >= 1 and t.source.startswith("llm:")]
+    assert any(t.state is llmopt.TrialState.COMPLETE for t in proposed)  # and scored what it proposed
+    scored = [t.value for t in result.history if t.value is not None]
+    assert result.best.value == min(scored) == namespace["f"](result.best.solution)  # the best is f's lowest
     assert printed == f"{result.best.text} {result.best.value}"
     assert json.loads(result.best.text) == result.best.solution
 
