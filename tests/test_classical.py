@@ -178,7 +178,7 @@ def test_a_mixed_space_with_categorical_dimensions(algorithm: str) -> None:
                              for s in solutions)
     assert {s["color"] for s in solutions} == {"red", "green", "blue"} and {s["flag"] for s in solutions} == {0, 1}
     invalid = [t for t in own if t.state is TrialState.INVALID]
-    assert all("ParseError: green flags" in t.error for t in invalid)  # refused by from_json: data, not a crash
+    assert invalid and all("ParseError: green flags" in t.error for t in invalid)  # from_json's refusal: data
     assert min(t.value for t in own if t.ok) < min(t.value for t in history if t.source == "start" and t.ok)
 
 

@@ -76,15 +76,36 @@ def test_unusable_store_paths_are_refused(tmp_path: Path) -> None:
     for path, message in ((tmp_path, "cannot open store"), (not_a_db, "cannot open store")):
         done = llmopt("run", "linreg", "--proposer", "random", "--store", str(path))
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_read_only_directory_is_refused(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        if not os.access(locked, os.W_OK):  # root can write anywhere; others get the permission check
-            done = llmopt("run", "linreg", "--proposer", "random", "--store", str(locked / "r.db"))
-            assert done.returncode == 2 and "permission denied" in done.stderr
+        if os.access(locked, os.W_OK):
+            pytest.skip("root writes a read-only directory anyway (test_a_store_it_may_not_write_is_refused "
+                        "checks the refusal as root too)")
+        done = llmopt("run", "linreg", "--proposer", "random", "--store", str(locked / "r.db"))
+        assert done.returncode == 2 and "permission denied" in done.stderr
     finally:
         locked.chmod(0o700)
+
+
+def test_a_store_it_may_not_write_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The permission check, as root too: os.access says the directory is not writable."""
+    locked = (tmp_path / "locked").resolve()
+    locked.mkdir()
+    real = os.access
+
+    def access(path, mode, *args, **kwargs) -> bool:
+        return False if mode & os.W_OK and Path(path).resolve() == locked else real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    assert main(["run", "linreg", "--proposer", "random", "--store", str(locked / "r.db"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"cannot write store {locked / 'r.db'}: permission denied" in err and len(err.splitlines()) == 1, err
+    assert list(locked.iterdir()) == []  # nothing created
 
 
 def test_every_subcommand_has_help() -> None:

@@ -198,7 +198,8 @@ def test_operators_sample_at_evoprompts_temperature(tmp_path: Path) -> None:
 def test_init_starts_evolves_from_the_starting_solutions_at_once(tmp_path: Path) -> None:
     result, _, _ = run_linreg(EvoPromptGA, tmp_path, steps=2, init="starts")
     starts = {t.number for t in result.history if t.step == 0 and t.ok}
-    assert all(len(t.parents) == 2 and set(t.parents) <= starts for t in result.history if t.step == 1)
+    children = [t for t in result.history if t.step == 1]
+    assert len(children) == 6 and all(len(t.parents) == 2 and set(t.parents) <= starts for t in children)
 
 
 def test_without_starting_solutions_the_first_step_draws_random_ones(tmp_path: Path) -> None:
@@ -208,7 +209,8 @@ def test_without_starting_solutions_the_first_step_draws_random_ones(tmp_path: P
     result = opt.run()
     first = [t for t in result.history if t.step == 1]
     assert len(first) == 4 and {t.source for t in first} == {"random"}
-    assert all(len(t.parents) == 2 for t in result.history if t.step >= 2)
+    evolved = [t for t in result.history if t.step >= 2]
+    assert len(evolved) == 2 * 4 and all(len(t.parents) == 2 for t in evolved)  # generations 2 and 3
 
 
 def test_tsp_children_are_tours_bred_from_their_parents(tmp_path: Path) -> None:

@@ -46,9 +46,9 @@ def test_the_api_key_is_never_stored(server: OpenAIServer, tmp_path) -> None:
     server.faults = []
     optimizer(server, store, "ok", steps=1).run()
     store.close()
-    for file in tmp_path.rglob("*"):  # the store, its journal files and its run locks (r.db-locks/)
-        if file.is_file():
-            assert SECRET.encode() not in file.read_bytes(), file
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]  # the store, its journals and run locks (r.db-locks/)
+    assert path in files and any(f.parent.name == "r.db-locks" for f in files)
+    assert all(SECRET.encode() not in f.read_bytes() for f in files), files
 
 
 def test_transient_errors_are_retried_by_litellm(server: OpenAIServer, tmp_path) -> None:
