@@ -10,22 +10,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
 from llmopt import RunStore
 from llmopt.cli import main
-from llmopt.experiments.compare import TableOptions, comparison_table, parse_budget, parse_gap
 from llmopt.experiments.grid import GridError
 from llmopt.experiments.plot import collect_runs, ecdf_points
 from llmopt.experiments.stats import (
     average_runtime,
-    bootstrap_ci,
     compare_to_control,
     holm,
     median_band,
+    median_ci,
     summarize,
     wilson,
 )
+from llmopt.experiments.tables import TableOptions, comparison_table, format_summary, parse_budget, parse_gap
 from llmopt.history import Trial, TrialState
 from llmopt.llm.usage import Completion
 from llmopt.problem import Direction
@@ -75,18 +77,38 @@ def test_summaries_and_intervals_are_scipys() -> None:
     s = summarize([*LOW, None, math.nan])
     assert s.n == 10 and s.median == pytest.approx(np.median(LOW))
     assert (s.q1, s.q3) == pytest.approx(tuple(np.percentile(LOW, [25, 75])))
-    reference = scipy_stats.bootstrap((np.array(LOW),), np.mean, n_resamples=9999,
-                                      rng=np.random.default_rng(20230907)).confidence_interval
-    assert (s.ci_low, s.ci_high) == pytest.approx((reference.low, reference.high))
-    assert s.ci_low < np.mean(LOW) < s.ci_high
-    assert bootstrap_ci([3.0, 3.0, 3.0]) == (3.0, 3.0) and bootstrap_ci([1.0]) is None
-    assert bootstrap_ci(LOW) == bootstrap_ci(LOW)  # deterministic: the table does not change
+    # the median's interval from order statistics, by hand: with n = 10 the 2nd and 9th smallest cover
+    # the median with probability P(2 <= Bin(10, 1/2) <= 8) = 1 - 22/1024 = 97.9% (the 3rd and 8th: 89.1%)
+    ordered = sorted(LOW)
+    assert (s.ci_low, s.ci_high) == (ordered[1], ordered[8])
+    assert median_ci([3.0, 3.0, 3.0, 3.0, 3.0, 3.0]) == (3.0, 3.0) and median_ci([1.0]) is None
+    assert median_ci([1.0, 2.0, 3.0, 4.0, 5.0]) is None  # 5 runs: even min..max covers it with 93.75% only
+    assert median_ci([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == (1.0, 6.0)  # 6 runs: 1 - 2/64 = 96.9%
     ci = scipy_stats.binomtest(3, 10).proportion_ci(method="wilson")
     assert wilson(3, 10) == pytest.approx((ci.low, ci.high))
     assert wilson(0, 10)[0] == 0.0 and wilson(0, 0) is None
     curves = np.array([[5.0, 4.0, 1.0], [6.0, 3.0, 1.0], [7.0, 2.0, 1.0]])
     median, low, high = median_band(curves)
     assert median.tolist() == [6.0, 3.0, 1.0] and low[2] == high[2] == 1.0 and low[0] <= 6.0 <= high[0]
+
+
+def test_a_skewed_columns_interval_contains_the_median_it_annotates() -> None:
+    # a column like the demo grid's "best at evals <= 40" of random search: most runs near 50, a few
+    # far away; the mean's bootstrap interval (111 to 14970 there) did not contain the median (59.3)
+    skewed = [50.0, 50.0, 51.0, 52.5, 55.0, 63.6, 200.5, 5000.0, 30000.0, 60000.0]
+    s = summarize(skewed)
+    assert s.ci_low <= s.median <= s.ci_high and s.ci_low == 50.0 and s.ci_high == 30000.0
+    assert format_summary(s, "{:.4g}") == "59.3 [51.38, 3800] (50 to 3e+04)"  # quartiles by numpy's interpolation
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=40))
+def test_every_interval_contains_its_median(values: list[float]) -> None:
+    s = summarize(values)
+    if len(values) < 6:
+        assert s.ci_low is None and s.ci_high is None
+    else:
+        assert s.ci_low <= s.median <= s.ci_high
 
 
 def test_the_average_runtime_is_cocos() -> None:
@@ -173,8 +195,8 @@ def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     assert main(["compare", str(grid), "--store", store, "--no-run", "--csv", "--control", "narrow"]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     by_config = {r["configuration"]: r for r in table}
-    assert by_config["narrow"]["vs narrow (Holm p)"] == "control"
-    assert by_config["random"]["vs narrow (Holm p)"].startswith("worse (p=")
+    assert by_config["narrow"]["vs narrow at equal evals (Holm p)"] == "control"
+    assert by_config["random"]["vs narrow at equal evals (Holm p)"].startswith("worse (p=")
     assert {r["problem"] for r in table} == {"linreg"}
     assert main(["compare", "--problems", "linreg", "tsp", "--proposers", "random", "--seeds", "2", "--set", "steps=1",
                  "--store", str(tmp_path / "two.db"), "--quiet", "--csv"]) == 0
@@ -186,7 +208,7 @@ def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     other.write_text('seeds = 3\n[defaults]\nsteps = 2\nproposals = 4\n[problems.linreg]\n'
                      '[configs.control]\nproposer = "random"\n[configs.cma]\nproposer = "optuna:cmaes"\n')
     assert main(["compare", str(other), "--store", str(tmp_path / "other.db"), "--quiet", "--no-references"]) == 0
-    assert "vs control (Holm p)" in capsys.readouterr().out
+    assert "vs control at equal evals (Holm p)" in capsys.readouterr().out
     assert main(["compare", str(grid), "--store", store, "--no-run", "--control", "nope"]) == 2
     assert "--control 'nope': no configuration of that name" in capsys.readouterr().err
     figures = tmp_path / "figs"
