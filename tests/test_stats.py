@@ -177,6 +177,29 @@ def test_art_success_and_budgets_on_hand_made_runs(tmp_path: Path) -> None:
     assert pairs == 21 and hits.tolist() == [1.0] * 7 + [3.0] * 7 + [4.0]  # seed 1 reaches only 15 (50%), at eval 4
 
 
+def test_rows_are_tested_at_equal_evaluations_and_the_notes_say_how(tmp_path: Path) -> None:
+    """A row whose runs stopped early is compared with the control's runs cut at its evaluations,
+    seed by seed: the control's later, better values do not count (the fix for equal-steps headlines)."""
+    with RunStore(tmp_path / "s.db") as store:
+        for seed in range(6):  # the LLM-like row: two evaluations, then out of calls
+            _run(store, f"g/toy/llm/seed{seed}", seed, [30.0 - seed, 20.0 - seed])
+            _run(store, f"g/toy/random/seed{seed}", seed, [40.0, 35.0, 1.0, 1.0])  # worse at 2 evals, far better at 4
+        collected = collect_runs(store)
+    by_config: dict[str, list] = {}
+    for o in collected.outcomes:
+        by_config.setdefault(o.cell.config, []).append(o)
+    assert set(by_config) == {"llm", "random"}
+    table = comparison_table("toy", by_config, 6, {}, TableOptions(control="random"))
+    rows = {r[0]: dict(zip(table[0], r)) for r in table[1:]}
+    assert rows["llm"]["evals"] == "2" and rows["random"]["evals"] == "4"
+    assert rows["llm"]["best"].startswith("17.5") and rows["random"]["best"] == "1"  # final values: random wins
+    assert rows["llm"]["vs random at equal evals (Holm p)"] == "better (p=0.031)"  # at 2 evaluations: llm wins
+    notes = " ".join(table.notes)
+    assert "runs of llm or of the control were cut there" in notes
+    assert "one test here: Holm's correction leaves its p as it is" in notes
+    assert rows["llm"]["ran"] == "opro m" == rows["random"]["ran"]  # what the stored runs say they ran
+
+
 def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     """Ten seeds of random search: a box around the true pair beats the wide control, the control's
     twin is not different from it, and the markdown, CSV and budget views agree."""
@@ -192,6 +215,7 @@ def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     assert "no significant difference (p=1)" in rows["twin"]  # identical runs: the same seeds, the same draws
     assert "| better (p=" in rows["narrow"]
     assert "Wilcoxon signed-rank" in out and "Holm" in out and "n = " not in out  # ten runs: not small
+    assert "p Holm-corrected over the rows (2 tests)" in out
     assert main(["compare", str(grid), "--store", store, "--no-run", "--csv", "--control", "narrow"]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     by_config = {r["configuration"]: r for r in table}
