@@ -126,6 +126,13 @@ def shown_trials(history: SolutionHistory, config: MetaPromptConfig) -> list[Tri
     return trials
 
 
+def answer_format(problem: Problem, config: MetaPromptConfig) -> str:
+    """How to write the answer(s): the problem's format, structured or not, for one or ``per_call``."""
+    if config.per_call > 1:
+        return problem.answers_format(config.per_call, config.structured)
+    return problem.structured_answer_format() if config.structured else problem.answer_format()
+
+
 def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPromptConfig) -> str:
     """Render the meta-prompt. Same inputs, same string: it is recorded with every step."""
     trials = shown_trials(history, config)
@@ -138,11 +145,7 @@ def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPr
     if problem.states_order:
         head = f"{head} {order_sentence(problem, config)}"
     context = problem.context(stream(config.shuffle_seed, "metaprompt-context", len(history)))
-    if config.per_call > 1:
-        answer = problem.answers_format(config.per_call, config.structured)
-    else:
-        answer = problem.structured_answer_format() if config.structured else problem.answer_format()
-    tail = f"{closing_instruction(problem, config)} {answer}".strip()
+    tail = f"{closing_instruction(problem, config)} {answer_format(problem, config)}".strip()
     return "\n\n".join(part for part in (head, exemplars, context, tail) if part)
 
 
@@ -179,9 +182,5 @@ def build_sampling_prompt(problem: Problem, history: SolutionHistory, config: Me
         lead = f"Below are the latest {problem.solution_plural} proposed, oldest first, without their {problem.value_noun}s."
         exemplars = lead + "\n\n" + "\n\n".join(problem.render(t.text or "", None) for t in shown)
     context = problem.context(stream(config.shuffle_seed, "sampling-context"))
-    if config.per_call > 1:
-        answer = problem.answers_format(config.per_call, config.structured)
-    else:
-        answer = problem.structured_answer_format() if config.structured else problem.answer_format()
-    tail = f"{sampling_instruction(problem, config.per_call, bool(shown))} {answer}".strip()
+    tail = f"{sampling_instruction(problem, config.per_call, bool(shown))} {answer_format(problem, config)}".strip()
     return "\n\n".join(part for part in (head, exemplars, context, tail) if part)
