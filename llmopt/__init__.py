@@ -13,7 +13,7 @@ from llmopt.llm import LLM, Completion, LLMConfig, LLMConfigError, Usage
 from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
 from llmopt.optimizer import CallEvent, Candidate, Optimizer, RunResult
 from llmopt.problem import Direction, ParseError, Problem
-from llmopt.proposers import LLMProposer, OptunaProposer, Proposal, Proposer, RandomProposer
+from llmopt.proposers import LLMProposer, OptunaProposer, Proposal, Proposer, RandomProposer, SamplingProposer
 from llmopt.store import RunStore, StoreError, load
 
 __version__ = "0.1.0"
@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Budget", "CallEvent", "Candidate", "Completion", "Direction", "FunctionProblem", "LLM", "LLMConfig",
     "LLMConfigError", "LLMProposer", "MetaPromptConfig", "Optimizer", "OptunaProposer", "ParseError", "Problem",
-    "Proposal", "Proposer", "RandomProposer",
+    "Proposal", "Proposer", "RandomProposer", "SamplingProposer",
     "RunResult", "RunStore", "SolutionHistory", "StopReason", "StoreError", "Trial", "TrialState", "Usage",
     "build_meta_prompt", "load", "maximize", "minimize",
 ]

@@ -222,6 +222,11 @@ class FunctionProblem(Problem[Any]):
             return canonical(draw(self.schema, rng))
         return self._checked(self._random(rng), "random_solution(rng)")
 
+    def random_space(self) -> str:
+        if self._random is not None:
+            return f"the draws of {callable_name(self._random)}"
+        return super().random_space()
+
     @property
     def optimum(self) -> float | None:
         return None if self._optimum is None else float(self._optimum)

@@ -3,6 +3,11 @@
 Layout, as in the paper: the problem's description and a sentence on how the exemplars are
 ordered; the best past solutions with their scores; the closing instruction and the answer
 format. Every knob the paper ablates is a field of :class:`MetaPromptConfig`.
+
+:func:`build_sampling_prompt` is the prompt of the LLM controls that search no history
+("Simple Baselines are Competitive with Code Evolution", arXiv 2602.16805): the same problem,
+answer format and structured output, with no solution and no score shown (independent samples),
+or only the latest solutions without their scores (sequential conditioned sampling).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from llmopt.history import SolutionHistory, Trial
+from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.problem import Direction, Problem
 from llmopt.seeding import stream
 
@@ -121,6 +126,13 @@ def shown_trials(history: SolutionHistory, config: MetaPromptConfig) -> list[Tri
     return trials
 
 
+def answer_format(problem: Problem, config: MetaPromptConfig) -> str:
+    """How to write the answer(s): the problem's format, structured or not, for one or ``per_call``."""
+    if config.per_call > 1:
+        return problem.answers_format(config.per_call, config.structured)
+    return problem.structured_answer_format() if config.structured else problem.answer_format()
+
+
 def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPromptConfig) -> str:
     """Render the meta-prompt. Same inputs, same string: it is recorded with every step."""
     trials = shown_trials(history, config)
@@ -133,9 +145,42 @@ def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPr
     if problem.states_order:
         head = f"{head} {order_sentence(problem, config)}"
     context = problem.context(stream(config.shuffle_seed, "metaprompt-context", len(history)))
-    if config.per_call > 1:
-        answer = problem.answers_format(config.per_call, config.structured)
-    else:
-        answer = problem.structured_answer_format() if config.structured else problem.answer_format()
-    tail = f"{closing_instruction(problem, config)} {answer}".strip()
+    tail = f"{closing_instruction(problem, config)} {answer_format(problem, config)}".strip()
+    return "\n\n".join(part for part in (head, exemplars, context, tail) if part)
+
+
+def recent_trials(history: SolutionHistory, count: int) -> list[Trial]:
+    """The ``count`` latest scored solutions, oldest first (what sequential conditioned sampling shows)."""
+    scored = sorted((t for t in history if t.state is TrialState.COMPLETE), key=lambda t: t.number)
+    return scored[-count:] if count > 0 else []
+
+
+def sampling_instruction(problem: Problem, count: int, conditioned: bool) -> str:
+    """The request of the LLM controls: a solution as good as possible, never "better than the above"
+    (they see no score); with ``conditioned``, one different from the solutions shown."""
+    way = "low" if problem.direction is Direction.MINIMIZE else "high"
+    plural, noun, value = problem.solution_plural, problem.solution_noun, problem.value_noun
+    if count > 1:
+        differ = f"different from all {plural} above and from each other" if conditioned else "different from each other"
+        return f"Give me {count} {'new ' if conditioned else ''}{plural}, {differ}, whose {value}s are as {way} as possible."
+    if conditioned:
+        return f"Give me one new {noun}, different from all {plural} above, whose {value} is as {way} as possible."
+    return f"Give me one {noun} whose {value} is as {way} as possible."
+
+
+def build_sampling_prompt(problem: Problem, history: SolutionHistory, config: MetaPromptConfig) -> str:
+    """The prompt of ``llm-iid`` (``config.max_shown == 0``: the same text at every step) and ``llm-scs``
+    (the ``max_shown`` latest solutions, oldest first, without scores). It opens with the problem's
+    :meth:`~llmopt.problem.Problem.operator_context` (the task without OPRO's talk of past solutions
+    and scores); its context (prompt optimization's examples) is drawn once per run, from
+    ``shuffle_seed`` (the run seed), so independent samples share one prompt; then the request and the
+    problem's answer format, as OPRO's."""
+    shown = recent_trials(history, config.max_shown)
+    head = problem.operator_context().strip()
+    exemplars = ""
+    if shown:
+        lead = f"Below are the latest {problem.solution_plural} proposed, oldest first, without their {problem.value_noun}s."
+        exemplars = lead + "\n\n" + "\n\n".join(problem.render(t.text or "", None) for t in shown)
+    context = problem.context(stream(config.shuffle_seed, "sampling-context"))
+    tail = f"{sampling_instruction(problem, config.per_call, bool(shown))} {answer_format(problem, config)}".strip()
     return "\n\n".join(part for part in (head, exemplars, context, tail) if part)

@@ -17,6 +17,8 @@ from typing import Any, Generic, Hashable, TypeVar
 
 import numpy as np
 
+from llmopt.space import describe
+
 S = TypeVar("S")
 
 
@@ -294,6 +296,14 @@ class Problem(ABC, Generic[S]):
         accepts (linear regression: the random-search box, while the LLM may propose any pair).
         """
         return None
+
+    def random_space(self) -> str:
+        """What :meth:`random_solution` draws from, in a few words, for the table row of the random
+        control (``random in [10, 20]²``): a control states its search space. By default the
+        :meth:`search_space` described (:func:`llmopt.space.describe`), which is right when
+        ``random_solution`` draws uniformly from it; problems that draw otherwise override this."""
+        schema = self.search_space()
+        return "the draws of random_solution" if schema is None else describe(schema)
 
     def to_json(self, solution: S) -> Any:
         """The solution as a JSON value of :meth:`search_space`'s shape (problems with one override this)."""

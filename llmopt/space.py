@@ -268,3 +268,37 @@ def unflatten(schema: dict[str, Any], params: dict[str, Any]) -> Any:
         return {key: build((*path, key)) for key in node["properties"]}
 
     return build(())
+
+
+_SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) and not float(value).is_integer() else str(int(value))
+
+
+def describe(schema: dict[str, Any]) -> str:
+    """A search space in a few words, for the row of a table that names what a control searched:
+    ``[10, 20]² (integers)`` when every coordinate has the same bounds, else each coordinate
+    (``/x in [-5, 5], /n in 1..10, /c in {'a', 'b'}``); fixed parts are left out."""
+    dims = dimensions(schema)
+    if not dims:
+        return "a single point"
+    nodes = {path: node for path, node, _ in walk(schema)}
+    numeric = [d for d in dims if d.kind in ("int", "float")]
+    if len(numeric) == len(dims) and len({(d.kind, d.low, d.high, d.step) for d in dims}) == 1:
+        d = dims[0]
+        power = str(len(dims)).translate(_SUPERSCRIPTS) if len(dims) > 1 else ""
+        kind = " (integers)" if d.kind == "int" else ""
+        return f"[{_number(d.low)}, {_number(d.high)}]{power}{kind}"
+    parts = []
+    for d in dims:
+        if d.kind == "choice":
+            node = nodes[d.path]
+            values = node["enum"] if "enum" in node else [False, True]
+            parts.append(f"{d.name} in {{{', '.join(repr(v) for v in values)}}}")
+        elif d.kind == "int":
+            parts.append(f"{d.name} in {_number(d.low)}..{_number(d.high)}")
+        else:
+            parts.append(f"{d.name} in [{_number(d.low)}, {_number(d.high)}]")
+    return ", ".join(parts)

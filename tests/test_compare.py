@@ -20,9 +20,10 @@ from test_interrupts import spawn
 
 from llmopt import RunStore
 from llmopt.cli import main
-from llmopt.experiments.compare import format_summary, parse_cell
+from llmopt.experiments.compare import parse_cell
 from llmopt.experiments.grid import Grid, GridError, grid_from_dict, load_grid
 from llmopt.experiments.stats import summarize
+from llmopt.experiments.tables import format_summary
 
 KEY = {"GRID_KEY": "sk-grid-00000000"}
 
@@ -201,16 +202,30 @@ def test_a_grid_over_two_problems_runs_then_is_only_read_back(tmp_path: Path, ca
 
 def test_markdown_tables_and_the_simple_case_flags(tmp_path: Path, capsys) -> None:
     store = tmp_path / "s.db"
-    assert main(["compare", "--problems", "linreg", "tsp", "--set", "proposer=\"random\"", "--set", "steps=2",
-                 "--sweep", "proposals=[2,4]", "--proposers", "random", "--seeds", "2", "--store", str(store),
-                 "--markdown", "--no-references"]) == 0
+    assert main(["compare", "--problems", "linreg", "tsp", "--set", "steps=2", "--sweep", "proposals=[2,4]",
+                 "--proposers", "random", "--seeds", "2", "--store", str(store), "--markdown", "--no-references"]) == 0
     out = capsys.readouterr().out
-    assert "| configuration | runs |" in out and "|---|" in out
-    for row in ("| random | 2/2 |", "| proposals=2 | 2/2 |", "| proposals=4 | 2/2 |"):
+    assert "| configuration | ran | runs |" in out and "|---|" in out
+    for row in ("| random | random in [10, 20]² (integers) | 2/2 |", "| random proposals=2 | random in",
+                "| random proposals=4 | random in", "| random | random in all tours (10 cities, from city 0) | 2/2"):
         assert row in out
     assert "(reference)" not in out
     assert set(store_runs(store)) == {f"compare/{p}/{c}/seed{s}" for p in ("linreg", "tsp")
-                                      for c in ("random", "proposals=2", "proposals=4") for s in (0, 1)}
+                                      for c in ("random", "random proposals=2", "random proposals=4") for s in (0, 1)}
+
+
+def test_a_rows_label_and_its_ran_column_say_what_ran(tmp_path: Path, capsys) -> None:
+    """A sweep applies to the configuration given (here the random control, not the LLM), its rows are
+    labelled by it, and a row's proposer cannot be changed under its label with --set."""
+    store = tmp_path / "s.db"
+    assert main(["compare", "--problems", "linreg", "--proposers", "random", "--sweep", "random-range=[[0,30]]",
+                 "--seeds", "2", "--set", "steps=1", "--store", str(store), "--markdown", "--no-references",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| random random-range=0 30 | random in [0, 30]² (integers) | 2/2 |" in out
+    assert "| random | random in [10, 20]² (integers) | 2/2 |" in out and "smollm2" not in out
+    assert main(["compare", "--problems", "linreg", "--set", "proposer=random", "--store", str(store)]) == 2
+    assert "--set proposer=...: a row's proposer is its configuration's" in capsys.readouterr().err
 
 
 def test_a_changed_configuration_is_refused_not_mixed_into_the_table(tmp_path: Path, capsys) -> None:

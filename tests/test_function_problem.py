@@ -265,7 +265,8 @@ proposer = "optuna:tpe"
 ''')
     assert main(["compare", "grid.toml"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^random +2/2 ", out, re.M) and re.search(r"^tpe +2/2 ", out, re.M), out
+    assert re.search(r"^random +random in .* +2/2 ", out, re.M), out
+    assert re.search(r"^tpe +optuna:tpe in .* +2/2 ", out, re.M), out
     with RunStore(str(tmp_path / "grid.db"), readonly=True) as s:
         assert len(s.runs()) == 4 and all(r.problem == "function" for r in s.runs())
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from llmopt import Direction, Problem, RunStore, SolutionHistory, Trial, TrialState
-from llmopt.experiments.compare import Reference, reference_rows
+from llmopt.experiments.compare import Reference
 from llmopt.experiments.report import steps_table, stored_history
+from llmopt.experiments.tables import reference_rows
 from llmopt.history import running_best
 from llmopt.llm.usage import Completion
 from llmopt.problem import gap_pct

@@ -10,22 +10,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
 from llmopt import RunStore
 from llmopt.cli import main
-from llmopt.experiments.compare import TableOptions, comparison_table, parse_budget, parse_gap
 from llmopt.experiments.grid import GridError
 from llmopt.experiments.plot import collect_runs, ecdf_points
 from llmopt.experiments.stats import (
     average_runtime,
-    bootstrap_ci,
     compare_to_control,
     holm,
     median_band,
+    median_ci,
     summarize,
     wilson,
 )
+from llmopt.experiments.tables import TableOptions, comparison_table, format_summary, parse_budget, parse_gap
 from llmopt.history import Trial, TrialState
 from llmopt.llm.usage import Completion
 from llmopt.problem import Direction
@@ -75,12 +77,13 @@ def test_summaries_and_intervals_are_scipys() -> None:
     s = summarize([*LOW, None, math.nan])
     assert s.n == 10 and s.median == pytest.approx(np.median(LOW))
     assert (s.q1, s.q3) == pytest.approx(tuple(np.percentile(LOW, [25, 75])))
-    reference = scipy_stats.bootstrap((np.array(LOW),), np.mean, n_resamples=9999,
-                                      rng=np.random.default_rng(20230907)).confidence_interval
-    assert (s.ci_low, s.ci_high) == pytest.approx((reference.low, reference.high))
-    assert s.ci_low < np.mean(LOW) < s.ci_high
-    assert bootstrap_ci([3.0, 3.0, 3.0]) == (3.0, 3.0) and bootstrap_ci([1.0]) is None
-    assert bootstrap_ci(LOW) == (reference.low, reference.high)  # exactly: the fixed seed's, in any process
+    # the median's interval from order statistics, by hand: with n = 10 the 2nd and 9th smallest cover
+    # the median with probability P(2 <= Bin(10, 1/2) <= 8) = 1 - 22/1024 = 97.9% (the 3rd and 8th: 89.1%)
+    ordered = sorted(LOW)
+    assert (s.ci_low, s.ci_high) == (ordered[1], ordered[8])
+    assert median_ci([3.0, 3.0, 3.0, 3.0, 3.0, 3.0]) == (3.0, 3.0) and median_ci([1.0]) is None
+    assert median_ci([1.0, 2.0, 3.0, 4.0, 5.0]) is None  # 5 runs: even min..max covers it with 93.75% only
+    assert median_ci([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == (1.0, 6.0)  # 6 runs: 1 - 2/64 = 96.9%
     ci = scipy_stats.binomtest(3, 10).proportion_ci(method="wilson")
     assert wilson(3, 10) == pytest.approx((ci.low, ci.high))
     assert wilson(0, 10)[0] == 0.0 and wilson(0, 0) is None
@@ -92,6 +95,25 @@ def test_summaries_and_intervals_are_scipys() -> None:
                                  rng=np.random.default_rng(20230907)).confidence_interval
     _, low, high = median_band(runs)
     assert low.tolist() == band.low.tolist() and high.tolist() == band.high.tolist()
+
+
+def test_a_skewed_columns_interval_contains_the_median_it_annotates() -> None:
+    # a column like the demo grid's "best at evals <= 40" of random search: most runs near 50, a few
+    # far away; the mean's bootstrap interval (111 to 14970 there) did not contain the median (59.3)
+    skewed = [50.0, 50.0, 51.0, 52.5, 55.0, 63.6, 200.5, 5000.0, 30000.0, 60000.0]
+    s = summarize(skewed)
+    assert s.ci_low <= s.median <= s.ci_high and s.ci_low == 50.0 and s.ci_high == 30000.0
+    assert format_summary(s, "{:.4g}") == "59.3 [51.38, 3800] (50 to 3e+04)"  # quartiles by numpy's interpolation
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=40))
+def test_every_interval_contains_its_median(values: list[float]) -> None:
+    s = summarize(values)
+    if len(values) < 6:
+        assert s.ci_low is None and s.ci_high is None
+    else:
+        assert s.ci_low <= s.median <= s.ci_high
 
 
 def test_the_average_runtime_is_cocos() -> None:
@@ -160,6 +182,29 @@ def test_art_success_and_budgets_on_hand_made_runs(tmp_path: Path) -> None:
     assert pairs == 21 and hits.tolist() == [1.0] * 7 + [3.0] * 7 + [4.0]  # seed 1 reaches only 15 (50%), at eval 4
 
 
+def test_rows_are_tested_at_equal_evaluations_and_the_notes_say_how(tmp_path: Path) -> None:
+    """A row whose runs stopped early is compared with the control's runs cut at its evaluations,
+    seed by seed: the control's later, better values do not count (the fix for equal-steps headlines)."""
+    with RunStore(tmp_path / "s.db") as store:
+        for seed in range(6):  # the LLM-like row: two evaluations, then out of calls
+            _run(store, f"g/toy/llm/seed{seed}", seed, [30.0 - seed, 20.0 - seed])
+            _run(store, f"g/toy/random/seed{seed}", seed, [40.0, 35.0, 1.0, 1.0])  # worse at 2 evals, far better at 4
+        collected = collect_runs(store)
+    by_config: dict[str, list] = {}
+    for o in collected.outcomes:
+        by_config.setdefault(o.cell.config, []).append(o)
+    assert set(by_config) == {"llm", "random"}
+    table = comparison_table("toy", by_config, 6, {}, TableOptions(control="random"))
+    rows = {r[0]: dict(zip(table[0], r)) for r in table[1:]}
+    assert rows["llm"]["evals"] == "2" and rows["random"]["evals"] == "4"
+    assert rows["llm"]["best"].startswith("17.5") and rows["random"]["best"] == "1"  # final values: random wins
+    assert rows["llm"]["vs random at equal evals (Holm p)"] == "better (p=0.031)"  # at 2 evaluations: llm wins
+    notes = " ".join(table.notes)
+    assert "runs of llm or of the control were cut there" in notes
+    assert "one test here: Holm's correction leaves its p as it is" in notes
+    assert rows["llm"]["ran"] == "opro m" == rows["random"]["ran"]  # what the stored runs say they ran
+
+
 def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     """Ten seeds of random search: a box around the true pair beats the wide control, the control's
     twin is not different from it, and the markdown, CSV and budget views agree."""
@@ -175,11 +220,12 @@ def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     assert "no significant difference (p=1)" in rows["twin"]  # identical runs: the same seeds, the same draws
     assert "| better (p=" in rows["narrow"]
     assert "Wilcoxon signed-rank" in out and "Holm" in out and "n = " not in out  # ten runs: not small
+    assert "p Holm-corrected over the rows (2 tests)" in out
     assert main(["compare", str(grid), "--store", store, "--no-run", "--csv", "--control", "narrow"]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     by_config = {r["configuration"]: r for r in table}
-    assert by_config["narrow"]["vs narrow (Holm p)"] == "control"
-    assert by_config["random"]["vs narrow (Holm p)"].startswith("worse (p=")
+    assert by_config["narrow"]["vs narrow at equal evals (Holm p)"] == "control"
+    assert by_config["random"]["vs narrow at equal evals (Holm p)"].startswith("worse (p=")
     assert {r["problem"] for r in table} == {"linreg"}
     assert main(["compare", "--problems", "linreg", "tsp", "--proposers", "random", "--seeds", "2", "--set", "steps=1",
                  "--store", str(tmp_path / "two.db"), "--quiet", "--csv"]) == 0
@@ -191,7 +237,7 @@ def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     other.write_text('seeds = 3\n[defaults]\nsteps = 2\nproposals = 4\n[problems.linreg]\n'
                      '[configs.control]\nproposer = "random"\n[configs.cma]\nproposer = "optuna:cmaes"\n')
     assert main(["compare", str(other), "--store", str(tmp_path / "other.db"), "--quiet", "--no-references"]) == 0
-    assert "vs control (Holm p)" in capsys.readouterr().out
+    assert "vs control at equal evals (Holm p)" in capsys.readouterr().out
     assert main(["compare", str(grid), "--store", store, "--no-run", "--control", "nope"]) == 2
     assert "--control 'nope': no configuration of that name" in capsys.readouterr().err
     figures = tmp_path / "figs"

@@ -8,7 +8,7 @@ import sys
 from typing import Any, Sequence
 
 from llmopt.budget import StopReason
-from llmopt.experiments.compare import Collected, TableOptions, collect, parse_budget, parse_gap, tables
+from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import (
     DEFAULT_SEEDS,
     Grid,
@@ -22,6 +22,7 @@ from llmopt.experiments.grid import (
 from llmopt.experiments.plot import write_figures
 from llmopt.experiments.report import format_table, markdown_table
 from llmopt.experiments.runs import PROPOSERS
+from llmopt.experiments.tables import TableOptions, parse_budget, parse_gap, tables
 from llmopt.store import DEFAULT_STORE
 
 
@@ -46,6 +47,9 @@ def assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
 
 def grid_from_args(args: argparse.Namespace) -> Grid:
     settings = assignments(args.set, "--set")
+    if "proposer" in {k.replace("_", "-") for k in settings}:
+        raise GridError("--set proposer=...: a row's proposer is its configuration's (--proposers, or proposer = ... "
+                        "in a [configs] table of the grid file), so that its label says what ran")
     if args.grid:
         if args.problems or args.proposers or args.models or args.sweep:
             raise GridError("with a grid file, only --seeds, --set and --store apply "
@@ -67,14 +71,25 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
             for model in args.models or [None]:
                 label = "opro" if model is None else f"opro {model.replace('/', ':')}"
                 configs[label] = {} if model is None else {"model": model}
-    sweep: dict[str, Any] = {k: v if isinstance(v, list) else [v] for k, v in assignments(args.sweep, "--sweep").items()}
-    llm_rows = [label for label, config in configs.items() if config.get("proposer", "llm") == "llm"]
-    if sweep and llm_rows:
-        sweep["base"] = llm_rows[0]  # an ablation changes the (first) OPRO configuration
-    configs.update(sweep_configs(sweep, configs, "--sweep"))
+    configs.update(swept(configs, assignments(args.sweep, "--sweep"), given=bool(args.proposers)))
     data = {"name": args.name, "seeds": DEFAULT_SEEDS if args.seeds is None else args.seeds, "defaults": settings,
             "problems": {p: {} for p in args.problems}, "configs": configs}
     return grid_from_dict(data, name=args.name, source="command line")
+
+
+def swept(configs: dict[str, dict[str, Any]], sweep: dict[str, Any], *, given: bool) -> dict[str, dict[str, Any]]:
+    """The rows a command-line ``--sweep`` adds: each value applied to each configuration given with
+    ``--proposers`` (without it, to the LLM rows: the random control stays the control), labelled
+    ``<configuration> <option>=<value>`` so that the label names what ran."""
+    if not sweep:
+        return {}
+    bases = [label for label, config in configs.items() if given or config.get("proposer", "llm") != "random"]
+    out: dict[str, dict[str, Any]] = {}
+    for base in bases:
+        one = {k: v if isinstance(v, list) else [v] for k, v in sweep.items()}
+        for label, options in sweep_configs({**one, "base": base}, configs, "--sweep").items():
+            out[f"{base} {label}"] = options
+    return out
 
 
 def table_options(args: argparse.Namespace) -> TableOptions:
@@ -106,9 +121,10 @@ def print_tables(collected: Collected, markdown: bool, options: TableOptions = T
 
 class CompareCommand:
     """Run a grid of experiments (problem x configuration x seed) into one store, resuming what
-is done, and print one table per problem: per configuration the median with its interquartile
-range and a bootstrap CI of the mean, success rates with Wilson intervals, COCO's aRT, and a test
-against the control (Holm-corrected), with the problem's baselines and optimum as rows.
+is done, and print one table per problem: per configuration what ran (proposer, model, a control's
+search space), the evaluations, the median with its interquartile range and the median's 95% CI,
+success rates with Wilson intervals, COCO's aRT, and a test against the control (Holm-corrected),
+with the problem's baselines and optimum as rows.
 
   llmopt compare experiments/demo.toml             # a grid file (see experiments/)
   llmopt compare --problems linreg tsp --seeds 10 --set steps=10 --budget evals=40 --target-gap 1%
@@ -136,10 +152,11 @@ against the control (Holm-corrected), with the problem's baselines and optimum a
         p.add_argument("--problems", nargs="+", metavar="PROBLEM", help="problems, with their default options")
         p.add_argument("--proposers", nargs="+", choices=PROPOSERS,
                        help="proposers, for a grid from flags (default: llm random; optuna:tpe and optuna:cmaes "
-                            "are the rows tpe and cmaes)")
+                            "are the rows tpe and cmaes; llm-iid and llm-scs, the LLM controls, a row per model)")
         p.add_argument("--models", nargs="+", help="litellm model strings for the llm proposer")
         p.add_argument("--sweep", action="append", default=[], metavar="KEY=[V1,V2]",
-                       help="one configuration per value of an option (repeatable)")
+                       help="one configuration per value of an option, for each configuration of --proposers (without "
+                            "it: the LLM rows), labelled '<configuration> KEY=VALUE' (repeatable)")
         p.add_argument("--name", default="compare", help="grid name for the command-line case (default compare)")
         p.add_argument("--no-references", action="store_true", help="leave out the classical baselines")
         p.add_argument("--control", help="the configuration each row is tested against (default: random, if present)")

@@ -29,11 +29,14 @@ from llmopt.llm import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL
 from llmopt.metaprompt import MetaPromptConfig
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
-from llmopt.proposers import LLMProposer, OptunaProposer, Proposer, RandomProposer
+from llmopt.proposers import LLMProposer, OptunaProposer, Proposer, RandomProposer, SamplingProposer
 from llmopt.proposers.evoprompt import PROPOSERS as EVOLUTION
 from llmopt.store import RunStore
 
 DEFAULT_DESCRIPTION = "Help me {verb} a function of the input below. I have some inputs and the function values at them."
+
+#: The LLM controls: independent samples, and the latest solutions shown without scores.
+SAMPLERS = ("llm-iid", "llm-scs")
 
 #: Keywords of :func:`minimize` that go to the :class:`Budget` (``steps`` is its ``max_steps``).
 BUDGET_KEYWORDS = ("max_evals", "max_calls", "max_tokens", "max_usd", "max_seconds", "target", "patience",
@@ -44,22 +47,29 @@ def make_proposer(proposer: str | Proposer, model: str | LLM, *, structured: str
                   metaprompt: MetaPromptConfig | None = None, proposer_options: dict[str, Any] | None = None,
                   **llm_settings: Any) -> Proposer:
     """``"llm"`` (OPRO with ``model``; ``proposer_options``: LLMProposer's keywords such as
-    ``per_call``), ``"evoprompt-ga"`` / ``"evoprompt-de"`` (``proposer_options``: ``population``,
-    ``init``, ``temperature``, ``selection`` / ``donor``), ``"random"``, ``"optuna:<algorithm>"``,
-    or a Proposer as is."""
+    ``per_call``), ``"llm-iid"`` / ``"llm-scs"`` (its controls: :class:`SamplingProposer`,
+    ``proposer_options`` its keywords, ``shown`` for llm-scs), ``"evoprompt-ga"`` /
+    ``"evoprompt-de"`` (``proposer_options``: ``population``, ``init``, ``temperature``,
+    ``selection`` / ``donor``), ``"random"``, ``"optuna:<algorithm>"``, or a Proposer as is."""
     if isinstance(proposer, Proposer):
         return proposer
     if proposer == "random":
         return RandomProposer()
     if proposer.startswith("optuna:"):
         return OptunaProposer(proposer.split(":", 1)[1])
-    if proposer != "llm" and proposer not in EVOLUTION:
-        raise ValueError("proposer must be 'llm', 'random', 'optuna:tpe', 'optuna:cmaes', 'evoprompt-ga', "
-                         f"'evoprompt-de' or a Proposer, got {proposer!r}")
+    if proposer not in ("llm", *SAMPLERS) and proposer not in EVOLUTION:
+        raise ValueError("proposer must be 'llm', 'llm-iid', 'llm-scs', 'random', 'optuna:tpe', 'optuna:cmaes', "
+                         f"'evoprompt-ga', 'evoprompt-de' or a Proposer, got {proposer!r}")
     llm = model if isinstance(model, LLM) else LLM.from_model(model, **llm_settings)
     llm.check_credentials()  # a hosted model without its key: refused before anything is spent
     if proposer in EVOLUTION:  # proposer_options: population, init, temperature, selection (GA), donor (DE)
         return EVOLUTION[proposer](llm, **(proposer_options or {}))
+    if proposer in SAMPLERS:  # proposer_options: shown (llm-scs, default 20), and the cost options
+        options = dict(proposer_options or {})
+        shown = options.pop("shown", 0 if proposer == "llm-iid" else 20)
+        if proposer == "llm-iid" and shown:
+            raise ValueError(f"proposer_options shown={shown}: llm-iid shows no solutions (use 'llm-scs')")
+        return SamplingProposer(llm, shown=shown, seed=seed, structured=structured, **options)  # type: ignore[arg-type]
     meta = metaprompt or MetaPromptConfig(shuffle_seed=seed)
     return LLMProposer(llm, meta, structured=structured, **(proposer_options or {}))  # type: ignore[arg-type]
 
@@ -99,8 +109,8 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     """Minimize ``objective(value)`` over the JSON values ``schema`` admits; returns the :class:`RunResult`.
 
     Keywords: ``description`` (opens the meta-prompt), ``model`` (default: the embedded model,
-    offline), ``proposer`` ("llm", "evoprompt-ga", "evoprompt-de", "random", "optuna:tpe", "optuna:cmaes"
-    or a Proposer), ``steps``
+    offline), ``proposer`` ("llm", "llm-iid", "llm-scs", "evoprompt-ga", "evoprompt-de", "random",
+    "optuna:tpe", "optuna:cmaes" or a Proposer), ``steps``
     (default 50), ``seed``, ``store`` (a SQLite path or RunStore: the run is kept and resumable;
     default: none), ``name``, ``resume``, ``proposals_per_step``, ``max_rounds``, the budget's
     ``max_evals``, ``max_calls``, ``max_tokens``, ``max_usd``, ``max_seconds``, ``target``,

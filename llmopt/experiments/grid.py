@@ -19,6 +19,11 @@ option (the flag without its dashes), so anything a single run can do, a grid ca
     [configs.random]
     proposer = "random"
 
+    [configs.random-start-box]    # `problems`: a configuration for some problems only (its options are theirs)
+    proposer = "random"
+    random-range = [10, 20]
+    problems = ["linreg"]
+
     [sweep]                       # one configuration per value: an ablation in one line
     base = "opro"                 # the configuration each value changes (default: the defaults alone)
     temperature = [0.0, 1.0, 2.0]
@@ -84,6 +89,8 @@ class Grid:
     defaults: dict[str, Any] = field(default_factory=dict)
     store: str | None = None
     source: str = "flags"
+    #: configuration label -> the problem labels it runs on (a configuration not in it runs on all)
+    scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = self.source
@@ -104,6 +111,11 @@ class Grid:
             if owned:
                 raise GridError(f"{where}: {section}: {', '.join(owned)} is set by the grid, not per run "
                                 "(use seeds = ... and --store)")
+        for label, scope in self.scopes.items():
+            unknown = [p for p in scope if p not in self.problems]
+            if label not in self.configs or unknown or not scope:
+                raise GridError(f"{where}: configs.{label}.problems: {list(scope)} must name problems of the grid "
+                                f"(have: {', '.join(self.problems)})")
 
     def cells(self) -> list[Cell]:
         """Every run, seed by seed: an interrupted grid has comparable seeds for every row."""
@@ -111,6 +123,8 @@ class Grid:
         for seed in self.seeds:
             for plabel, poptions in self.problems.items():
                 for clabel, coptions in self.configs.items():
+                    if plabel not in self.scopes.get(clabel, (plabel,)):
+                        continue
                     options = {**self.defaults, **poptions, **coptions}
                     command = str(options.pop("problem", plabel))
                     out.append(Cell(self.name, plabel, clabel, seed, command, options))
@@ -119,7 +133,8 @@ class Grid:
     def with_overrides(self, *, seeds: tuple[int, ...] | None = None, defaults: dict[str, Any] | None = None,
                        store: str | None = None) -> "Grid":
         return Grid(name=self.name, seeds=seeds or self.seeds, problems=self.problems, configs=self.configs,
-                    defaults={**self.defaults, **(defaults or {})}, store=store or self.store, source=self.source)
+                    defaults={**self.defaults, **(defaults or {})}, store=store or self.store, source=self.source,
+                    scopes=self.scopes)
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:
@@ -179,13 +194,23 @@ def grid_from_dict(data: dict[str, Any], *, name: str, source: str) -> Grid:
         configs[label] = options
     if not configs:
         configs = {"default": {}}
+    scopes = {label: _scope(options.pop("problems"), f"{source}: configs.{label}.problems")
+              for label, options in configs.items() if "problems" in options}
     store = data.get("store")
     if store is not None and not isinstance(store, str):
         raise GridError(f"{source}: store: a path, got {store!r}")
     return Grid(name=str(data.get("name", name)), seeds=parse_seeds(data.get("seeds", DEFAULT_SEEDS), source),
                 problems={label: _table(v, f"{source}: problems.{label}") for label, v in problems.items()},
                 configs=configs, defaults=_table(data.get("defaults"), f"{source}: defaults"), store=store,
-                source=source)
+                source=source, scopes=scopes)
+
+
+def _scope(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GridError(f"{where}: a list of problem labels, got {value!r}")
+    return tuple(value)
 
 
 def load_grid(path: str | Path) -> Grid:

@@ -3,7 +3,7 @@
 The page needs nothing but a browser: the figures are PNGs inside it (``data:`` URIs), the style
 is inline, there is no script at all, and a Content-Security-Policy says so (``default-src
 'none'``), so a page opened from disk loads nothing and runs nothing. Per problem it holds the
-comparison table of :func:`llmopt.experiments.compare.tables` (with its notes), the figures of
+comparison table of :func:`llmopt.experiments.tables.tables` (with its notes), the figures of
 :func:`llmopt.experiments.plot.write_figures`, each configuration's best solution per seed, and
 for every run a closed ``<details>`` with each step's meta-prompt (an identical prompt is shown
 once and referred to after) and every trial's raw LLM reply, state, value and error.
@@ -33,8 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from llmopt.experiments.compare import Collected, Outcome, TableOptions, tables
+from llmopt.experiments.compare import Collected, Outcome
 from llmopt.experiments.plot import write_figures
+from llmopt.experiments.tables import TableOptions, tables
 from llmopt.store import RunRecord, RunStore
 
 STYLE = """

@@ -477,6 +477,7 @@ def _experiment(run: "RunRecord") -> tuple[dict[str, Any], dict[str, Any]]:
     problem["direction"] = recorded.get("direction")
     config = {k: v for k, v in recorded.items() if k not in ("seed", "budget", "problem", "direction")}
     (config.get("proposer", {}).get("metaprompt") or {}).pop("shuffle_seed", None)
+    (config.get("proposer", {}).get("sampling") or {}).pop("context_seed", None)  # the run's seed too
     return problem, config
 
 
@@ -521,12 +522,15 @@ def _labels(items: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
 
 
 def _config_base(config: dict[str, Any]) -> str:
+    """What a stored run ran, in words: its proposer and model (a table's "ran" column)."""
     proposer = config.get("proposer", {})
-    if proposer.get("kind") == "llm":
-        return f"opro {proposer.get('llm', {}).get('model')}"
-    if proposer.get("kind") == "optuna":
+    kind = str(proposer.get("kind", "?"))
+    model = proposer.get("llm", {}).get("model")
+    if kind == "llm":
+        return f"opro {model}"
+    if kind == "optuna":
         return f"optuna:{proposer.get('algorithm')}"
-    return str(proposer.get("kind", "?"))
+    return f"{kind} {model}" if model else kind
 
 
 def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[int] | None = None, *,
@@ -560,7 +564,7 @@ def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[i
         result = stored_result(store, run)
         out.outcomes.append(Outcome(Cell(grid.name, plabel, clabel, seed, run.problem, {}), problem,  # type: ignore[arg-type]
                                     result, finished=run.status == "finished",  # type: ignore[arg-type]
-                                    spend=run_spend(store, run, result.history)))
+                                    spend=run_spend(store, run, result.history), ran=_config_base(run.config)))
         refs = out.references.setdefault(plabel, {}).setdefault(seed, [])
         if with_references and run.optimum is not None and not refs:
             refs.append(Reference("optimum", run.optimum))

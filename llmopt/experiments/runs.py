@@ -20,7 +20,16 @@ from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args, non_n
 from llmopt.metaprompt import MetaPromptConfig
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
 from llmopt.problem import Problem
-from llmopt.proposers import STRUCTURED, EvoPromptDE, EvoPromptGA, LLMProposer, OptunaProposer, Proposer, RandomProposer
+from llmopt.proposers import (
+    STRUCTURED,
+    EvoPromptDE,
+    EvoPromptGA,
+    LLMProposer,
+    OptunaProposer,
+    Proposer,
+    RandomProposer,
+    SamplingProposer,
+)
 from llmopt.proposers.evoprompt import DONORS, INITS, POPULATION, SELECTIONS, TEMPERATURE
 from llmopt.store import DEFAULT_STORE, RunStore
 
@@ -48,14 +57,18 @@ def baseline_hook(problem: str, attribute: str) -> Any:
     return getattr(baseline.load(), attribute, None) if baseline is not None else None
 
 
-#: The ``--proposer`` choices: OPRO, the random control, optuna's samplers, EvoPrompt's GA and DE.
-PROPOSERS = ("llm", "random", "optuna:tpe", "optuna:cmaes", "evoprompt-ga", "evoprompt-de")
+#: The ``--proposer`` choices: OPRO, its LLM controls (independent samples; the latest solutions
+#: without scores), the random control, optuna's samplers, EvoPrompt's GA and DE.
+PROPOSERS = ("llm", "llm-iid", "llm-scs", "random", "optuna:tpe", "optuna:cmaes", "evoprompt-ga", "evoprompt-de")
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--proposer", choices=PROPOSERS, default="llm",
-                   help="llm: OPRO; random: the random-search control; optuna:tpe, optuna:cmaes: optuna's TPE or "
+                   help="llm: OPRO; llm-iid: the same model sampled independently, no solutions or scores shown "
+                        "(the LLM control); llm-scs: the same model shown the latest --show solutions without their "
+                        "scores (sequential conditioned sampling); random: the random-search control; "
+                        "optuna:tpe, optuna:cmaes: optuna's TPE or "
                         "CMA-ES sampler on the problem's search space, the classical black-box baselines (needs "
                         "pip install -e '.[classical]' and a problem with a bounded search space, e.g. linreg); "
                         "evoprompt-ga, evoprompt-de: EvoPrompt's genetic algorithm and differential evolution with "
@@ -181,11 +194,16 @@ def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
             return EvoPromptGA(llm, selection=args.selection, **common)
         return EvoPromptDE(llm, donor=args.donor, **common)
     shown = problem.default_shown if args.show is None else args.show
+    cost = dict(use_store_cache=not args.no_cache, structured=args.structured, per_call=args.per_call,
+                samples_per_request=args.samples_per_request, redraw_temperature=args.redraw_temperature,
+                prompt_cache=args.prompt_cache)
+    if args.proposer == "llm-iid" and args.show:
+        raise ValueError(f"--show {args.show}: llm-iid shows no solutions (llm-scs shows the latest --show)")
+    if args.proposer in ("llm-iid", "llm-scs"):
+        return SamplingProposer(llm, shown=0 if args.proposer == "llm-iid" else shown, seed=args.seed, **cost)
     meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=args.scores, decimals=args.decimals,
                             buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)
-    return LLMProposer(llm, meta, use_store_cache=not args.no_cache, structured=args.structured,
-                       per_call=args.per_call, samples_per_request=args.samples_per_request,
-                       redraw_temperature=args.redraw_temperature, prompt_cache=args.prompt_cache)
+    return LLMProposer(llm, meta, **cost)
 
 
 def check_credentials(args: argparse.Namespace, problem: Problem, proposer: Proposer) -> None:

@@ -1,13 +1,16 @@
 """The statistics of a comparison table: summaries with intervals, a test against the control, aRT.
 
 Every test, interval and resample is scipy's (``scipy.stats``): the Mann-Whitney U test, the
-Wilcoxon signed-rank test, the bootstrap and the Wilson interval of ``binomtest``. The one thing
+Wilcoxon signed-rank test, the distribution-free interval of a median (``quantile_test``), the
+bootstrap band of a median curve and the Wilson interval of ``binomtest``. The one thing
 written here is Holm's step-down correction (scipy has none; it is a sort and a running maximum,
 checked in the tests against Holm's worked example), and COCO's average runtime, which is a sum
 divided by a count.
 
-Everything is deterministic: the bootstrap resamples with a fixed seed, so the same runs always
-print the same table.
+An interval printed beside a number is that number's interval: a table cell's median carries the
+confidence interval of the median (never of the mean, which for skewed values need not even
+contain the median). Everything is deterministic: the bootstrap resamples with a fixed seed, so the
+same runs always print the same table and figure.
 """
 
 from __future__ import annotations
@@ -24,21 +27,21 @@ from llmopt.problem import Direction
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
-RESAMPLES = 9999
 SMALL_N = 10  # below this many runs a table says that n is small
 _SEED = 20230907  # the bootstrap's fixed seed (any constant: the tables must not change from call to call)
 
 
 @dataclass(frozen=True)
 class Summary:
-    """A column's numbers over runs: median with interquartile range, mean with a bootstrap CI."""
+    """A column's numbers over runs: the median with its interquartile range and the confidence
+    interval of the median (:func:`median_ci`); the mean for those who want it, with no interval."""
 
     n: int
     median: float
     q1: float
     q3: float
     mean: float
-    ci_low: float | None  # None: fewer than two values
+    ci_low: float | None  # the median's interval; None: too few values for one at CONFIDENCE
     ci_high: float | None
 
 
@@ -46,22 +49,19 @@ def finite(values: Sequence[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
-def bootstrap_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
-    """The bootstrap confidence interval of the mean (scipy's BCa; percentile where BCa is undefined,
-    as for two values; the value itself when all values are equal). None for fewer than two values."""
-    xs = np.asarray(finite(values), dtype=float)
+def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The distribution-free confidence interval of the median: the order statistics whose binomial
+    coverage is at least ``confidence`` (scipy's ``quantile_test(...).confidence_interval``). Being
+    two order statistics around the middle, it always contains the sample median, whatever the
+    skew. None when no such interval exists (fewer than 6 values at 95%: even the smallest and the
+    largest cover the median with less than 95% probability)."""
+    xs = np.sort(np.asarray(finite(values), dtype=float))
     if len(xs) < 2:
         return None
-    if np.all(xs == xs[0]):
-        return float(xs[0]), float(xs[0])
-    for method in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a degenerate BCa is retried as a percentile interval
-            ci = stats.bootstrap((xs,), np.mean, confidence_level=confidence, n_resamples=RESAMPLES, method=method,
-                                 rng=np.random.default_rng(_SEED)).confidence_interval
-        if math.isfinite(ci.low) and math.isfinite(ci.high):
-            return float(ci.low), float(ci.high)
-    return None
+    ci = stats.quantile_test(xs, q=float(np.median(xs)), p=0.5).confidence_interval(confidence_level=confidence)
+    if not (math.isfinite(ci.low) and math.isfinite(ci.high)):
+        return None
+    return float(ci.low), float(ci.high)
 
 
 def summarize(values: Sequence[float | None]) -> Summary | None:
@@ -70,7 +70,7 @@ def summarize(values: Sequence[float | None]) -> Summary | None:
     if not xs:
         return None
     q1, median, q3 = (float(q) for q in np.percentile(xs, [25, 50, 75]))
-    ci = bootstrap_ci(xs)
+    ci = median_ci(xs)
     return Summary(len(xs), median, q1, q3, float(np.mean(xs)), *(ci or (None, None)))
 
 

@@ -1,7 +1,9 @@
 """Proposers: where candidate solutions come from.
 
 :class:`LLMProposer` is OPRO: one meta-prompt per step, one sample per proposal, each with its
-own seed. :class:`RandomProposer` is the control every LLM result must be judged against.
+own seed. :class:`SamplingProposer` is the LLM control beside it: the same model with no search
+history (independent samples, ``llm-iid``) or with the latest solutions and no scores
+(``llm-scs``). :class:`RandomProposer` is the control every LLM result must be judged against.
 :class:`OptunaProposer` runs optuna's TPE or CMA-ES sampler on a problem's search space: the
 classical black-box baselines on the same loop. :class:`EvoPromptGA` and :class:`EvoPromptDE` are
 EvoPrompt's genetic algorithm and differential evolution with the LLM as their operators.
@@ -14,8 +16,8 @@ from __future__ import annotations
 from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
 from llmopt.proposers.classical import ALGORITHMS, OptunaProposer
 from llmopt.proposers.evoprompt import EvolutionProposer, EvoPromptDE, EvoPromptGA
-from llmopt.proposers.opro import STRUCTURED, LLMProposer, Structured
+from llmopt.proposers.opro import STRUCTURED, LLMProposer, SamplingProposer, Structured
 from llmopt.proposers.random import RandomProposer
 
 __all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "EvoPromptDE", "EvoPromptGA", "EvolutionProposer", "LLMProposer",
-           "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "Structured", "decode_reply"]
+           "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Structured", "decode_reply"]

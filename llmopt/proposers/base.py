@@ -49,6 +49,12 @@ class Proposer(ABC):
         """Short name of the proposer in default run names ("llm", "random", "optuna:tpe")."""
         return self.kind
 
+    def describe(self, problem: Problem) -> str:
+        """What ran, in a few words, for the row of a table: the method, its model, and for a control
+        the space it searched (``random in [10, 20]²``, ``opro local/smollm2``), so that a row's
+        label never hides what ran."""
+        return self.label
+
     def validate(self) -> None:
         """Raise a clear error for unusable settings, before any budget is spent."""
 

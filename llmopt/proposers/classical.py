@@ -33,7 +33,7 @@ from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.problem import ParseError, Problem
 from llmopt.proposers.base import CallHook, Proposal, Proposer
 from llmopt.seeding import derive_seed
-from llmopt.space import Dimension, SpaceError, dimensions, flatten, unflatten
+from llmopt.space import Dimension, SpaceError, describe, dimensions, flatten, unflatten
 
 ALGORITHMS = ("tpe", "cmaes")
 INSTALL_HINT = "pip install -e '.[classical]'"
@@ -106,6 +106,10 @@ class OptunaProposer(Proposer):
     @property
     def label(self) -> str:
         return self.source
+
+    def describe(self, problem: Problem) -> str:
+        schema = problem.search_space()
+        return self.source if schema is None else f"{self.source} in {describe(schema)}"
 
     # --- checks before the run --------------------------------------------------------------
     def validate(self) -> None:

@@ -106,6 +106,9 @@ class EvolutionProposer(Proposer):
     def source(self) -> str:
         return f"llm:{self.llm.model}"
 
+    def describe(self, problem: Problem) -> str:
+        return f"{self.kind} {self.llm.model}"
+
     @property
     def label(self) -> str:
         return self.kind

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from llmopt.history import SolutionHistory
 from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
-from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
+from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt, build_sampling_prompt
 from llmopt.problem import Problem
 from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
 from llmopt.seeding import derive_seed
@@ -54,6 +54,9 @@ class LLMProposer(Proposer):
     @property
     def source(self) -> str:
         return f"llm:{self.llm.model}"
+
+    def describe(self, problem: Problem) -> str:
+        return f"opro {self.llm.model}"
 
     def validate(self) -> None:
         self.llm.validate()
@@ -151,4 +154,55 @@ class LLMProposer(Proposer):
         costs = {"per_call": (self.per_call, 1), "samples_per_request": (self.samples_per_request, 1),
                  "redraw_temperature": (self.redraw_temperature, None), "prompt_cache": (self.prompt_cache, False)}
         out.update({k: v for k, (v, default) in costs.items() if v != default})  # the paper's protocol: as before
+        return out
+
+
+class SamplingProposer(LLMProposer):
+    """The LLM controls every LLM-search row needs beside it ("Simple Baselines are Competitive with
+    Code Evolution", arXiv 2602.16805): the same model, problem, answer format, structured output
+    and cost options as OPRO, and no search.
+
+    ``shown=0`` (``--proposer llm-iid``): independent samples. Every step sends the same prompt
+    (:func:`~llmopt.metaprompt.build_sampling_prompt`: no solution, no score); each proposal is a
+    fresh sample with its own seed (from the run seed and its trial number, as OPRO's), and a
+    repeated or invalid one is redrawn as OPRO's are. What is left of OPRO is the model's prior
+    over solutions for this task: if OPRO does no better, its history did not help.
+
+    ``shown=N`` (``--proposer llm-scs``): sequential conditioned sampling. The prompt shows the N
+    latest scored solutions, oldest first, without their scores (so nothing ranks them) and asks
+    for a new one: the history as a list of what was tried, without the scores that make OPRO an
+    optimizer.
+    """
+
+    def __init__(self, llm: LLM, *, shown: int = 0, seed: int = 0, system_prompt: str | None = None,
+                 use_store_cache: bool = True, structured: Structured = "auto", per_call: int = 1,
+                 samples_per_request: int = 1, redraw_temperature: float | None = None,
+                 prompt_cache: bool = False) -> None:
+        if isinstance(shown, bool) or not isinstance(shown, int) or shown < 0:
+            raise ValueError(f"shown must be an integer >= 0 (latest solutions shown without scores), got {shown!r}")
+        meta = MetaPromptConfig(max_shown=shown, scores="hidden", shuffle_seed=int(seed))
+        super().__init__(llm, meta, system_prompt=system_prompt, use_store_cache=use_store_cache,
+                         structured=structured, per_call=per_call, samples_per_request=samples_per_request,
+                         redraw_temperature=redraw_temperature, prompt_cache=prompt_cache)
+        self.kind = "llm-iid" if shown == 0 else "llm-scs"
+
+    @property
+    def source(self) -> str:
+        return f"{self.kind}:{self.llm.model}"
+
+    @property
+    def label(self) -> str:
+        return self.kind
+
+    def describe(self, problem: Problem) -> str:
+        shown = f" (latest {self.metaprompt.max_shown} shown, no scores)" if self.metaprompt.max_shown else ""
+        return f"{self.kind} {self.llm.model}{shown}"
+
+    def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
+        return build_sampling_prompt(problem, history, self.metaprompt)
+
+    def config(self) -> dict[str, Any]:
+        out = super().config()
+        del out["metaprompt"]
+        out["sampling"] = {"shown": self.metaprompt.max_shown, "context_seed": self.metaprompt.shuffle_seed}
         return out

@@ -16,6 +16,9 @@ class RandomProposer(Proposer):
     def source(self) -> str:
         return "random"
 
+    def describe(self, problem: Problem) -> str:
+        return f"random in {problem.random_space()}"
+
     def propose(self, problem: Problem, prompt: str | None, numbers: list[int], seed: int,
                 on_call: CallHook | None = None) -> list[Proposal]:
         return [Proposal(n, self.source, solution=problem.random_solution(stream(seed, "random", n)))

@@ -123,6 +123,17 @@ class PromptOptimization(Problem[str]):
         return ("Your task is to generate the instruction <INS>. Below are some previous instructions with their "
                 "scores. The score ranges from 0 to 100.")
 
+    def operator_context(self) -> str:
+        """The task without the talk of previous instructions and scores (the LLM controls' opening,
+        ``--proposer llm-iid`` / ``llm-scs``; EvoPrompt's prompt-style requests use their own words)."""
+        if self.style == "brackets":
+            return "Your task is to write a text that replaces <INS> in the exemplars below and gets high-quality outputs."
+        if self._answer_start:
+            return ("Your task is to generate the answer starting sentence <Start>. Its score is the accuracy, from 0 "
+                    "to 100, on problems like those below.")
+        return ("Your task is to generate the instruction <INS>. Its score is the accuracy, from 0 to 100, on problems "
+                "like those below.")
+
     def render(self, text: str, value: str | None) -> str:
         return f"text:\n{text}" if value is None else f"text:\n{text}\nscore:\n{value}"
 
@@ -284,6 +295,9 @@ class PromptOptimization(Problem[str]):
         k = int(rng.integers(1, 4))
         picks = rng.choice(len(RANDOM_FRAGMENTS), size=k, replace=False)
         return " ".join(RANDOM_FRAGMENTS[i] for i in picks)
+
+    def random_space(self) -> str:
+        return f"joins of 1 to 3 of {len(RANDOM_FRAGMENTS)} fixed instruction fragments"
 
     def is_solved(self, solution: str) -> bool:
         return False  # 100% training accuracy is not "the optimum" of held-out accuracy; budgets stop runs

@@ -145,6 +145,9 @@ class TravellingSalesman(Problem[Tour]):
     def random_solution(self, rng: np.random.Generator) -> Tour:
         return self._random_tour(rng)
 
+    def random_space(self) -> str:
+        return f"all tours ({self.n} cities, from city 0)"
+
     @property
     def optimum(self) -> float | None:
         """The instance's optimum as given (proved, or the best known: ``optimum_proved`` says which)."""
