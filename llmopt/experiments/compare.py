@@ -25,6 +25,7 @@ import numpy as np
 
 from llmopt.budget import StopReason
 from llmopt.experiments.grid import Cell, Grid, GridError
+from llmopt.experiments.measures import evals_until
 from llmopt.experiments.report import Table
 from llmopt.experiments.runs import UsageError, baseline_hook, execute, open_run, prepare_run, run_parser
 from llmopt.experiments.stats import (
@@ -192,15 +193,7 @@ class Outcome:
 
     def _evals_until(self, reached: Callable[[Any], bool]) -> int | None:
         """Scored solutions up to and including the first trial ``reached`` accepts (starting points count)."""
-        if self.result is None:
-            return None
-        count = 0
-        for t in self.result.history:
-            if t.state is TrialState.COMPLETE:
-                count += 1
-                if reached(t):
-                    return count
-        return None
+        return None if self.result is None else evals_until(self.result.history, reached)
 
     def evals_to_solve(self) -> int | None:
         """Scored solutions up to and including the first optimal one (starting points count)."""
