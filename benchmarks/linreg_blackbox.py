@@ -9,7 +9,9 @@ sampling round, so a repeated pair is a proposal spent, not redrawn; at most 50 
 the exact pair is proposed), and one search box that holds all seven
 (default [-50, 50]^2) for random search and the classical optimizers. Every run is an ordinary
 ``llmopt run linreg`` (same store, budgets and defaults as a user's); finished runs in the store
-are kept, so an interrupted benchmark continues where it stopped. Prints the table.
+are kept, so an interrupted benchmark continues where it stopped. Prints the table, after checking
+the equal budget it claims: every run drew 8 proposals a step for ``--steps`` steps (fewer steps
+only if it proposed the exact pair); it exits naming a run that did not.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmopt.cli import main as llmopt_main  # noqa: E402
+from llmopt.experiments.measures import BudgetMismatch, check_proposals_per_step, evals_until  # noqa: E402
 from llmopt.experiments.report import format_table  # noqa: E402
-from llmopt.history import TrialState  # noqa: E402
 from llmopt.store import RunStore  # noqa: E402
 
 #: The paper's Table 2 (w_true, b_true) settings, and its gpt-4 column: mean steps to the exact pair
@@ -35,6 +37,8 @@ PAPER_GPT4 = {(15, 14): (4.0, 17.2), (17, 17): (6.0, 26.0), (16, 10): (6.2, 24.2
               (25, 23): (12.2, 44.2), (2, 30): (38.0, 99.0), (36, -1): (50.4, 116.4)}
 METHODS = {"random": ["--proposer", "random"], "tpe": ["--proposer", "optuna:tpe"],
            "cmaes": ["--proposer", "optuna:cmaes"], "opro": ["--proposer", "llm"]}
+#: Proposals a step (``llmopt run``'s default), in one sampling round: the equal budget of every run.
+PROPOSALS = 8
 
 
 def run_name(method: str, w: int, b: int, seed: int) -> str:
@@ -58,26 +62,26 @@ def run_one(method: str, w: int, b: int, seed: int, steps: int, box: tuple[int, 
         raise SystemExit(f"{' '.join(argv)} exited {code}")
 
 
-def outcome(store: RunStore, name: str, w: int, b: int) -> dict[str, Any]:
+def outcome(store: RunStore, name: str, w: int, b: int, steps: int | None = None) -> dict[str, Any]:
+    """A stored run's steps and evaluations (scored pairs, starts included) to the exact pair, and
+    its distinct scored pairs. With ``steps``, first the budget the table claims: every step drew
+    :data:`PROPOSALS` proposals, for ``steps`` steps unless the run solved it (BudgetMismatch)."""
     run = store.get_run(name)
     trials = store.trials(run.id)
-    evals, solved_step, solved_eval, unique = 0, None, None, set()
-    for t in sorted(trials, key=lambda t: t.number):
-        if t.state is TrialState.COMPLETE:
-            evals += 1
-            unique.add(t.key)
-            if t.text == f"w={w}, b={b}" and solved_step is None:
-                solved_step, solved_eval = t.step, evals
-    steps = max((t.step for t in trials), default=0)
-    return {"solved_step": solved_step, "solved_eval": solved_eval, "unique": len(unique), "steps": steps,
-            "evals": evals, "elapsed": run.elapsed_s}
+    exact = f"w={w}, b={b}"
+    solved_step = next((t.step for t in trials if t.ok and t.text == exact), None)
+    if steps is not None:
+        check_proposals_per_step(name, trials, PROPOSALS, steps, solved=solved_step is not None)
+    return {"solved_step": solved_step, "solved_eval": evals_until(trials, lambda t: t.text == exact),
+            "unique": len({t.key for t in trials if t.ok}), "steps": max((t.step for t in trials), default=0),
+            "evals": sum(t.ok for t in trials), "elapsed": run.elapsed_s}
 
 
 def mean(key: str, runs: list[dict[str, Any]]) -> str:
     return f"{statistics.mean(g[key] for g in runs):.1f}" if runs else "-"
 
 
-def table(store_path: str, methods: list[str], seeds: int) -> list[list[Any]]:
+def table(store_path: str, methods: list[str], seeds: int, steps: int | None = None) -> list[list[Any]]:
     rows: list[list[Any]] = [["(w, b)", "method", "solved", "steps to exact pair (mean of solved)",
                               "evaluations to it (mean)", "unique pairs (mean)", "s per run (mean)",
                               "paper gpt-4: steps (unique pairs)"]]
@@ -85,7 +89,7 @@ def table(store_path: str, methods: list[str], seeds: int) -> list[list[Any]]:
     with RunStore(store_path, readonly=True) as store:
         for w, b in SETTINGS:
             for method in methods:
-                got = [outcome(store, run_name(method, w, b, s), w, b) for s in range(seeds)
+                got = [outcome(store, run_name(method, w, b, s), w, b, steps) for s in range(seeds)
                        if (r := store.find_run(run_name(method, w, b, s))) is not None and r.status == "finished"]
                 if not got:
                     continue
@@ -125,7 +129,11 @@ def main() -> None:
                     started = time.perf_counter()
                     run_one(method, w, b, seed, args.steps, tuple(args.box), args.store)
                     print(f"{method} ({w}, {b}) seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-    print(format_table(table(args.store, methods, args.seeds)))
+    try:
+        rows = table(args.store, methods, args.seeds, args.steps)
+    except BudgetMismatch as exc:
+        raise SystemExit(f"linreg_blackbox: {exc}") from None
+    print(format_table(rows))
 
 
 if __name__ == "__main__":

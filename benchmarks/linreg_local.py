@@ -5,7 +5,8 @@
 w_true=15, b_true=14, the paper's protocol: 5 starting pairs, 8 proposals per step (one round: a
 step's invalid or duplicate replies are not replaced, so every configuration draws the same 8
 proposals per step), up to 50 steps, stopping when the exact pair is proposed. Replies are capped
-at 128 tokens. Runs go to one
+at 128 tokens. Each run is checked to have drawn 8 proposals in every step, for ``--steps`` steps
+unless it found the pair (a BudgetMismatch otherwise). Runs go to one
 store (inspect them with ``llmopt show --store ...``). Workers are separate processes with one
 llama.cpp thread each.
 """
@@ -24,12 +25,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmopt import LLM, Budget, LLMProposer, Optimizer, RandomProposer, RunStore, TrialState  # noqa: E402
+from llmopt.experiments.measures import check_proposals_per_step, evals_until  # noqa: E402
 from llmopt.experiments.report import format_table  # noqa: E402
 from llmopt.llm.embedded import DEFAULT_MODEL  # noqa: E402
 from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 CONFIGS = ("structured", "free text", "random")
 CHECKPOINTS = (0, 10, 20, 30, 40, 50)
+#: Proposals a step, in one sampling round: the equal budget of every configuration (checked per run).
+PROPOSALS = 8
 
 
 def engine_seconds() -> float:
@@ -49,19 +53,16 @@ def one_run(config: str, seed: int, steps: int, max_tokens: int, store_path: str
     store = RunStore(store_path)
     name = f"{model}-{config.replace(' ', '-')}-seed{seed}"
     opt = Optimizer(problem, proposer, seed=seed, store=store, name=name,
-                    proposals_per_step=8, max_rounds=1, budget=Budget(max_steps=steps))
+                    proposals_per_step=PROPOSALS, max_rounds=1, budget=Budget(max_steps=steps))
     engine_before = engine_seconds()  # workers are reused: count this run's model time only
     started = time.perf_counter()
     result = opt.run()
     wall = time.perf_counter() - started
     model_s = engine_seconds() - engine_before
     store.close()
+    check_proposals_per_step(name, result.history, PROPOSALS, steps, solved=result.solved_step is not None)
     llm_trials = [t for t in result.history if t.source.startswith("llm:")]
-    evals, solved_eval = 0, None
-    for t in result.history:
-        evals += t.ok
-        if t.ok and problem.is_solved(t.solution) and solved_eval is None:
-            solved_eval = evals
+    solved_eval = evals_until(result.history, lambda t: problem.is_solved(t.solution))
     curve = dict(result.history.best_so_far())
     return {
         "config": config, "seed": seed, "steps": result.steps, "solved_step": result.solved_step,

@@ -1,7 +1,8 @@
 """Does OPRO beat the fixed instructions on held-out data? One task, OPRO vs the random control.
 
 For each seed, runs ``llmopt run prompt`` with the LLM proposer and with the random control
-(same task, split, scorer and budget), then scores each run's best training instruction and the
+(same task, split, scorer and budget: checked, every run drew ``--proposals`` instructions in each
+of ``--steps`` steps), then scores each run's best training instruction and the
 fixed baselines on the test split with the same scorer (every reply cached in the store, so a
 re-run of this script only prints). Prints one table: train and test accuracy with 95% Wilson
 intervals, calls and wall time.
@@ -18,6 +19,7 @@ import time
 
 from baselines.prompts import BASELINES
 from llmopt.cli import main as llmopt
+from llmopt.experiments.measures import BudgetMismatch, check_proposals_per_step
 from llmopt.experiments.report import format_table
 from llmopt.history import TrialState
 from llmopt.llm.client import LLM
@@ -33,7 +35,7 @@ def interval(correct: int, total: int) -> str:
     return f"{100 * correct / total:.1f} [{100 * low:.0f}, {100 * high:.0f}]"
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="bbh/sports_understanding")
     p.add_argument("--data-dir")
@@ -47,8 +49,15 @@ def main() -> int:
     p.add_argument("--optimizer", default=DEFAULT_MODEL)
     p.add_argument("--scorer-max-tokens", type=int, default=16)
     p.add_argument("--position", default="Q_begin")
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def run_name(task: str, kind: str, seed: int) -> str:
+    return f"{task.replace('/', '-')}-{kind}-seed{seed}"
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """OPRO and the random control for each seed (runs already in the store are kept); an exit code."""
     common = ["--task", args.task, "--steps", str(args.steps), "--proposals", str(args.proposals),
               "--max-rounds", "1", "--max-train", str(args.max_train), "--scorer", args.scorer,
               "--scorer-max-output-tokens", str(args.scorer_max_tokens), "--position", args.position,
@@ -57,7 +66,7 @@ def main() -> int:
         done = {r.name for r in store.runs()}
     for seed in args.seeds:
         for kind, extra in (("opro", ["--optimizer", args.optimizer]), ("random", ["--proposer", "random"])):
-            name = f"{args.task.replace('/', '-')}-{kind}-seed{seed}"
+            name = run_name(args.task, kind, seed)
             if name in done:
                 continue
             started = time.perf_counter()
@@ -65,16 +74,29 @@ def main() -> int:
             print(f"{name}: exit {code}, {time.perf_counter() - started:.0f} s", file=sys.stderr)
             if code != 0:
                 return code
+    return 0
 
+
+def check_budget(args: argparse.Namespace, store: RunStore) -> None:
+    """The claim "same budget": each of this benchmark's runs drew ``--proposals`` instructions in
+    each of ``--steps`` steps (one sampling round), OPRO and the random control alike."""
+    for seed in args.seeds:
+        for kind in ("opro", "random"):
+            run = store.get_run(run_name(args.task, kind, seed))
+            check_proposals_per_step(run.name, store.trials(run.id), args.proposals, args.steps)
+
+
+def table(args: argparse.Namespace) -> list[list[str]]:
     set_threads(1)
     task = load_task(args.task, args.data_dir, max_train=args.max_train)
     test = sample_examples(task.test, args.max_test, 0)
     scorer = Scorer(LLM.from_model(args.scorer, temperature=0.0, max_tokens=args.scorer_max_tokens), args.position)
     rows = [["instruction", "source", "train acc % [95% CI]", "test acc % [95% CI]", "scored", "calls", "wall s"]]
     with RunStore(args.store) as store:
+        check_budget(args, store)
         scorer.bind_cache(store.cache())
 
-        def row(label: str, text: str, source: str, scored: str = "-", calls: str = "-", wall: str = "-") -> None:
+        def row(text: str, source: str, scored: str = "-", calls: str = "-", wall: str = "-") -> None:
             train = scorer.score(text, task.train, task.kind)
             held = scorer.score(text, test, task.kind)
             shown = text if len(text) <= 70 else text[:67] + "..."
@@ -82,18 +104,30 @@ def main() -> int:
                          interval(held.correct, held.total), scored, calls, wall])
 
         for name, text in BASELINES.items():
-            row(text, text, f"baseline: {name}")
+            row(text, f"baseline: {name}")
         for run in store.runs():
             if run.problem != "prompt" or run.config["problem"]["task"] != args.task:
                 continue
             trials = store.trials(run.id, states=[TrialState.COMPLETE])
             best = max(trials, key=lambda t: (t.value, -t.number))
-            usage = store.usage(run.id)
-            row(best.text, best.text, f"best of {run.name}", str(len(trials)), str(usage.calls),
+            row(best.text, f"best of {run.name}", str(len(trials)), str(store.usage(run.id).calls),
                 f"{run.elapsed_s:.0f}")
     print(f"task {args.task}: {len(task.train)} training examples, {len(test)} test examples; scorer {args.scorer} "
           f"(max {args.scorer_max_tokens} tokens), optimizer {args.optimizer}; {args.steps} steps x "
           f"{args.proposals} proposals")
+    return rows
+
+
+def main() -> int:
+    args = parse_args()
+    code = run_all(args)
+    if code != 0:
+        return code
+    try:
+        rows = table(args)
+    except BudgetMismatch as exc:
+        print(f"prompt_bbh: {exc}", file=sys.stderr)
+        return 1
     print(format_table(rows))
     return 0
 

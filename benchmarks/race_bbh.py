@@ -11,9 +11,13 @@ otherwise). Then, **on the same instructions**, each step is raced again from th
 ``--race K`` sets it, and :meth:`PromptOptimization.evaluate_raced` scores each instruction on a
 growing sample until it is scored in full or cannot reach the bar. Per step: scorer calls with and
 without the race, and agreement: the step's best instruction under the race (the best of those
-scored in full, else of the estimates) has the full-scoring best's accuracy. Last, one real
-``llmopt run prompt --race K`` per seed and K: its trajectory departs from the full run's once a
-cut-short estimate enters the meta-prompt, so it shows calls and the best it reached, not agreement.
+scored in full, else of the estimates) has the full-scoring best's accuracy (trivially so in a
+step where nothing was cut short; the table counts those apart). This replay's "fewer calls" is
+a replay over cached instructions, not a run; the ceiling printed under it is every instruction
+but the best stopped at the first look. Last, one real ``llmopt run prompt --race K`` per seed
+and K, checked to have the full run's steps and proposals: its trajectory departs from the full
+run's once a cut-short estimate enters the meta-prompt, so it shows calls and the best it
+reached, not agreement; its "fewer calls" is the real run's.
 """
 
 from __future__ import annotations
@@ -23,16 +27,18 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmopt.cli import main as llmopt  # noqa: E402
+from llmopt.experiments.measures import BudgetMismatch, check_equal  # noqa: E402
 from llmopt.experiments.report import format_table, markdown_table  # noqa: E402
 from llmopt.experiments.runs import prepare_run, run_parser  # noqa: E402
-from llmopt.history import SolutionHistory, TrialState  # noqa: E402
+from llmopt.history import SolutionHistory, Trial, TrialState  # noqa: E402
 from llmopt.problem import Direction  # noqa: E402
 from llmopt.store import RunStore  # noqa: E402
+from problems.prompt_optimization.problem import RACE_FIRST, race_looks  # noqa: E402
 
 
 def argv_of(args: argparse.Namespace, seed: int, race: int | None) -> list[str]:
@@ -61,43 +67,98 @@ def ensure_run(args: argparse.Namespace, seed: int, race: int | None) -> None:
         raise SystemExit(code)
 
 
+def race_step(step: int, raced: list[tuple[Trial, Any]], n_train: int) -> dict[str, Any]:
+    """One step raced on its full run's instructions: ``raced`` pairs each instruction's trial (its
+    full score) with its raced evaluation (calls made, ``metrics["race"]`` when cut short). The
+    race keeps the step's best when its pick (the best of those scored in full, else of the
+    estimates) has the full-scoring best's accuracy; a step that cut nothing agrees trivially."""
+    full_best = max(float(t.value) for t, _ in raced)
+    kept = [(t, e) for t, e in raced if "race" not in e.metrics]
+    pick = max(kept or raced, key=lambda te: te[1].value)[0]
+    cut = len(raced) - len(kept)
+    return {"step": step, "full_calls": len(raced) * n_train, "raced_calls": sum(len(e.calls) for _, e in raced),
+            "agree": float(pick.value) == full_best, "cut": cut, "instructions": len(raced), "trivial": cut == 0}
+
+
+def race_steps(trials: list[Trial], race: int, evaluate_raced: Callable[[str, float], Any],
+               n_train: int) -> list[dict[str, Any]]:
+    """Every step of a full run raced again on its own instructions (``trials``: its scored ones).
+    The bar is the one ``Optimizer(race=K)`` uses: the K-th best training accuracy of earlier steps;
+    a step before K instructions were scored is not raced."""
+    out = []
+    for step in sorted({t.step for t in trials if t.step > 0}):
+        ranked = SolutionHistory(Direction.MAXIMIZE, (t for t in trials if t.step < step)).top_k(race)
+        here = [t for t in trials if t.step == step]
+        if len(ranked) < race or not here:
+            continue
+        bar = float(ranked[0].value)
+        out.append(race_step(step, [(t, evaluate_raced(t.text, bar)) for t in here], n_train))
+    return out
+
+
 def replay(args: argparse.Namespace, seed: int, race: int) -> list[dict[str, Any]]:
-    """Each step of the full run raced again on its own instructions, from the cache."""
+    """Each step of the full run raced again on its own instructions, from the cache (no new calls)."""
     parsed = run_parser("prompt").parse_args(argv_of(args, seed, None))
     problem, _, _ = prepare_run(parsed, calls=False)
-    out = []
     with RunStore(args.store) as store:
         problem.bind_cache(store.cache())
         run = store.get_run(run_name(args, seed, None))
         trials = [t for t in store.trials(run.id) if t.state is TrialState.COMPLETE]
-        for step in sorted({t.step for t in trials if t.step > 0}):
-            ranked = SolutionHistory(Direction.MAXIMIZE, (t for t in trials if t.step < step)).top_k(race)
-            here = [t for t in trials if t.step == step]
-            if len(ranked) < race or not here:
-                continue
-            bar = float(ranked[0].value)  # the bar Optimizer(race=K) would use: the K-th best of earlier steps
-            raced = [(t, problem.evaluate_raced(t.text, bar)) for t in here]
-            full_best = max(t.value for t in here)
-            kept = [(t, e) for t, e in raced if "race" not in e.metrics]
-            pick = max(kept or raced, key=lambda te: te[1].value)[0]
-            out.append({"step": step, "full_calls": len(here) * len(problem.task.train),
-                        "raced_calls": sum(len(e.calls) for _, e in raced), "agree": pick.value == full_best,
-                        "cut": sum(1 for _, e in raced if "race" in e.metrics), "instructions": len(here)})
-    return out
+        return race_steps(trials, race, problem.evaluate_raced, len(problem.task.train))
+
+
+def replay_row(race: int, seeds: int, steps: list[dict[str, Any]]) -> list[Any]:
+    """The replay table's row: scorer calls a step in full and raced, their ratio (the replay's
+    "fewer calls", over the same instructions), the share cut short, and how often the step's best
+    was kept, with the steps where that held trivially (nothing cut) counted apart."""
+    full, raced = sum(s["full_calls"] for s in steps), sum(s["raced_calls"] for s in steps)
+    agree = sum(s["agree"] for s in steps)
+    trivial = sum(s["agree"] and s["trivial"] for s in steps)
+    cut_pct = 100 * sum(s["cut"] for s in steps) / sum(s["instructions"] for s in steps)
+    return [race, seeds, len(steps), f"{full / len(steps):.0f}", f"{raced / len(steps):.0f}",
+            f"{full / max(raced, 1):.2f}x", f"{cut_pct:.0f}",
+            f"{100 * agree / len(steps):.0f} ({agree} of {len(steps)}; {trivial} trivially: nothing cut)"]
+
+
+def race_ceiling(n_train: int, instructions: int, first: int = RACE_FIRST) -> float:
+    """The most a race can save in a step: every instruction but the best stopped at the first look
+    (``instructions`` x ``n_train`` calls in full, against ``n_train`` + the others' first looks)."""
+    look = race_looks(n_train, first)[0]
+    return instructions * n_train / (n_train + (instructions - 1) * look)
+
+
+def real_numbers(calls: list[Any], trials: list[Trial], seconds: float) -> dict[str, Any]:
+    """A real run's scorer calls per step (step 0's starts left out), best accuracy, cut-short count."""
+    steps = {c.step for c in calls if c.step > 0}
+    scored = [t for t in trials if t.state is TrialState.COMPLETE]
+    return {"calls_per_step": sum(1 for c in calls if c.step > 0) / max(len(steps), 1),
+            "best": max(float(t.value) for t in scored), "seconds": seconds,
+            "cut": sum(1 for t in scored if "race" in t.metrics), "steps": max((t.step for t in trials), default=0),
+            "trials": len(trials)}
 
 
 def real_run(args: argparse.Namespace, seed: int, race: int | None) -> dict[str, Any]:
     with RunStore(args.store) as store:
         run = store.get_run(run_name(args, seed, race))
-        calls = store.calls(run.id, role="scorer")
-        steps = {c.step for c in calls if c.step > 0}
-        trials = store.trials(run.id, states=[TrialState.COMPLETE])
-        return {"calls_per_step": sum(1 for c in calls if c.step > 0) / max(len(steps), 1),
-                "best": max(t.value for t in trials), "seconds": run.elapsed_s,
-                "cut": sum(1 for t in trials if "race" in t.metrics)}
+        return real_numbers(store.calls(run.id, role="scorer"), store.trials(run.id), run.elapsed_s)
 
 
-def main() -> None:
+def check_same_budget(runs: dict[str, dict[str, Any]]) -> None:
+    """The real runs of a seed are compared at equal settings: the same steps and the same number
+    of proposals (one sampling round a step); BudgetMismatch names a run that differs."""
+    check_equal("steps per run", {name: r["steps"] for name, r in runs.items()})
+    check_equal("trials per run (starts and proposals)", {name: r["trials"] for name, r in runs.items()})
+
+
+def real_row(label: str, got: list[dict[str, Any]], full: list[dict[str, Any]] | None) -> list[Any]:
+    """A real run's row; "fewer calls" is the full runs' median scorer calls a step over this one's."""
+    calls = statistics.median(g["calls_per_step"] for g in got)
+    ratio = "-" if full is None else f"{statistics.median(g['calls_per_step'] for g in full) / calls:.2f}x"
+    return [label, len(got), f"{calls:.0f}", ratio, sum(g["cut"] for g in got),
+            f"{statistics.median(g['best'] for g in got):.1f}", f"{statistics.median(g['seconds'] for g in got):.0f}"]
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", default="bbh/boolean_expressions")
     p.add_argument("--max-train", type=int, default=64)
@@ -112,36 +173,49 @@ def main() -> None:
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--real", type=int, nargs="*", help="K of the real --race runs (default: those of --race; none: "
                                                         "only the replay of the full runs)")
-    args = p.parse_args()
-    for seed in args.seeds:
-        ensure_run(args, seed, None)
+    return p.parse_args()
+
+
+def print_replay(args: argparse.Namespace) -> None:
     rows: list[list[Any]] = [["race K", "seeds", "steps raced", "scorer calls / step (full)",
-                              "scorer calls / step (raced)", "fewer calls", "instructions cut short %",
+                              "scorer calls / step (raced)", "fewer calls (replay)", "instructions cut short %",
                               "same top instruction %"]]
     for race in args.race:
         steps = [s for seed in args.seeds for s in replay(args, seed, race)]
-        if not steps:
-            continue
-        full, raced = sum(s["full_calls"] for s in steps), sum(s["raced_calls"] for s in steps)
-        rows.append([race, len(args.seeds), len(steps), f"{full / len(steps):.0f}", f"{raced / len(steps):.0f}",
-                     f"{full / max(raced, 1):.2f}x",
-                     f"{100 * sum(s['cut'] for s in steps) / sum(s['instructions'] for s in steps):.0f}",
-                     f"{100 * sum(s['agree'] for s in steps) / len(steps):.0f}"])
+        if steps:
+            rows.append(replay_row(race, len(args.seeds), steps))
     print(markdown_table(rows) if args.markdown else format_table(rows))
-    reals = args.race if args.real is None else args.real
-    if not reals:
-        return
-    real: list[list[Any]] = [["run", "seeds", "scorer calls / step (median)", "cut short", "best train acc % (median)",
-                              "s / run (median)"]]
+    print(f"\nceiling (every instruction but the best stopped at the first look): "
+          f"{race_ceiling(args.max_train, args.proposals):.2f}x with {args.max_train} examples and "
+          f"{args.proposals} instructions a step")
+
+
+def print_real(args: argparse.Namespace, reals: list[int]) -> None:
+    rows: list[list[Any]] = [["run", "seeds", "scorer calls / step (median)", "fewer calls (real run)", "cut short",
+                              "best train acc % (median)", "s / run (median)"]]
     for race in [None, *reals]:
         for seed in args.seeds:
             ensure_run(args, seed, race)
-        got = [real_run(args, seed, race) for seed in args.seeds]
-        real.append(["full" if race is None else f"--race {race}", len(got),
-                     f"{statistics.median(g['calls_per_step'] for g in got):.0f}", sum(g["cut"] for g in got),
-                     f"{statistics.median(g['best'] for g in got):.1f}",
-                     f"{statistics.median(g['seconds'] for g in got):.0f}"])
-    print(markdown_table(real) if args.markdown else format_table(real))
+    got = {race: [real_run(args, seed, race) for seed in args.seeds] for race in [None, *reals]}
+    for i, seed in enumerate(args.seeds):
+        try:
+            check_same_budget({run_name(args, seed, race): got[race][i] for race in got})
+        except BudgetMismatch as exc:
+            raise SystemExit(f"race_bbh: {exc}") from None
+    for race, runs in got.items():
+        rows.append(real_row("full" if race is None else f"--race {race}", runs, None if race is None else got[None]))
+    print(markdown_table(rows) if args.markdown else format_table(rows))
+
+
+def main() -> None:
+    args = parse_args()
+    for seed in args.seeds:
+        ensure_run(args, seed, None)
+    print_replay(args)
+    reals = args.race if args.real is None else args.real
+    if reals:
+        print()
+        print_real(args, reals)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import numpy as np
 
 from llmopt.budget import StopReason
 from llmopt.experiments.grid import Cell, Grid, GridError
+from llmopt.experiments.measures import evals_until
 from llmopt.experiments.runs import UsageError, baseline_hook, execute, open_run, prepare_run, run_parser
 from llmopt.history import TrialState
 from llmopt.optimizer import RunResult
@@ -181,15 +182,7 @@ class Outcome:
 
     def _evals_until(self, reached: Callable[[Any], bool]) -> int | None:
         """Scored solutions up to and including the first trial ``reached`` accepts (starting points count)."""
-        if self.result is None:
-            return None
-        count = 0
-        for t in self.result.history:
-            if t.state is TrialState.COMPLETE:
-                count += 1
-                if reached(t):
-                    return count
-        return None
+        return None if self.result is None else evals_until(self.result.history, reached)
 
     def evals_to_solve(self) -> int | None:
         """Scored solutions up to and including the first optimal one (starting points count)."""
