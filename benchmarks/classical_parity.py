@@ -269,12 +269,13 @@ def table(cells: Sequence[Cell]) -> str:
 
     rows: list[list[Any]] = [["function", "d", "sampler", "optuna: median precision", "llmopt: median precision",
                               "p (two-sided)", "p (llmopt worse, Holm)", "verdict", "ms/eval optuna",
-                              "ms/eval llmopt"]]
+                              "ms/eval llmopt", "time ratio"]]
     for c in cells:
         verdict = "**worse**" if c.worse else "better" if c.p_two_sided < ALPHA and not c.p_worse < 0.5 else "parity"
         rows.append([c.function, c.d, c.sampler, f"{c.median('optuna'):.3g}", f"{c.median('llmopt'):.3g}",
                      f"{c.p_two_sided:.3f}", f"{c.p_worse_holm if c.p_worse_holm is not None else c.p_worse:.3f}",
-                     verdict, f"{c.median('optuna', 'per_eval_ms'):.2f}", f"{c.median('llmopt', 'per_eval_ms'):.2f}"])
+                     verdict, f"{c.median('optuna', 'per_eval_ms'):.2f}", f"{c.median('llmopt', 'per_eval_ms'):.2f}",
+                     f"{time_ratio([c]):.2f}"])
     return markdown_table(rows)
 
 
@@ -304,9 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells = adjust(cells)
     print(table(cells))
     worse = [f"{c.function} {c.d}-D {c.sampler}" for c in cells if c.worse]
+    ratios = ", ".join(f"{s} {time_ratio([c for c in cells if c.sampler == s]):.2f}" for s in args.samplers)
     print(f"\n{args.evals} evaluations on each side of every run, {args.seeds} seeds a cell; "
           f"significantly worse through llmopt (Holm, alpha {ALPHA}): {', '.join(worse) or 'none'}; "
-          f"llmopt's time per evaluation / optuna's: {time_ratio(cells):.2f}")
+          f"llmopt's time per evaluation / optuna's: {time_ratio(cells):.2f} in all ({ratios})")
     return 1 if worse else 0
 
 
