@@ -1,8 +1,9 @@
 """The classical controls at parity: optuna's TPE and CMA-ES through llmopt against the same
 sampler driving itself (``study.optimize``), on standard continuous test functions.
 
-    python benchmarks/classical_parity.py [--seeds 10] [--evals 200] [--dims 2 5]
+    python benchmarks/classical_parity.py [--seeds 10] [--first-seed 0] [--evals 200] [--dims 2 5]
                                           [--functions sphere ellipsoid ...] [--samplers tpe cmaes]
+                                          [--tpe-constant-liar true|false] [--tpe-multivariate true|false]
 
 A control that is weaker through llmopt than in its own library flatters every LLM row beside it.
 Each cell (function, dimension, sampler) runs ``--seeds`` seeds on both sides with exactly
@@ -18,19 +19,23 @@ Each cell (function, dimension, sampler) runs ``--seeds`` seeds on both sides wi
 Final precision is the best value minus the function's optimum. Per cell: the medians, the
 Mann-Whitney U test (two-sided, and one-sided "llmopt worse", Holm-corrected across the cells),
 and the median wall time per evaluation of each side (the function itself costs microseconds, so
-this is the library's own time). Prints a Markdown table and the verdict.
+this is the library's own time). Prints a Markdown table and the verdict; exits 1 if a cell is
+significantly worse through llmopt. The two ``--tpe-*`` flags measure the alternatives to llmopt's
+TPE settings (docs/results/classical-parity.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import math
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -252,11 +257,11 @@ def time_ratio(cells: Sequence[Cell]) -> float:
 
 
 # --- the table ---------------------------------------------------------------------------------
-def measure(fn: TestFunction, d: int, sampler: str, seeds: int, evals: int) -> Cell:
+def measure(fn: TestFunction, d: int, sampler: str, seeds: Sequence[int], evals: int) -> Cell:
     """Both sides, seed by seed (interleaved, so a change in the machine's load hits both alike);
     each side must have scored exactly ``evals`` evaluations."""
     optuna_runs, llmopt_runs = [], []
-    for seed in range(seeds):
+    for seed in seeds:
         optuna_runs.append(run_optuna(fn, d, sampler, seed, evals))
         llmopt_runs.append(run_llmopt(fn, d, sampler, seed, evals))
         counts = (optuna_runs[-1].evaluations, llmopt_runs[-1].evaluations)
@@ -279,6 +284,26 @@ def table(cells: Sequence[Cell]) -> str:
     return markdown_table(rows)
 
 
+@contextlib.contextmanager
+def tpe_variant(constant_liar: bool | None = None, multivariate: bool | None = None) -> Iterator[None]:
+    """Measure another TPE than the default, to see why the default is what it is: llmopt's
+    ``constant_liar`` for a step's batch (None: llmopt's choice), and ``multivariate`` on both sides
+    (None: optuna's default; False is optuna 4's default), set for the duration of the block."""
+    import optuna
+
+    from llmopt.proposers import classical
+
+    liar, base = classical.TPE_CONSTANT_LIAR, optuna.samplers.TPESampler
+    if constant_liar is not None:
+        classical.TPE_CONSTANT_LIAR = constant_liar
+    if multivariate is not None:
+        optuna.samplers.TPESampler = functools.partial(base, multivariate=multivariate)
+    try:
+        yield
+    finally:
+        classical.TPE_CONSTANT_LIAR, optuna.samplers.TPESampler = liar, base
+
+
 def warm_up() -> None:
     """Imports and first-touch costs, outside the timed runs."""
     for sampler in SAMPLERS:
@@ -289,19 +314,28 @@ def warm_up() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, ... (default 0)")
     ap.add_argument("--evals", type=int, default=200)
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 5])
     ap.add_argument("--functions", nargs="+", default=list(FUNCTIONS), choices=list(FUNCTIONS))
     ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    ap.add_argument("--tpe-constant-liar", choices=["true", "false"],
+                    help="TPE's constant liar for llmopt's batches (default: llmopt's choice)")
+    ap.add_argument("--tpe-multivariate", choices=["true", "false"],
+                    help="TPE's multivariate option on both sides (default: optuna's; false is optuna 4's)")
     args = ap.parse_args(argv)
-    warm_up()
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    flag = {None: None, "true": True, "false": False}
     cells = []
-    for sampler in args.samplers:
-        for name in args.functions:
-            for d in args.dims:
-                started = time.perf_counter()
-                cells.append(measure(FUNCTIONS[name], d, sampler, args.seeds, args.evals))
-                print(f"# {name} {d}-D {sampler}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    with tpe_variant(flag[args.tpe_constant_liar], flag[args.tpe_multivariate]):
+        warm_up()
+        for sampler in args.samplers:
+            for name in args.functions:
+                for d in args.dims:
+                    started = time.perf_counter()
+                    cells.append(measure(FUNCTIONS[name], d, sampler, seeds, args.evals))
+                    print(f"# {name} {d}-D {sampler}: {time.perf_counter() - started:.0f} s", file=sys.stderr,
+                          flush=True)
     cells = adjust(cells)
     print(table(cells))
     worse = [f"{c.function} {c.d}-D {c.sampler}" for c in cells if c.worse]

@@ -244,9 +244,20 @@ def test_cells_are_holm_adjusted_and_timed_per_evaluation() -> None:
     assert bench.time_ratio(adjusted) == pytest.approx((1.5 * 10 + 10) / 20)
 
 
+def test_a_tpe_variant_is_set_for_its_block_only() -> None:
+    import optuna
+
+    from llmopt.proposers import classical
+
+    with bench.tpe_variant(constant_liar=True, multivariate=False):
+        assert classical.TPE_CONSTANT_LIAR is True
+        assert optuna.samplers.TPESampler(seed=0)._multivariate is False
+    assert classical.TPE_CONSTANT_LIAR is False and optuna.samplers.TPESampler is optuna.samplers._tpe.sampler.TPESampler
+
+
 @pytest.mark.parametrize("sampler", bench.SAMPLERS)
 def test_both_sides_score_exactly_the_budget(sampler: str) -> None:
     fn = bench.FUNCTIONS["rosenbrock"]
-    cell = bench.measure(fn, 2, sampler, seeds=1, evals=15)
+    cell = bench.measure(fn, 2, sampler, seeds=range(1), evals=15)
     assert cell.optuna[0].evaluations == cell.llmopt[0].evaluations == 15
     assert cell.optuna[0].precision >= 0 and cell.llmopt[0].precision >= 0

@@ -45,7 +45,8 @@ CMA_STARTUP = 1
 #: TPE's ``constant_liar`` for a step's batch of asks (optuna 5's default is True; in optuna's own
 #: one-at-a-time loop it changes nothing). Chosen by measurement (docs/results/classical-parity.md):
 #: with optuna 5's multivariate TPE, 8 asks a step with the liar were worse than ``study.optimize``
-#: on a 2-D sphere (30 seeds, one-sided Mann-Whitney p = 0.001), without it at parity everywhere.
+#: on a 2-D sphere (30 seeds, one-sided Mann-Whitney p = 0.003 after Holm), without it at parity
+#: everywhere; with optuna 4's independent TPE it is the other way round (hence optuna>=5).
 TPE_CONSTANT_LIAR = False
 INSTALL_HINT = "pip install -e '.[classical]'"
 
