@@ -70,14 +70,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "scores (sequential conditioned sampling); random: the random-search control; "
                         "optuna:tpe, optuna:cmaes: optuna's TPE or "
                         "CMA-ES sampler on the problem's search space, the classical black-box baselines (needs "
-                        "pip install -e '.[classical]' and a problem with a bounded search space, e.g. linreg); "
+                        "pip install -e '.[classical]' and a problem with a bounded search space, e.g. linreg; "
+                        "CMA-ES: one generation per step); "
                         "evoprompt-ga, evoprompt-de: EvoPrompt's genetic algorithm and differential evolution with "
                         "the model as operators, one generation per step (default: llm)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the instance and the run (default 0)")
     g.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite run store (default {DEFAULT_STORE})")
     g.add_argument("--name", help="run name in the store (default: <problem>-<proposer>-seed<S>)")
     g.add_argument("--resume", action="store_true", help="continue the named run (same settings; budgets may grow)")
-    g.add_argument("--proposals", type=positive_int, default=8, help="valid proposals per step (default 8)")
+    g.add_argument("--proposals", type=positive_int, default=8, help="valid proposals per step (default 8; optuna:cmaes and "
+                   "evoprompt-*: their population instead)")
     g.add_argument("--max-rounds", type=positive_int, default=3,
                    help="sampling rounds per step to replace invalid or duplicate replies (default 3)")
     g.add_argument("--race", type=positive_int, metavar="K",

@@ -27,7 +27,8 @@ seeded sampler the same questions in the same order and get the same answers.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+from typing import Any, Iterable
 
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.problem import ParseError, Problem
@@ -36,6 +37,17 @@ from llmopt.seeding import derive_seed
 from llmopt.space import Dimension, SpaceError, describe, dimensions, flatten, unflatten
 
 ALGORITHMS = ("tpe", "cmaes")
+#: The user attribute of each optuna trial that names its llmopt trial number (to read the study).
+NUMBER_ATTR = "llmopt:number"
+#: optuna's CmaEsSampler samples this many trials at random before its first generation
+#: (its ``n_startup_trials`` default): until then, a step asks only the missing ones.
+CMA_STARTUP = 1
+#: TPE's ``constant_liar`` for a step's batch of asks (optuna 5's default is True; in optuna's own
+#: one-at-a-time loop it changes nothing). Chosen by measurement (docs/results/classical-parity.md):
+#: with optuna 5's multivariate TPE, 8 asks a step with the liar were worse than ``study.optimize``
+#: on a 2-D sphere (30 seeds, one-sided Mann-Whitney p = 0.003 after Holm), without it at parity
+#: everywhere; with optuna 4's independent TPE it is the other way round (hence optuna>=5).
+TPE_CONSTANT_LIAR = False
 INSTALL_HINT = "pip install -e '.[classical]'"
 
 _log = logging.getLogger(__name__)
@@ -64,19 +76,80 @@ def _distribution(optuna: Any, dim: Dimension) -> Any:
     return optuna.distributions.CategoricalDistribution(list(dim.choices))
 
 
+def cma_popsize(distributions: Iterable[Any]) -> int | None:
+    """CMA-ES's default population over these optuna distributions, as optuna's CmaEsSampler builds
+    it: the ``cmaes`` package's ``4 + floor(3 ln n)`` over the n numeric ones with more than one
+    value (categorical ones are sampled apart, single-valued ones skipped); None when there is none
+    (CMA-ES then samples every dimension independently and has no generations)."""
+    optuna = _import_optuna()
+    numeric = (optuna.distributions.FloatDistribution, optuna.distributions.IntDistribution)
+    n = sum(1 for d in distributions if isinstance(d, numeric) and not d.single())
+    return 4 + math.floor(3 * math.log(n)) if n else None
+
+
+def cma_sampler(optuna: Any, **options: Any) -> Any:
+    """optuna's CmaEsSampler, restoring CMA-ES from the newest trial that stored it, finished or not.
+
+    Why: optuna stores the CMA-ES state on the trial whose ask told a generation, and restores it
+    from finished trials only. Its own loop finishes that trial before the next ask; a step of
+    llmopt asks a whole generation first, so each later ask of the step found only the previous
+    state, told the generation again (and pickled and stored it again) and drew an extra random
+    seed: the same search, at twice optuna's time per evaluation in 5-D. Restoring from the newest
+    trial, running ones included, is what ``study.optimize`` sees: every sampling call is then the
+    one optuna's own loop makes, and the run asks, trial for trial, what ``study.optimize`` asks
+    (tested). Nothing else is changed; an optuna without ``_restore_optimizer`` gets the plain
+    sampler's behaviour (correct, slower).
+    """
+
+    class GenerationCmaEsSampler(optuna.samplers.CmaEsSampler):  # type: ignore[misc, name-defined]
+        _trials: list[Any] | None = None
+
+        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+            self._trials = study.get_trials(deepcopy=False)  # every state, in number order
+            try:
+                return super().sample_relative(study, trial, search_space)
+            finally:
+                self._trials = None
+
+        def _restore_optimizer(self, completed_trials: list[Any]) -> Any:
+            return super()._restore_optimizer(completed_trials if self._trials is None else self._trials)
+
+    return GenerationCmaEsSampler(**options)
+
+
 class OptunaProposer(Proposer):
     """optuna's TPE (``"tpe"``) or CMA-ES (``"cmaes"``) sampler over a problem's search space.
 
     Each proposal is one ``study.ask``. The sampler is seeded with ``derive_seed(run seed,
-    "optuna", algorithm)`` and otherwise left at optuna's defaults. CMA-ES keeps optuna's default
-    population size (``4 + floor(3 ln d)``, 6 for linear regression's two dimensions) rather than
-    the proposals per step: the proposer is not told that number, and rounds that replace
-    duplicates or failures would break the match anyway. A step of 8 proposals therefore asks 8
-    points of one generation; at the next step the first 6 with a value (in asking order) are told to CMA-ES and the
-    others are recorded but unused (optuna's own rule for parallel asks). Categorical dimensions
-    are sampled independently (at random) by CMA-ES. Integer dimensions are rounded, so CMA-ES and
-    TPE may repeat a point: the optimizer records it DUPLICATE, and it is told the repeated
-    point's value.
+    "optuna", algorithm)`` and otherwise left at optuna's defaults: the control is optuna's
+    sampler as its library runs it, and ``benchmarks/classical_parity.py`` measures that it is as
+    good through llmopt as in optuna's own ``study.optimize``.
+
+    CMA-ES: **a step is one generation**. The step's size comes from the population (optuna's
+    default ``4 + floor(3 ln d)`` over the numeric dimensions: 6 in 2-D, 8 in 5-D), not the
+    population from the step (``proposals_per_step`` is not used): with 8 proposals a step and a
+    population of 6, each step began a generation that the next step's first ask closed, two of
+    every eight evaluations were never told to CMA-ES, and the control lost by orders of magnitude
+    on a sphere. optuna tells a generation its first ``popsize`` COMPLETE trials; a failed one
+    (INVALID, FAILED) does not count, and optuna's own loop asks one more. So the proposer does not
+    redraw (``redraws = False``: a redrawn member would be one too many when a DUPLICATE, told
+    with the value it repeats, already counts), and a step asks what the open generation lacks:
+    ``popsize``, or after failures the missing members (a short step that closes the generation).
+    Before any trial is scored, CMA-ES samples one trial at random (optuna's
+    ``n_startup_trials=1``), so a run without starting solutions begins with a step of one. The
+    sizes are a function of the history (:meth:`_cma_gap`), so a resumed run asks the same. The
+    sampler is optuna's with one adapter (:func:`cma_sampler`) so that asking a generation at once
+    costs what optuna's own loop costs; a run without starting solutions then asks, trial for
+    trial, what ``study.optimize`` asks (tested).
+    Categorical dimensions are sampled independently (at random) by CMA-ES. Integer dimensions
+    are rounded, so CMA-ES and TPE may repeat a point: the optimizer records it DUPLICATE, and it
+    is told the repeated point's value.
+
+    TPE: steps of ``proposals_per_step`` asks (redrawn up to ``max_rounds``), with optuna's
+    defaults but ``constant_liar=False`` (:data:`TPE_CONSTANT_LIAR`): the liar counts a running
+    trial as a bad one so that a batch's asks spread out, which with optuna 5's multivariate TPE
+    made the batch worse than ``study.optimize``, not better. Asked one at a time, the run is
+    ``study.optimize``'s, trial for trial (tested).
 
     One proposer serves one run (the study follows the history it is given).
     """
@@ -87,13 +160,17 @@ class OptunaProposer(Proposer):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown optuna algorithm {algorithm!r} (expected one of {', '.join(ALGORITHMS)})")
         self.algorithm = algorithm
+        self._source = f"optuna:{algorithm}"
+        self.redraws = algorithm != "cmaes"  # see prepare
+        self._popsize: int | None = None  # CMA-ES's population (None: no numeric dimension, or TPE)
+        self._problem: Problem | None = None
+        self._distributions: dict[str, Any] = {}  # the problem's, from prepare (a new run keeps them)
         self._reset(None)
 
     def _reset(self, history: SolutionHistory | None) -> None:
         self._history = history
         self._study: Any = None
         self._seed: int | None = None
-        self._distributions: dict[str, Any] = {}
         self._asked: dict[int, Any] = {}  # llmopt trial number -> optuna trial (asked, maybe told)
         self._done: set[int] = set()  # trial numbers told or added to the study (or skipped for good)
         self._synced_to = 0  # every step below this is told
@@ -101,7 +178,7 @@ class OptunaProposer(Proposer):
 
     @property
     def source(self) -> str:
-        return f"optuna:{self.algorithm}"
+        return self._source
 
     @property
     def label(self) -> str:
@@ -110,6 +187,12 @@ class OptunaProposer(Proposer):
     def describe(self, problem: Problem) -> str:
         schema = problem.search_space()
         return self.source if schema is None else f"{self.source} in {describe(schema)}"
+
+    @property
+    def study(self) -> Any:
+        """The run's optuna study (None before the first proposal), to read (optuna's plots, the
+        trials' records), never to ask or tell: the proposer replays the history into it."""
+        return self._study
 
     # --- checks before the run --------------------------------------------------------------
     def validate(self) -> None:
@@ -132,16 +215,31 @@ class OptunaProposer(Proposer):
         if not dims:
             raise ValueError(f"--proposer {self.source}: the search space of {problem.name} has nothing to search")
         self._distributions = {dim.name: _distribution(optuna, dim) for dim in dims}
+        self._popsize = cma_popsize(self._distributions.values()) if self.algorithm == "cmaes" else None
+        self.redraws = self._popsize is None  # CMA-ES's generations: a failed member is asked at the next step
 
     def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "algorithm": self.algorithm, "sampler": self._sampler_settings()}
+        return {"kind": self.kind, "algorithm": self.algorithm, "sampler": self._sampler_settings(),
+                "step": self._step_rule()}
 
     def _sampler_settings(self) -> dict[str, Any]:
         seed = f"derive_seed(run seed, 'optuna', '{self.algorithm}')"
         if self.algorithm == "tpe":
-            return {"class": "TPESampler", "seed": seed, "options": "optuna defaults"}
+            return {"class": "TPESampler", "seed": seed, "constant_liar": TPE_CONSTANT_LIAR,
+                    "options": "otherwise optuna defaults (multivariate for one objective, since optuna 5)"}
         return {"class": "CmaEsSampler", "seed": seed, "popsize": "optuna default (4 + floor(3 ln d))",
-                "warn_independent_sampling": False, "options": "otherwise optuna defaults"}
+                "warn_independent_sampling": False, "options": "otherwise optuna defaults",
+                "restore": "from the newest trial that stored CMA-ES, running or not (as study.optimize sees it)"}
+
+    def _step_rule(self) -> str:
+        """The step's size, in words, as the run records it."""
+        if self.algorithm == "tpe":
+            return "proposals_per_step asks, redrawn up to max_rounds"
+        if self._popsize is None:
+            return "proposals_per_step asks, redrawn up to max_rounds (no numeric dimension: CMA-ES samples at random)"
+        return (f"one CMA-ES generation: popsize {self._popsize} asks, or the members the open generation "
+                f"lacks after failed ones; {CMA_STARTUP} random startup ask before any trial is scored; "
+                "no redraws (proposals_per_step and max_rounds unused)")
 
     # --- the study ------------------------------------------------------------------------
     def _ensure_study(self, problem: Problem, seed: int) -> Any:
@@ -155,9 +253,9 @@ class OptunaProposer(Proposer):
             self.prepare(problem)
         sampler_seed = derive_seed(seed, "optuna", self.algorithm)
         if self.algorithm == "tpe":
-            sampler = optuna.samplers.TPESampler(seed=sampler_seed)
+            sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=TPE_CONSTANT_LIAR)
         else:
-            sampler = optuna.samplers.CmaEsSampler(seed=sampler_seed, warn_independent_sampling=False)
+            sampler = cma_sampler(optuna, seed=sampler_seed, warn_independent_sampling=False)
         self._study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sampler,
                                           direction=problem.direction.value)
         self._seed = seed
@@ -165,6 +263,7 @@ class OptunaProposer(Proposer):
 
     def _ask(self, number: int) -> Any:
         trial = self._study.ask(self._distributions)
+        trial.set_user_attr(NUMBER_ATTR, number)  # after sampling: samplers never see it
         self._asked[number] = trial
         return trial
 
@@ -177,7 +276,7 @@ class OptunaProposer(Proposer):
         trial of this proposer a resumed run has not asked yet). No meta-prompt."""
         if history is not self._history:  # a new run (or the first step): a new study
             self._reset(history)
-        self._target = step
+        self._target, self._problem = step, problem
         if self._study is not None:  # the first step's study is made in propose (it needs the run seed)
             self._sync(problem)
         return None
@@ -221,18 +320,65 @@ class OptunaProposer(Proposer):
 
     def _add(self, problem: Problem, trial: Trial) -> None:
         """A scored solution from elsewhere (a start, a suggestion) as a finished optuna trial."""
+        frozen = self._frozen(problem, trial)
+        if frozen is not None:
+            self._study.add_trial(frozen)
+
+    def _frozen(self, problem: Problem, trial: Trial) -> Any:
+        """A scored trial as a finished optuna trial, if optuna can be shown it (None: unscored, or
+        outside the search space)."""
         if not trial.ok:
-            return
+            return None
         optuna = _import_optuna()
         try:
             params = flatten(problem.search_space(), problem.to_json(trial.solution))  # type: ignore[arg-type]
-            frozen = optuna.trial.create_trial(params=params, distributions=self._distributions,
-                                               value=float(trial.value))  # type: ignore[arg-type]
+            return optuna.trial.create_trial(params=params, distributions=self._distributions,
+                                             value=float(trial.value),  # type: ignore[arg-type]
+                                             user_attrs={NUMBER_ATTR: trial.number})
         except (SpaceError, ValueError, TypeError, NotImplementedError) as exc:
             _log.debug("trial %d (%s) is outside the search space, not shown to optuna: %s",
                        trial.number, trial.source, exc)
-            return
-        self._study.add_trial(frozen)
+            return None
+
+    # --- the step's size ------------------------------------------------------------------------
+    def step_size(self, requested: int) -> int:
+        """TPE: ``requested``; CMA-ES: the asks that close the open generation (see the class docstring)."""
+        if self._popsize is None or self._problem is None:
+            return requested
+        return self._cma_gap(self._problem)
+
+    def _cma_gap(self, problem: Problem) -> int:
+        """How many asks the step begun last needs so that it closes a CMA-ES generation.
+
+        Worked out from the history alone (the study may not exist yet: it is built at the first
+        ``propose``, which a resumed run reaches only after sizing its step), by following optuna's
+        rules over the steps before it: a step's asks all see the same scored trials (they are told
+        at its end), so they join one generation; an ask finds the next generation once the open
+        one has ``popsize`` COMPLETE members; before :data:`CMA_STARTUP` trials are scored, asks
+        are random and join none. Checked against the study's own generation records in the tests.
+        """
+        popsize, history = self._popsize, self._history
+        assert popsize is not None and history is not None
+        scored, generation, members = 0, -1, 0
+        steps: dict[int, list[Trial]] = {}
+        for trial in history:
+            if trial.step < self._target:
+                steps.setdefault(trial.step, []).append(trial)
+        for step in sorted(steps):
+            trials = steps[step]
+            joins = scored >= CMA_STARTUP and any(self._mine(t) for t in trials)
+            if joins and (generation < 0 or members >= popsize):
+                generation, members = generation + 1, 0
+            for trial in trials:
+                if self._mine(trial):
+                    told = self._value(trial) is not None
+                    members += int(told and joins)
+                else:
+                    told = scored < CMA_STARTUP and self._frozen(problem, trial) is not None
+                scored += int(told)
+        if scored < CMA_STARTUP:
+            return CMA_STARTUP - scored
+        return popsize - members if 0 <= generation and members < popsize else popsize
 
     # --- asking ------------------------------------------------------------------------------
     def propose(self, problem: Problem, prompt: str | None, numbers: list[int], seed: int,
@@ -241,21 +387,23 @@ class OptunaProposer(Proposer):
         self._sync(problem)
         wanted = set(numbers)
         out = []
+        earlier = self._recorded_unasked(max(numbers, default=-1))
         for n in sorted(numbers):
-            for m in self._recorded_before(n):  # recorded before an interruption: asked, not proposed again
-                self._ask(m)
+            while earlier and earlier[0] < n:  # recorded before an interruption: asked, not proposed again
+                self._ask(earlier.pop(0))
             trial = self._asked.get(n) or self._ask(n)
             out.append(self._proposal(problem, n, trial.params))
         order = {p.number: p for p in out}
         assert set(order) == wanted
         return [order[n] for n in numbers]
 
-    def _recorded_before(self, number: int) -> list[int]:
-        """Trials of this proposer below ``number`` that are recorded but not asked in this process."""
+    def _recorded_unasked(self, below: int) -> list[int]:
+        """Trials of this proposer below ``below`` that are recorded but not asked in this process,
+        ascending (found once a round: a scan per proposal made long runs quadratic)."""
         if self._history is None:
             return []
         return sorted(t.number for t in self._history
-                      if t.number < number and self._mine(t) and t.number not in self._asked
+                      if t.number < below and self._mine(t) and t.number not in self._asked
                       and t.number not in self._done)
 
     def _proposal(self, problem: Problem, number: int, params: dict[str, Any]) -> Proposal:
