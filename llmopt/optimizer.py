@@ -221,6 +221,7 @@ class Optimizer:
             if name is None:
                 raise StoreError("resume needs the run's name (--name)")
             self.run_record = store.get_run(name)
+            self.proposer.resuming(self.run_record.config.get("proposer") or {})
             self._check_same_config(self.run_record.config)
             if not store.readonly:
                 store.claim(name)  # no other process writes it from here on, so read it now

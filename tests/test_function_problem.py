@@ -282,3 +282,62 @@ def test_a_decimal_multiple_of_is_refused_and_a_binary_one_draws_valid_values() 
     draws = [p.random_solution(stream(0, "r", i)) for i in range(100)]
     assert all(jsonschema.Draft202012Validator(schema).is_valid(d) for d in draws)
     assert {d["n"] for d in draws} == {5, 10, 15, 20} and len({d["x"] for d in draws}) == 13
+
+
+# --- the scores a model reads (issue: "scores the model cannot read") ------------------------------
+
+def _shown(values: list[float], config=None) -> list[str]:
+    """The scores a function's meta-prompt shows for solutions with ``values``."""
+    from llmopt import MetaPromptConfig, SolutionHistory, Trial, build_meta_prompt
+
+    p = FunctionProblem(lambda s: s["x"], {"type": "object", "properties": {"x": {"type": "integer", "minimum": 0,
+                                                                                  "maximum": 99}},
+                                           "required": ["x"]}, description="Minimize x.")
+    h = SolutionHistory(p.direction)
+    for i, v in enumerate(values):
+        h.append(Trial(number=i, step=0, state=TrialState.COMPLETE, source="start", solution={"x": i},
+                       text=p.encode({"x": i}), key=p.key({"x": i}), value=v))
+    return re.findall(r"^value:\n(.*)$", build_meta_prompt(p, h, config or MetaPromptConfig()), re.M)
+
+
+@pytest.mark.parametrize("values, shown", [
+    ([2.50, 1.569], ["2.500", "1.569"]),  # the paper's integers showed both as 2
+    ([6.46, 5.71, 4.92], ["6.46", "5.71", "4.92"]),  # were 6, 6, 5
+    ([103.2, 1.5694, 1.5691], ["103.2000", "1.5694", "1.5691"]),  # the spread's digits, then more to tell apart
+    ([12_345_678.0, 12_345_600.0], ["12345678.0", "12345600.0"]),  # a spread of 78 to 3 digits
+    ([0.5, 0.5], ["0.500", "0.500"]),
+])
+def test_a_functions_scores_keep_their_information_in_the_meta_prompt(values, shown) -> None:
+    assert _shown(values) == shown
+
+
+def test_the_score_display_is_a_setting_and_the_papers_problems_keep_integers() -> None:
+    from llmopt import MetaPromptConfig
+    from problems.linear_regression.problem import LinearRegression
+
+    assert _shown([2.5, 1.569], MetaPromptConfig(scores="rounded")) == ["2", "2"]
+    assert _shown([2.5, 1.569], MetaPromptConfig(scores="significant", digits=2)) == ["2.50", "1.57"]
+    assert MetaPromptConfig().for_problem(LinearRegression()).scores == "rounded"
+    with pytest.raises(ValueError, match="digits must be in 1..12"):
+        MetaPromptConfig(scores="significant", digits=0)
+
+
+def test_a_run_records_its_score_display_and_an_older_run_resumes_with_its_own(tmp_path, capsys) -> None:
+    from llmopt.cli import main
+    from llmopt.testing import ScriptedLLM
+
+    llm = ScriptedLLM(lambda prompt, seed: json.dumps({"x": seed % 7, "y": 0.25, "mode": "fast", "on": False,
+                                                       "v": [0.5, 0.5]}))
+    store = str(tmp_path / "runs.db")
+    result = llmopt.minimize(bowl, SPACE, model=llm, steps=1, store=store, progress=False)
+    with RunStore(store, readonly=True) as s:
+        shown = s.get_run(result.name).config["proposer"]["metaprompt"]
+        assert (shown["scores"], shown["digits"]) == ("significant", 3)
+    # a run recorded with the paper's integers (as every function run before) resumes with them, unasked
+    module, schema = cli_files(tmp_path)
+    args = ["run", "function", "--objective", f"{module}:bowl", "--schema", schema, "--store", store, "--quiet",
+            "--name", "old", "--structured", "off", "--model", "openai/none", "--api-base", "http://127.0.0.1:9"]
+    assert main([*args, "--steps", "0", "--scores", "rounded"]) == 0
+    assert main([*args, "--steps", "0", "--resume"]) == 0, capsys.readouterr().err
+    with RunStore(store, readonly=True) as s:
+        assert s.get_run("old").config["proposer"]["metaprompt"]["scores"] == "rounded"

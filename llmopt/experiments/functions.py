@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llmopt.budget import Budget
+from llmopt.experiments.progress import RunProgress
 from llmopt.function_problem import FunctionProblem
 from llmopt.llm import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL
@@ -80,7 +81,7 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
              name: str | None = None, resume: bool = False, proposals_per_step: int = 8, max_rounds: int = 3,
              budget: Budget | None = None, structured: str = "auto", metaprompt: MetaPromptConfig | None = None,
              llm_settings: dict[str, Any] | None = None, proposer_options: dict[str, Any] | None = None,
-             **options: Any) -> RunResult:
+             progress: bool = True, **options: Any) -> RunResult:
     """One run of a :class:`FunctionProblem`; see :func:`minimize`."""
     budget_options = {k: options.pop(k) for k in BUDGET_KEYWORDS if k in options}
     if budget is not None and (budget_options or steps != 50):
@@ -99,10 +100,22 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
             name = default_run_name(problem, chosen, seed)
         opt = Optimizer(problem, chosen, seed=seed, budget=budget, proposals_per_step=proposals_per_step,
                         max_rounds=max_rounds, store=run_store, name=name, resume=resume)
-        return opt.run()
+        return _run_with_progress(opt, progress)
     finally:
         if own_store:
             run_store.close()  # type: ignore[union-attr]
+
+
+def _run_with_progress(opt: Optimizer, enabled: bool) -> RunResult:
+    """Run to a stop with the command line's progress bar on stderr (a minute of embedded-model
+    calls is not a silent wait), unless ``enabled`` is False."""
+    bar = RunProgress(opt.budget.max_steps, enabled=enabled)
+    bar.attach(opt)
+    bar(opt, force=True)
+    try:
+        return opt.run(on_step=bar)
+    finally:
+        bar.close()
 
 
 def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **options: Any) -> RunResult:
@@ -116,7 +129,8 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     ``max_evals``, ``max_calls``, ``max_tokens``, ``max_usd``, ``max_seconds``, ``target``,
     ``patience`` (or ``budget=Budget(...)``), ``structured``, ``metaprompt``, ``llm_settings`` (for
     ``LLM.from_model``: temperature, api_base, ...), ``proposer_options`` (for ``LLMProposer``: the
-    cost options ``per_call``, ``samples_per_request``, ``redraw_temperature``, ``prompt_cache``), and
+    cost options ``per_call``, ``samples_per_request``, ``redraw_temperature``, ``prompt_cache``),
+    ``progress`` (default True: a progress bar on stderr, as the command line draws), and
     FunctionProblem's ``initial``,
     ``num_starts``, ``random_solution``, ``optimum``, ``name`` of the problem via ``problem_name``.
     """
