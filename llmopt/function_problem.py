@@ -65,6 +65,23 @@ def canonical_json(value: Any) -> str:
     return json.dumps(canonical(value), sort_keys=True, ensure_ascii=False, allow_nan=False)
 
 
+def real_value(value: Any) -> float:
+    """An objective's value as a float. A value that is not a real number is refused with the reason
+    (TypeError), never converted: ``float("1.5")`` and ``float(True)`` would score a bug silently."""
+    if isinstance(value, (bool, np.bool_, str, bytes, bytearray)) or not hasattr(type(value), "__float__"):
+        raise TypeError(f"the objective returned {type(value).__name__} {_clipped(value)}, not a real number")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:  # e.g. an array of several numbers
+        raise TypeError(f"the objective returned {type(value).__name__} {_clipped(value)}, not a real number "
+                        f"({exc})") from None
+
+
+def _clipped(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _is_space(schema: dict[str, Any]) -> bool:
     try:
         check_space(schema)
@@ -210,7 +227,7 @@ class FunctionProblem(Problem[Any]):
 
     # --- search space --------------------------------------------------------------------
     def score(self, solution: Any) -> float:
-        return float(self.objective(solution))
+        return real_value(self.objective(solution))
 
     def initial_solutions(self, rng: np.random.Generator) -> list[Any]:
         if self.initial is not None:

@@ -341,3 +341,75 @@ def test_a_run_records_its_score_display_and_an_older_run_resumes_with_its_own(t
     assert main([*args, "--steps", "0", "--resume"]) == 0, capsys.readouterr().err
     with RunStore(store, readonly=True) as s:
         assert s.get_run("old").config["proposer"]["metaprompt"]["scores"] == "rounded"
+
+
+# --- failures you can see ---------------------------------------------------------------------------
+
+BROKEN = '''
+import math
+
+def raises(s):
+    raise ValueError(f"no model for x={s['x']}")
+
+def nan(s):
+    return math.nan
+
+def half(s):
+    if s["x"] % 2:
+        raise KeyError("odd")
+    return s["x"]
+'''
+
+
+@pytest.mark.parametrize("function, says", [("raises", "score raised ValueError: no model for x="),
+                                            ("nan", "score is nan, not a finite number")])
+def test_a_run_whose_every_evaluation_failed_says_why_and_exits_non_zero(tmp_path, capsys, function, says) -> None:
+    from llmopt.cli import main
+
+    _, schema = cli_files(tmp_path)
+    (tmp_path / "broken.py").write_text(BROKEN)
+    code = main(["run", "function", "--objective", f"{tmp_path / 'broken.py'}:{function}", "--schema", schema,
+                 "--proposer", "random", "--steps", "2", "--store", str(tmp_path / "runs.db"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    row = next(line for line in out.splitlines() if line.startswith("most common failure"))
+    assert "21 of 21: " in row and says in row and "(e.g. trial #0: {" in row, out
+    assert err.strip().startswith("llmopt: error: run function-random-seed0: every evaluation failed (21)") and \
+        says in err and err.strip().count("\n") == 0, err
+
+
+def test_a_run_with_some_failures_names_the_most_common_and_exits_zero(tmp_path, capsys) -> None:
+    from llmopt.cli import main
+
+    _, schema = cli_files(tmp_path)
+    (tmp_path / "broken.py").write_text(BROKEN)
+    assert main(["run", "function", "--objective", f"{tmp_path / 'broken.py'}:half", "--schema", schema,
+                 "--proposer", "random", "--steps", "2", "--store", str(tmp_path / "runs.db"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^most common failure +\d+ of \d+: score raised KeyError: 'odd'  \(e\.g\. trial #\d+: ", out, re.M)
+
+
+@pytest.mark.parametrize("value, kind", [("1.5", "str '1.5'"), (True, "bool True"), (None, "NoneType None"),
+                                         ([1.0, 2.0], "list [1.0, 2.0]"), (np.array([1.0, 2.0]), "ndarray")])
+def test_an_objective_must_return_a_real_number(value, kind) -> None:
+    result = llmopt.minimize(lambda s: value, SPACE, proposer="random", steps=1, progress=False)
+    assert result.best is None and result.counts["FAILED"] == 13
+    assert all(t.error.startswith(f"score raised TypeError: the objective returned {kind}") and
+               "not a real number" in t.error for t in result.history), result.history[0].error
+
+
+@pytest.mark.parametrize("value", [np.float32(1.5), np.int64(2), 3, np.array(2.5)])
+def test_numpy_and_python_numbers_are_real_numbers(value) -> None:
+    result = llmopt.minimize(lambda s: value, SPACE, proposer="random", steps=1, progress=False)
+    assert result.counts["FAILED"] == 0 and result.best.value == float(value)
+
+
+def test_check_problem_names_the_input_when_the_objective_raises() -> None:
+    from llmopt.testing import ContractViolation, check_problem
+
+    def fragile(s: dict) -> float:
+        return 1.0 / (s["x"] - s["x"])
+
+    with pytest.raises(ContractViolation, match=r"^scores are finite: score\(\{'x': -?\d+, 'y': .*\}\) raised "
+                                                r"ZeroDivisionError: float division by zero$"):
+        check_problem(FunctionProblem(fragile, SPACE, description="Fragile."), max_examples=10)

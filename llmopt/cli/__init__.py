@@ -16,8 +16,17 @@ from llmopt.budget import StopReason
 from llmopt.cli.compare import CompareCommand
 from llmopt.cli.plot import PlotCommand
 from llmopt.cli.report import ReportCommand
-from llmopt.experiments.report import format_table, run_summary, runs_table, step_detail, steps_table, validations_report
+from llmopt.experiments.report import (
+    format_table,
+    most_common_failure,
+    run_summary,
+    runs_table,
+    step_detail,
+    steps_table,
+    validations_report,
+)
 from llmopt.experiments.runs import Parser, UsageError, add_run_arguments, entry_points, execute, open_run, prepare_run
+from llmopt.history import TrialState
 from llmopt.llm import LLMConfigError
 from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError
 
@@ -82,6 +91,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.stop_reason is StopReason.LLM_FAILURE:  # nothing was proposed: a script or CI must notice
             print(f"\nllmopt: error: run {result.name} stopped by {result.stop_reason.value}: {result.stop_detail}",
                   file=sys.stderr)
+            return 1
+        failure = most_common_failure(list(result.history), TrialState.FAILED)
+        if failure is not None and result.evaluations == 0:  # nothing could be scored: that is no result
+            count, total, example = failure
+            print(f"\nllmopt: error: run {result.name}: every evaluation failed ({total}); {count} of them: "
+                  f"{(example.error or '')[:300]}", file=sys.stderr)
             return 1
     return 0
 

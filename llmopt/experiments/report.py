@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import replace
 from typing import Any, Sequence
@@ -64,6 +65,7 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
         *_chosen_rows(result),
         ["trials", f"{sum(c.values())}: {c['COMPLETE']} complete, {c['INVALID']} invalid, "
                    f"{c['DUPLICATE']} duplicate, {c['FAILED']} failed"],
+        *_failure_rows(result.history),
         ["LLM calls", calls],
         ["tokens", tokens],
         ["cost", cost],
@@ -76,6 +78,37 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
         ["wall time", f"{result.elapsed_s:.1f} s"],
     ]
     rows += [[k, "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)] for k, v in result.metrics.items()]
+    return rows
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def most_common_failure(trials: Sequence[Trial], state: TrialState) -> tuple[int, int, Trial] | None:
+    """(how many, of how many, an example) of the most common reason among the ``state`` trials (FAILED:
+    scoring raised or gave no finite number; INVALID: a reply that did not decode); reasons that
+    differ only in their numbers count as one. None when there are none."""
+    failed = [t for t in trials if t.state is state and t.error]
+    if not failed:
+        return None
+    groups = Counter(_NUMBER.sub("N", t.error or "")[:200] for t in failed)
+    reason, count = groups.most_common(1)[0]
+    example = next(t for t in failed if _NUMBER.sub("N", t.error or "")[:200] == reason)
+    return count, len(failed), example
+
+
+def _failure_rows(history: SolutionHistory) -> Table:
+    """A summary's rows naming the most common failure and invalid reply, each with one example: a run
+    whose every evaluation failed says why, not only how many."""
+    rows: Table = []
+    for state, label in ((TrialState.FAILED, "most common failure"), (TrialState.INVALID, "most common invalid")):
+        found = most_common_failure(list(history), state)
+        if found is None:
+            continue
+        count, total, t = found
+        solution = t.text if t.text is not None else (t.raw or "")
+        shown = solution if len(solution) <= 60 else solution[:57] + "..."
+        rows.append([label, f"{count} of {total}: {(t.error or '')[:300]}  (e.g. trial #{t.number}: {shown})"])
     return rows
 
 
