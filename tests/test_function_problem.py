@@ -413,3 +413,76 @@ def test_check_problem_names_the_input_when_the_objective_raises() -> None:
     with pytest.raises(ContractViolation, match=r"^scores are finite: score\(\{'x': -?\d+, 'y': .*\}\) raised "
                                                 r"ZeroDivisionError: float division by zero$"):
         check_problem(FunctionProblem(fragile, SPACE, description="Fragile."), max_examples=10)
+
+
+# --- a resume notices a changed objective -----------------------------------------------------------
+
+def test_a_resume_after_the_objective_changed_is_refused_in_one_line_unless_accepted(tmp_path, capsys) -> None:
+    from llmopt.cli import main
+
+    module, schema = cli_files(tmp_path)
+    store = str(tmp_path / "runs.db")
+    args = ["run", "function", "--objective", f"{module}:bowl", "--schema", schema, "--proposer", "random",
+            "--store", store, "--quiet", "--name", "r"]
+    assert main([*args, "--steps", "2"]) == 0
+    with RunStore(store, readonly=True) as s:
+        before = s.get_run("r").config["problem"]["fingerprint"]
+    source = tmp_path / "user_objective.py"
+    source.write_text("# a comment, and a function the objective does not call\n" + OBJECTIVE + "\ndef g(): pass\n")
+    assert main([*args, "--steps", "3", "--resume"]) == 0  # what bowl computes did not change
+    source.write_text(OBJECTIVE.replace("** 2 + (s", "** 2 + 100 + (s"))
+    capsys.readouterr()
+    assert main([*args, "--steps", "4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "its objective user_objective:bowl changed since the run began (fingerprint " \
+        f"{before} -> " in err and "--accept-changed-objective" in err, err
+    assert main([*args, "--steps", "4", "--resume", "--accept-changed-objective"]) == 0
+    with RunStore(store, readonly=True) as s:
+        values = [t.value for t in s.trials(s.get_run("r").id) if t.step == 4]
+        assert values and min(values) >= 100  # the changed function's values, knowingly mixed in
+
+
+def test_a_helper_the_objective_calls_and_a_constant_it_reads_are_part_of_it(tmp_path) -> None:
+    from llmopt.function_problem import fingerprint
+
+    def load(text: str):
+        path = tmp_path / f"fp_mod_{len(list(tmp_path.iterdir()))}.py"  # a file per version: no stale linecache
+        path.write_text(text)
+        namespace: dict = {"__name__": "fp_mod"}
+        exec(compile(text, str(path), "exec"), namespace)
+        return namespace["f"]
+
+    base = "SHIFT = 3\n\ndef helper(x):\n    return x * 2\n\ndef f(s):\n    return helper(s['x']) - SHIFT\n"
+    first = fingerprint(load(base))
+    assert first is not None and fingerprint(load(base + "\ndef unrelated():\n    return 1\n")) == first
+    assert fingerprint(load(base.replace("x * 2", "x * 3"))) != first
+    assert fingerprint(load(base.replace("SHIFT = 3", "SHIFT = 4"))) != first
+    assert fingerprint(len) is None  # a builtin has no source: not checked
+
+
+def test_a_lambda_is_fingerprinted_by_its_own_code_not_its_line(tmp_path) -> None:
+    store = str(tmp_path / "runs.db")
+    space = {"type": "object", "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["x"]}
+    llmopt.minimize(lambda s: s["x"] ** 2, space, proposer="random", steps=1, store=store, name="l", progress=False)
+    llmopt.minimize(lambda s: s["x"] ** 2, space, proposer="random", steps=2, store=store, name="l", resume=True,
+                    progress=False)
+    with pytest.raises(llmopt.StoreError, match=r"its objective .*<lambda> changed since the run began"):
+        llmopt.minimize(lambda s: s["x"] ** 3, space, proposer="random", steps=3, store=store, name="l",
+                        resume=True, progress=False)
+    result = llmopt.minimize(lambda s: s["x"] ** 3, space, proposer="random", steps=3, store=store, name="l",
+                             resume=True, progress=False, accept_changed_objective=True)
+    assert result.steps == 3
+
+
+def test_a_run_recorded_without_a_fingerprint_still_resumes(tmp_path) -> None:
+    import sqlite3
+
+    store = str(tmp_path / "runs.db")
+    llmopt.minimize(bowl, SPACE, proposer="random", steps=1, store=store, name="old", progress=False)
+    with sqlite3.connect(store) as db:  # as an llmopt before fingerprints recorded it
+        config = json.loads(db.execute("SELECT config FROM runs WHERE name = 'old'").fetchone()[0])
+        del config["problem"]["fingerprint"]
+        db.execute("UPDATE runs SET config = ? WHERE name = 'old'", (json.dumps(config),))
+    result = llmopt.minimize(bowl, SPACE, proposer="random", steps=2, store=store, name="old", resume=True,
+                             progress=False)
+    assert result.steps == 2

@@ -81,7 +81,7 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
              name: str | None = None, resume: bool = False, proposals_per_step: int = 8, max_rounds: int = 3,
              budget: Budget | None = None, structured: str = "auto", metaprompt: MetaPromptConfig | None = None,
              llm_settings: dict[str, Any] | None = None, proposer_options: dict[str, Any] | None = None,
-             progress: bool = True, **options: Any) -> RunResult:
+             progress: bool = True, accept_changed_objective: bool = False, **options: Any) -> RunResult:
     """One run of a :class:`FunctionProblem`; see :func:`minimize`."""
     budget_options = {k: options.pop(k) for k in BUDGET_KEYWORDS if k in options}
     if budget is not None and (budget_options or steps != 50):
@@ -99,7 +99,8 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
         if run_store is not None and name is None:
             name = default_run_name(problem, chosen, seed)
         opt = Optimizer(problem, chosen, seed=seed, budget=budget, proposals_per_step=proposals_per_step,
-                        max_rounds=max_rounds, store=run_store, name=name, resume=resume)
+                        max_rounds=max_rounds, store=run_store, name=name, resume=resume,
+                        accept_changed_objective=accept_changed_objective)
         return _run_with_progress(opt, progress)
     finally:
         if own_store:
@@ -125,7 +126,8 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     offline), ``proposer`` ("llm", "llm-iid", "llm-scs", "evoprompt-ga", "evoprompt-de", "random",
     "optuna:tpe", "optuna:cmaes" or a Proposer), ``steps``
     (default 50), ``seed``, ``store`` (a SQLite path or RunStore: the run is kept and resumable;
-    default: none), ``name``, ``resume``, ``proposals_per_step``, ``max_rounds``, the budget's
+    default: none), ``name``, ``resume`` (refused when the objective's code changed since the run
+    began, unless ``accept_changed_objective=True``), ``proposals_per_step``, ``max_rounds``, the budget's
     ``max_evals``, ``max_calls``, ``max_tokens``, ``max_usd``, ``max_seconds``, ``target``,
     ``patience`` (or ``budget=Budget(...)``), ``structured``, ``metaprompt``, ``llm_settings`` (for
     ``LLM.from_model``: temperature, api_base, ...), ``proposer_options`` (for ``LLMProposer``: the

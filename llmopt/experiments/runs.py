@@ -77,6 +77,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite run store (default {DEFAULT_STORE})")
     g.add_argument("--name", help="run name in the store (default: <problem>-<proposer>-seed<S>)")
     g.add_argument("--resume", action="store_true", help="continue the named run (same settings; budgets may grow)")
+    g.add_argument("--accept-changed-objective", action="store_true",
+                   help="with --resume: continue even though the objective's code changed since the run began "
+                        "(its new values mix with the recorded ones; refused without this flag)")
     g.add_argument("--proposals", type=positive_int, default=8, help="valid proposals per step (default 8)")
     g.add_argument("--max-rounds", type=positive_int, default=3,
                    help="sampling rounds per step to replace invalid or duplicate replies (default 3)")
@@ -287,7 +290,8 @@ def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, propos
     return Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals,
                      max_rounds=args.max_rounds, store=store, name=name, resume=args.resume, race=args.race,
                      validate_every=getattr(args, "eval_every", None), validate_top=getattr(args, "validate_top", 3),
-                     validation_patience=args.patience if _early_stop(args) else None)
+                     validation_patience=args.patience if _early_stop(args) else None,
+                     accept_changed_objective=getattr(args, "accept_changed_objective", False))
 
 
 def execute(opt: Optimizer, args: argparse.Namespace, progress_bar: bool | None = None) -> RunResult:
