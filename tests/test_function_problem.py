@@ -486,3 +486,49 @@ def test_a_run_recorded_without_a_fingerprint_still_resumes(tmp_path) -> None:
     result = llmopt.minimize(bowl, SPACE, proposer="random", steps=2, store=store, name="old", resume=True,
                              progress=False)
     assert result.steps == 2
+
+
+# --- grid files read their paths from their own directory --------------------------------------------
+
+def test_a_grid_file_reads_its_relative_paths_from_its_own_directory(tmp_path, monkeypatch, capsys) -> None:
+    from llmopt.cli import main
+
+    project = tmp_path / "myproj"
+    project.mkdir()
+    (project / "myobj_grid.py").write_text(OBJECTIVE.replace("def bowl", "def loss"))
+    (project / "space.json").write_text(json.dumps(CLI_SPACE))
+    (project / "grid.toml").write_text('store = "runs.db"\nseeds = 1\n[defaults]\nsteps = 1\nproposer = "random"\n'
+                                       '[problems.fn]\nproblem = "function"\nobjective = "myobj_grid:loss"\n'
+                                       'schema = "space.json"\n[configs.random]\n')
+    monkeypatch.chdir(tmp_path)  # the parent directory, as a user types `llmopt compare myproj/grid.toml`
+    assert main(["compare", "myproj/grid.toml", "--quiet"]) == 0, capsys.readouterr().err
+    assert (project / "runs.db").exists() and not (tmp_path / "runs.db").exists()
+    with RunStore(str(project / "runs.db"), readonly=True) as s:
+        assert s.get_run("grid/fn/random/seed0").config["problem"]["objective"] == "myobj_grid:loss"
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("objective", "no_such_module_q:loss", "problems.fn.objective 'no_such_module_q:loss': cannot import "
+                                           "no_such_module_q: ModuleNotFoundError"),
+    ("schema", "missing.json", "problems.fn.schema missing.json: No such file"),
+    ("steps", "-1", "defaults.steps: must be >= 0"),
+])
+def test_a_grid_files_errors_name_its_keys_not_flags(tmp_path, monkeypatch, capsys, key, value, says) -> None:
+    from llmopt.cli import main
+
+    (tmp_path / "space.json").write_text(json.dumps(CLI_SPACE))
+    (tmp_path / "o.py").write_text(OBJECTIVE)
+    options = {"objective": '"o.py:bowl"', "schema": '"space.json"'}
+    defaults = "steps = 1\n"
+    if key == "steps":
+        defaults = f"steps = {value}\n"
+    else:
+        options[key] = f'"{value}"'
+    (tmp_path / "grid.toml").write_text(f'seeds = 1\n[defaults]\n{defaults}proposer = "random"\n[problems.fn]\n'
+                                        'problem = "function"\n' + "".join(f"{k} = {v}\n" for k, v in options.items())
+                                        + "[configs.random]\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "grid.toml", "--store", "g.db"]) == 2
+    err = capsys.readouterr().err
+    assert f"llmopt: error: grid.toml: {says}" in err and err.count("\n") == 1 and f"--{key}" not in err, err
+    assert not (tmp_path / "g.db").exists()

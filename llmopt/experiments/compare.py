@@ -13,6 +13,7 @@ from the recorded trials and calls).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -45,17 +46,17 @@ def cell_argv(cell: Cell, parser: argparse.ArgumentParser) -> list[str]:
         flag = f"--{key}"
         action = actions.get(flag)
         if action is None:
-            raise GridError(f"unknown option {key!r} for `llmopt run {cell.command}`")
+            raise GridError(f"--{key}: unknown option of `llmopt run {cell.command}`")
         if value is None:
             continue
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             if not isinstance(value, bool):
-                raise GridError(f"option {key!r} is a switch: true or false, got {value!r}")
+                raise GridError(f"--{key}: a switch: true or false, got {value!r}")
             if value != action.default:
                 argv.append(flag)
             continue
         if isinstance(value, bool):
-            raise GridError(f"option {key!r} takes a value, got {value!r}")
+            raise GridError(f"--{key}: takes a value, got {value!r}")
         values = value if isinstance(value, list) else [value]
         if isinstance(action, argparse._AppendAction):
             for v in values:
@@ -65,14 +66,33 @@ def cell_argv(cell: Cell, parser: argparse.ArgumentParser) -> list[str]:
     return argv + ["--seed", str(cell.seed), "--name", cell.name, "--quiet"]
 
 
-def parse_cell(cell: Cell) -> argparse.Namespace:
-    """Parsed run arguments of a cell; a GridError names the cell on any bad option. (The store is
-    the grid's, opened by :func:`collect`, not an option of the cell.)"""
+def parse_cell(cell: Cell, grid: Grid | None = None) -> argparse.Namespace:
+    """Parsed run arguments of a cell; a GridError names the option's key in the grid (or the cell) on
+    any bad option. (The store is the grid's, opened by :func:`collect`, not an option of the
+    cell.) ``args.base_dir``: the grid file's directory, where the run reads relative paths."""
     try:
         parser = run_parser(cell.command, _RaisingParser)
-        return parser.parse_args(cell_argv(cell, parser))
+        args = parser.parse_args(cell_argv(cell, parser))
     except (GridError, UsageError) as exc:
-        raise GridError(f"{cell.problem}/{cell.config}: {exc}") from None
+        raise GridError(grid_message(grid, cell, str(exc))) from None
+    args.base_dir = cell.base
+    return args
+
+
+_FLAG = re.compile(r"(?:argument )?--([a-z0-9][a-z0-9-]*)")
+
+
+def grid_message(grid: Grid | None, cell: Cell, message: str) -> str:
+    """An error about one of a cell's options, told in the grid's words: the first flag it names that
+    the grid set becomes that option's key (``--objective 'm:f': cannot import m`` from
+    ``problems.fn`` of grid.toml is ``grid.toml: problems.fn.objective 'm:f': cannot import m``);
+    any other message is prefixed with the cell's problem and configuration labels."""
+    if grid is not None:
+        for match in _FLAG.finditer(message):
+            option = match.group(1)
+            if option in cell.origins:
+                return message[:match.start()] + grid.key(cell, option) + message[match.end():]
+    return f"{cell.problem}/{cell.config}: {message}"
 
 
 # --- one run's numbers ----------------------------------------------------------------------
@@ -254,8 +274,8 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
             progress: bool = False) -> Collected:
     """Run (``run=True``) or only read back every cell of the grid, in order; ``progress``: each
     run shows its progress bar (on stderr, after the line saying which cell it is)."""
-    parsed = [(cell, parse_cell(cell)) for cell in grid.cells()]  # every cell's options checked first,
-    prepared = [(cell, args, prepare_run(args, calls=run)) for cell, args in parsed]  # then models and keys
+    parsed = [(cell, parse_cell(cell, grid)) for cell in grid.cells()]  # every cell's options checked first,
+    prepared = [(cell, args, _prepared(grid, cell, args, run)) for cell, args in parsed]  # then models and keys
     out = Collected(grid, [], {})
     with RunStore(store_path, readonly=not run) as store:  # only reading: nothing created or written
         for i, (cell, args, (problem, proposer, budget)) in enumerate(prepared, 1):
@@ -284,6 +304,14 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
                 out.stopped = StopReason.INTERRUPTED
                 break
     return out
+
+
+def _prepared(grid: Grid, cell: Cell, args: argparse.Namespace, calls: bool) -> Any:
+    """:func:`prepare_run` of a cell, its errors in the grid's words (:func:`grid_message`)."""
+    try:
+        return prepare_run(args, calls=calls)
+    except UsageError as exc:
+        raise GridError(grid_message(grid, cell, str(exc))) from None
 
 
 # --- the command ----------------------------------------------------------------------------
