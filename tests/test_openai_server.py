@@ -46,7 +46,7 @@ def test_the_api_key_is_never_stored(server: OpenAIServer, tmp_path) -> None:
     server.faults = []
     optimizer(server, store, "ok", steps=1).run()
     store.close()
-    for file in tmp_path.rglob("*"):  # the store, its journal files and its run locks (r.db-locks/)
+    for file in tmp_path.rglob("*"):  # the store, its journal files and its run locks (.llmopt-locks/r.db/)
         if file.is_file():
             assert SECRET.encode() not in file.read_bytes(), file
 

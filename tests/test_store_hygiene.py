@@ -52,7 +52,7 @@ def test_every_command_defaults_to_one_store(tmp_path: Path, monkeypatch, capsys
     assert main(["compare", "--problems", "linreg", "--proposers", "random", "--seeds", "1", "--set", "steps=1",
                  "--no-references"]) == 0
     capsys.readouterr()
-    assert sorted(os.listdir(tmp_path)) == ["runs.db", "runs.db-locks"]  # no compare.db, no llmopt.db
+    assert sorted(os.listdir(tmp_path)) == [".llmopt-locks", "runs.db"]  # no compare.db, no llmopt.db
     assert main(["show"]) == 0 and "compare/linreg/random/seed0" in capsys.readouterr().out
 
 
@@ -274,3 +274,40 @@ def test_settings_diff_is_dotted_and_short() -> None:
     diffs = settings_diff(stored, given)
     assert diffs[:3] == ["problem.deep.a: 1 -> 2", "problem.deep.b: (not set) -> None", "problem.range: [1, 2] -> [1, 3]"]
     assert diffs[3].startswith("text: 'yyy") and len(diffs[3]) < 140
+
+
+# --- 4. run locks do not clutter a user's repository ---------------------------------------------
+
+def test_run_locks_leave_git_status_clean_but_the_store(tmp_path: Path, capsys) -> None:
+    import shutil
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert run_random(tmp_path / "runs.db") == 0
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path,
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    assert [line for line in status if line] == ["?? runs.db"]  # no runs.db-locks/, no lock files
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".git") == [".llmopt-locks", "runs.db"]
+
+
+def test_a_run_locked_by_an_older_llmopt_is_still_live(tmp_path: Path) -> None:
+    """An llmopt from before .llmopt-locks/ locked <store>-locks/<hash>: its live run stays live."""
+    import fcntl
+    import hashlib
+
+    store = tmp_path / "runs.db"
+    assert run_random(store) == 0
+    old = Path(f"{store.resolve()}-locks") / hashlib.sha256(b"linreg-random-seed0").hexdigest()[:32]
+    old.parent.mkdir()
+    fd = os.open(old, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with RunStore(store) as s:
+            assert s.is_live("linreg-random-seed0")
+            with pytest.raises(StoreError, match="is running in another process"):
+                s.claim("linreg-random-seed0")
+    finally:
+        os.close(fd)
+    with RunStore(store) as s:
+        assert not s.is_live("linreg-random-seed0")

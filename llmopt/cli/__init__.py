@@ -8,6 +8,7 @@ problem module by name and a new problem needs no change here.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from typing import Any, Sequence
@@ -45,8 +46,17 @@ def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[s
     return out
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("llmopt")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
 def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
     parser = parser_class(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
+    parser.add_argument("--version", action="version", version=f"llmopt {_version()}",
+                        help="print llmopt's version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
     for name, plugin, pp in plugin_commands(run, "llmopt.problems"):
