@@ -196,7 +196,7 @@ def test_a_killed_run_shows_as_interrupted(tmp_path: Path, capsys) -> None:
         assert s.get_run("run").status == "running"  # what the dead process left behind
     assert main(["show", "--store", str(store)]) == 0
     [row] = capsys.readouterr().out.splitlines()[2:]
-    assert row.split()[:4] == ["run", "linreg", "llm:fake/scripted", "interrupted"]
+    assert row.split()[:5] == ["run", "linreg", "opro", "fake/scripted", "interrupted"]  # the tables' name for it
     assert main(["show", "--store", str(store), "run"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("stop: interrupted: ") and f"--store {store} --name run --resume" in last
@@ -215,7 +215,7 @@ def test_a_live_run_shows_as_running_and_cannot_be_taken(tmp_path: Path, capsys)
                         budget=Budget(max_steps=3, stop_when_solved=False))
         opt.ask()  # mid-run, as an ask/tell user would be
         assert main(["show", "--store", str(path)]) == 0
-        assert capsys.readouterr().out.splitlines()[2].split()[3] == "running"
+        assert capsys.readouterr().out.splitlines()[2].split()[4] == "running"  # after "opro fake/scripted"
         assert main(["show", "--store", str(path), "live"]) == 0
         assert f"stop: running: pid {os.getpid()} on " in capsys.readouterr().out
         with RunStore(path) as other:  # another opener (as another process would be) may not write it
@@ -225,7 +225,7 @@ def test_a_live_run_shows_as_running_and_cannot_be_taken(tmp_path: Path, capsys)
             with pytest.raises(StoreError, match="run 'live' already exists .* running in another process"):
                 Optimizer(LinearRegression(), LLMProposer(llm), store=other, name="live")
     assert main(["show", "--store", str(path)]) == 0  # its store closed: the run is not live any more
-    assert capsys.readouterr().out.splitlines()[2].split()[3] == "interrupted"
+    assert capsys.readouterr().out.splitlines()[2].split()[4] == "interrupted"
 
 
 def test_a_taken_name_is_refused_with_the_resume_command(tmp_path: Path, capsys) -> None:

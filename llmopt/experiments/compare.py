@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -146,6 +146,15 @@ def run_spend(store: RunStore, run: RunRecord, history: Any) -> Spend:
                         "seconds": max([0.0, *(c - began for c in created.values())])})
 
 
+_BUDGET_WORDS = (("max_steps", "steps"), ("max_evals", "evals"), ("max_calls", "calls"), ("max_tokens", "tokens"),
+                 ("max_usd", "usd"), ("max_seconds", "seconds"), ("target", "target"), ("patience", "patience"))
+
+
+def budget_text(budget: dict[str, Any]) -> str:
+    """A run's recorded budget (``asdict(Budget)``) in words: the limits it set, ``steps 10, evals 40``."""
+    return ", ".join(f"{word} {budget[key]:g}" for key, word in _BUDGET_WORDS if budget.get(key) is not None)
+
+
 def reaches(value: float, target: float, direction: Direction) -> bool:
     """``value`` is at least as good as ``target`` (up to a relative 1e-9, for floating sums)."""
     slack = 1e-9 * max(1.0, abs(target))
@@ -162,6 +171,7 @@ class Outcome:
     finished: bool = False  # False: not run, interrupted, or still running in another process
     spend: Spend | None = None
     ran: str = ""  # what ran, in words (Proposer.describe): the table's "ran" column
+    budget: str = ""  # the run's stopping limits, in words (budget_text): shown where rows differ
 
     def best(self) -> float | None:
         best = self.result.best if self.result else None
@@ -284,7 +294,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
             record = store.find_run(cell.name)
             exists = record is not None
             outcome = Outcome(cell, problem, finished=exists and record.status == "finished",
-                              ran=proposer.describe(problem))
+                              ran=proposer.describe(problem), budget=budget_text(asdict(budget)))
             out.outcomes.append(outcome)
             if not exists and not run:
                 continue

@@ -83,7 +83,9 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.grid}/{self.problem}/{self.config}/seed{self.seed}"
+        """``<grid>/<problem>/<config>/seed<S>``; a ``/`` in the configuration's label (a model's, as in
+        ``opro local/smollm2``) is stored as ``:``, as run names always had it."""
+        return f"{self.grid}/{self.problem}/{self.config.replace('/', ':')}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,14 @@ class Grid:
             raise GridError(f"{where}: problems: no problem")
         if not self.configs:
             raise GridError(f"{where}: configs: no configuration")
-        for label in [self.name, *self.problems, *self.configs]:
+        for label in [self.name, *self.problems]:
             if not label or "/" in label:
                 raise GridError(f"{where}: label {label!r}: must be non-empty and without '/'")
+        stored: dict[str, str] = {}
+        for label in self.configs:  # a configuration may name a model (opro local/smollm2)
+            if not label or stored.setdefault(label.replace("/", ":"), label) != label:
+                raise GridError(f"{where}: configuration {label!r}: must be non-empty and differ from "
+                                f"{stored.get(label.replace('/', ':'))!r} in more than '/' against ':'")
         for section, table in [("defaults", self.defaults), *((f"problems.{k}", v) for k, v in self.problems.items()),
                                *((f"configs.{k}", v) for k, v in self.configs.items())]:
             owned = sorted(set(table) & set(OWNED))

@@ -174,7 +174,7 @@ def runs_table(store: RunStore) -> Table:
         usage = store.usage(run.id)
         steps = max((t.step for t in history), default=0)
         status = run.stop_reason or store.run_status(run)  # a dead "running" run shows as interrupted
-        rows.append([run.name, run.problem, _proposer_label(run), status, steps, len(history.completed()),
+        rows.append([run.name, run.problem, proposer_name(run.config), status, steps, len(history.completed()),
                      "-" if best is None else f"{best.value:.6g}", usage.calls, usage.tokens, usage.format_dollars()])
     return rows
 
@@ -241,10 +241,16 @@ def _best(values: list[float], direction: Direction) -> float | None:
     return min(values) if direction is Direction.MINIMIZE else max(values)
 
 
-def _proposer_label(run: RunRecord) -> str:
-    proposer = run.config.get("proposer", {})
-    if proposer.get("kind") == "llm":
-        return f"llm:{proposer.get('llm', {}).get('model')}"
-    if proposer.get("kind") == "optuna":
+def proposer_name(config: dict[str, Any]) -> str:
+    """What a recorded run ran, by its proposer and model, in the one scheme every command uses
+    (``show``, the tables' ``ran`` column, plots and the report): ``opro local/smollm2``,
+    ``llm-iid local/smollm2``, ``evoprompt-ga local/smollm2``, ``optuna:tpe``, ``random``; the
+    model as it is written in ``--model``. ``config``: the run's recorded configuration."""
+    proposer = config.get("proposer", {})
+    kind = str(proposer.get("kind", "?"))
+    model = proposer.get("llm", {}).get("model")
+    if kind == "llm":
+        return f"opro {model}"
+    if kind == "optuna":
         return f"optuna:{proposer.get('algorithm')}"
-    return str(proposer.get("kind", "?"))
+    return f"{kind} {model}" if model else kind
