@@ -122,7 +122,8 @@ class Optimizer:
                  proposals_per_step: int = 8, max_rounds: int = 3, store: RunStore | None = None,
                  name: str | None = None, resume: bool = False, starts: bool = True, race: int | None = None,
                  validate_every: int | None = None, validate_top: int | None = 3,
-                 validation_patience: int | None = None, accept_changed_objective: bool = False) -> None:
+                 validation_patience: int | None = None, accept_changed_objective: bool = False,
+                 command: str | None = None) -> None:
         if proposals_per_step < 1:
             raise ValueError(f"proposals_per_step must be >= 1, got {proposals_per_step}")
         if max_rounds < 1:
@@ -135,6 +136,7 @@ class Optimizer:
             raise ValueError(f"problem {problem.name!r} cannot race its scoring (it does not override evaluate_raced)")
         self._check_validation(problem, validate_every, validate_top, validation_patience)
         self.race, self.accept_changed_objective = race, accept_changed_objective
+        self.command = command  # the command line that started the run, recorded with it (its resume hint)
         self.validate_every, self.validate_top = validate_every, validate_top
         self.validation_patience = validation_patience
         self.problem, self.proposer = problem, proposer
@@ -229,7 +231,7 @@ class Optimizer:
             self._load(store, self.run_record)
             return
         if name is not None:
-            self.run_record = store.create_run(name, self.problem.name, self.config(), versions())
+            self.run_record = store.create_run(name, self.problem.name, self.config(), self._versions())
             return
         base = default_run_name(self.problem, self.proposer, self.seed)
         for i in itertools.count(1):
@@ -237,10 +239,13 @@ class Optimizer:
             if store.find_run(candidate) is not None:
                 continue
             try:
-                self.run_record = store.create_run(candidate, self.problem.name, self.config(), versions())
+                self.run_record = store.create_run(candidate, self.problem.name, self.config(), self._versions())
                 return
             except RunExistsError:  # another process took it a moment ago
                 continue
+
+    def _versions(self) -> dict[str, str]:
+        return {**versions(), **({"command": self.command} if self.command else {})}
 
     def _check_same_config(self, stored: dict[str, Any]) -> None:
         """A resumed run must be the same experiment; only its budget (and its validation patience, a

@@ -235,7 +235,8 @@ def test_a_taken_name_is_refused_with_the_resume_command(tmp_path: Path, capsys)
     assert run_random(store) == 2
     err = error_line(capsys)
     assert err == (f"llmopt: error: run 'linreg-random-seed0' already exists in {store}: resume it with  llmopt run "
-                   f"linreg ... --store {store} --name linreg-random-seed0 --resume, or pick another --name")
+                   f"linreg --proposer random --store {store} --steps 2 --no-stop-when-solved --quiet "
+                   "--name linreg-random-seed0 --resume  or pick another --name")  # the whole command, to paste
     assert run_random(store, "--name", "linreg-random-seed0") == 2
     assert "already exists" in error_line(capsys)
     with RunStore(store, readonly=True) as s:
@@ -311,3 +312,15 @@ def test_a_run_locked_by_an_older_llmopt_is_still_live(tmp_path: Path) -> None:
         os.close(fd)
     with RunStore(store) as s:
         assert not s.is_live("linreg-random-seed0")
+
+
+def test_a_crashed_runs_resume_hint_is_the_command_that_started_it(tmp_path: Path, capsys) -> None:
+    store = tmp_path / "runs.db"
+    assert run_random(store, "--seed", "3") == 0
+    with sqlite3.connect(store) as db:  # as a killed process leaves it: still "running", its lock free
+        db.execute("UPDATE runs SET status = 'running', stop_reason = NULL")
+    capsys.readouterr()
+    assert main(["show", "--store", str(store), "linreg-random-seed3"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith(f"resume with  llmopt run linreg --proposer random --store {store} --steps 2 "
+                         "--no-stop-when-solved --quiet --seed 3 --name linreg-random-seed3 --resume"), last

@@ -291,7 +291,8 @@ def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, propos
                      max_rounds=args.max_rounds, store=store, name=name, resume=args.resume, race=args.race,
                      validate_every=getattr(args, "eval_every", None), validate_top=getattr(args, "validate_top", 3),
                      validation_patience=args.patience if _early_stop(args) else None,
-                     accept_changed_objective=getattr(args, "accept_changed_objective", False))
+                     accept_changed_objective=getattr(args, "accept_changed_objective", False),
+                     command=getattr(args, "command_line", None))
 
 
 def execute(opt: Optimizer, args: argparse.Namespace, progress_bar: bool | None = None) -> RunResult:
