@@ -27,6 +27,9 @@ from typing import Any, Callable
 
 #: Digits of a fraction (llama.cpp's own number rule allows up to 16).
 FRACTION_DIGITS = 15
+#: Bounds this large are left to llama.cpp's converter (a digit range of 16 digits and more is long
+#: and buys nothing: such numbers are not exact in JSON's doubles anyway).
+LARGEST = 10**15
 
 
 def _same_length(lo: str, hi: str) -> list[str]:
@@ -74,7 +77,7 @@ def _signed(lo: int, hi: int, part: Callable[[int, int], str], negative_zero: bo
 
 def integer_rule(lo: int, hi: int) -> str:
     """Exactly the JSON integers ``lo..hi``: no ``-0``, no leading zeros."""
-    return _signed(lo, hi, lambda a, b: digit_range(a, b), negative_zero=False) + " space"
+    return _signed(lo, hi, digit_range, negative_zero=False) + " space"
 
 
 def _fraction(zeros: bool) -> str:
@@ -106,9 +109,9 @@ def bounded_rule(schema: Any) -> str | None:
         return None
     low = schema.get("minimum", schema.get("exclusiveMinimum"))  # exclusive: widened to inclusive
     high = schema.get("maximum", schema.get("exclusiveMaximum"))
-    if not _finite(low):
+    if not _finite(low) or abs(low) >= LARGEST:
         low = None
-    if not _finite(high):
+    if not _finite(high) or abs(high) >= LARGEST:
         high = None
     if schema["type"] == "integer":
         if low is not None and high is not None:
