@@ -47,9 +47,10 @@ def objective(s: dict[str, Any]) -> float:
 
 def run_one(label: str, seed: int, steps: int, store: str, flags: list[str]) -> float:
     name = f"byop-{label}-seed{seed}"
-    with RunStore(store, readonly=True) if Path(store).exists() else _Nothing() as s:
-        if s is not None and s.find_run(name) is not None:
-            return 0.0
+    if Path(store).exists():
+        with RunStore(store, readonly=True) as s:
+            if s.find_run(name) is not None:  # done before: read back, not run again
+                return 0.0
     argv = ["run", "function", "--objective", f"{Path(__file__).resolve()}:objective", "--schema",
             json.dumps(SCHEMA), "--description", DESCRIPTION, "--seed", str(seed), "--steps", str(steps),
             "--no-stop-when-solved", "--store", store, "--name", name, "--quiet", *flags]
@@ -58,14 +59,6 @@ def run_one(label: str, seed: int, steps: int, store: str, flags: list[str]) -> 
     if code != 0:
         raise SystemExit(f"llmopt {' '.join(argv)} exited {code}")
     return time.monotonic() - started
-
-
-class _Nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def counts(store: RunStore, name: str) -> dict[str, int]:
