@@ -16,9 +16,13 @@ starting and random solutions are drawn from the schema with the problem's gener
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import inspect
 import json
 import math
 import re
+from types import CodeType
 from typing import Any, Callable, Sequence
 
 import jsonschema
@@ -65,6 +69,23 @@ def canonical_json(value: Any) -> str:
     return json.dumps(canonical(value), sort_keys=True, ensure_ascii=False, allow_nan=False)
 
 
+def real_value(value: Any) -> float:
+    """An objective's value as a float. A value that is not a real number is refused with the reason
+    (TypeError), never converted: ``float("1.5")`` and ``float(True)`` would score a bug silently."""
+    if isinstance(value, (bool, np.bool_, str, bytes, bytearray)) or not hasattr(type(value), "__float__"):
+        raise TypeError(f"the objective returned {type(value).__name__} {_clipped(value)}, not a real number")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:  # e.g. an array of several numbers
+        raise TypeError(f"the objective returned {type(value).__name__} {_clipped(value)}, not a real number "
+                        f"({exc})") from None
+
+
+def _clipped(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _is_space(schema: dict[str, Any]) -> bool:
     try:
         check_space(schema)
@@ -76,6 +97,52 @@ def _is_space(schema: dict[str, Any]) -> bool:
 def callable_name(fn: Callable[..., Any]) -> str:
     """``module:qualname`` of a function: how a run records which objective it optimized."""
     return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+_CONSTANTS = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _code_names(code: CodeType) -> set[str]:
+    """The global names a code object (and the functions and comprehensions inside it) refers to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _code_text(code: CodeType) -> str:
+    """A code object's instructions, constants and names (nested code included): a lambda's identity
+    without the rest of the line it was written on."""
+    consts = [_code_text(c) if isinstance(c, CodeType) else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()}|{consts}|{code.co_names}|{code.co_varnames}"
+
+
+def fingerprint(fn: Callable[..., Any]) -> str | None:
+    """A short hash of what an objective computes: the source of its function (a lambda: its code),
+    with the source of the module-level functions and classes it calls by name and the values of
+    the simple constants it reads (one level deep); for a ``functools.partial`` its arguments too,
+    for a callable object its class. None where Python has no source to read (a builtin). A resumed
+    run whose fingerprint differs would mix the values of two functions (see :class:`Optimizer`)."""
+    target: Any = inspect.unwrap(getattr(fn, "func", fn))
+    parts = [repr((getattr(fn, "args", ()), getattr(fn, "keywords", {})))] if hasattr(fn, "func") else []
+    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isclass(target)):
+        target = type(target)
+    code = getattr(target, "__code__", None)
+    try:
+        parts.append(_code_text(code) if code is not None and target.__name__ == "<lambda>" else
+                     inspect.getsource(target))
+    except (OSError, TypeError):
+        return None
+    scope = getattr(target, "__globals__", {})
+    for name in sorted(_code_names(code)) if code is not None else []:
+        value = scope.get(name)
+        if (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ == target.__module__:
+            with contextlib.suppress(OSError, TypeError):
+                parts.append(inspect.getsource(value))
+        elif isinstance(value, _CONSTANTS) or isinstance(value, tuple) and all(isinstance(v, _CONSTANTS) for v in value):
+            parts.append(f"{name} = {value!r}")
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "replace")).hexdigest()[:16]
 
 
 class FunctionProblem(Problem[Any]):
@@ -111,6 +178,7 @@ class FunctionProblem(Problem[Any]):
         self._random, self.num_starts, self._optimum = random_solution, int(num_starts), optimum
         self.solution_noun, self.solution_plural, self.value_noun = solution_noun, solution_plural, value_noun
         self._validator = jsonschema.Draft202012Validator(schema)
+        self.fingerprint = fingerprint(objective)  # read now: the source as it is when the run begins
         self.initial = None if initial is None else [self._checked(v, f"initial[{i}]") for i, v in enumerate(initial)]
 
     def _checked(self, value: Any, label: str) -> Any:
@@ -210,7 +278,7 @@ class FunctionProblem(Problem[Any]):
 
     # --- search space --------------------------------------------------------------------
     def score(self, solution: Any) -> float:
-        return float(self.objective(solution))
+        return real_value(self.objective(solution))
 
     def initial_solutions(self, rng: np.random.Generator) -> list[Any]:
         if self.initial is not None:
@@ -232,7 +300,8 @@ class FunctionProblem(Problem[Any]):
         return None if self._optimum is None else float(self._optimum)
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "objective": callable_name(self.objective), "schema": self.schema,
+        return {"name": self.name, "objective": callable_name(self.objective), "fingerprint": self.fingerprint,
+                "schema": self.schema,
                 "description": self.description, "direction": self.direction.value, "num_starts": self.num_starts,
                 "initial": self.initial,
                 "random_solution": None if self._random is None else callable_name(self._random),

@@ -13,25 +13,31 @@ or only the latest solutions without their scores (sequential conditioned sampli
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, Sequence
 
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.problem import Direction, Problem
 from llmopt.seeding import stream
 
 Order = Literal["worst_to_best", "best_to_worst", "random"]
-ScoreDisplay = Literal["exact", "rounded", "buckets", "hidden"]
+ScoreDisplay = Literal["auto", "exact", "rounded", "significant", "buckets", "hidden"]
+SCORES = ("auto", "exact", "rounded", "significant", "buckets", "hidden")
+#: Most decimals ``scores="significant"`` shows (values closer than this print alike).
+MAX_DECIMALS = 12
 
 
 @dataclass(frozen=True, kw_only=True)
 class MetaPromptConfig:
-    """How past solutions are shown. Defaults are the paper's (top 20, best last, integers)."""
+    """How past solutions are shown. Defaults are the paper's (top 20, best last), with the scores as
+    the problem shows them (``scores="auto"``: its ``default_scores``, the paper's integers for linear
+    regression, TSP and prompt optimization; significant digits for a user's function)."""
 
     max_shown: int = 20
     order: Order = "worst_to_best"
-    scores: ScoreDisplay = "rounded"
+    scores: ScoreDisplay = "auto"
     decimals: int = 0  # for scores="rounded"
+    digits: int = 3  # for scores="significant": significant digits of the shown scores' spread
     buckets: int = 10  # for scores="buckets"
     bucket_range: tuple[float, float] | None = None  # None: the range of the shown scores
     instruction: str | None = None  # replaces the default closing instruction
@@ -44,10 +50,12 @@ class MetaPromptConfig:
             raise ValueError(f"max_shown must be >= 0, got {self.max_shown}")
         if self.order not in ("worst_to_best", "best_to_worst", "random"):
             raise ValueError(f"order must be worst_to_best, best_to_worst or random, got {self.order!r}")
-        if self.scores not in ("exact", "rounded", "buckets", "hidden"):
-            raise ValueError(f"scores must be exact, rounded, buckets or hidden, got {self.scores!r}")
+        if self.scores not in SCORES:
+            raise ValueError(f"scores must be {', '.join(SCORES[:-1])} or {SCORES[-1]}, got {self.scores!r}")
         if self.decimals < 0:
             raise ValueError(f"decimals must be >= 0, got {self.decimals}")
+        if not 1 <= self.digits <= MAX_DECIMALS:
+            raise ValueError(f"digits must be in 1..{MAX_DECIMALS}, got {self.digits}")
         if self.buckets < 1:
             raise ValueError(f"buckets must be >= 1, got {self.buckets}")
         if self.bucket_range is not None and not self.bucket_range[0] < self.bucket_range[1]:
@@ -59,20 +67,51 @@ class MetaPromptConfig:
         out = asdict(self)
         if self.per_call == 1:
             del out["per_call"]  # runs recorded before per_call existed still resume
+        if self.scores != "significant":
+            del out["digits"]  # nor do runs recorded before digits existed need it
         return out
 
+    def for_problem(self, problem: Problem) -> "MetaPromptConfig":
+        """``scores="auto"`` made the problem's own display (what a run records)."""
+        return self if self.scores != "auto" else replace(self, scores=problem.default_scores)
 
-def format_value(value: float, config: MetaPromptConfig, low: float, high: float) -> str | None:
-    """The score as the meta-prompt shows it (None when hidden)."""
+
+def significant_decimals(values: Sequence[float], digits: int) -> int:
+    """Decimals that show the spread of ``values`` to ``digits`` significant digits (the magnitude
+    of a single value when they are all equal), and more while two different values would print
+    alike: 1.569 and 2.5 are 1.569 and 2.500, never both 2."""
+    finite = sorted({float(v) for v in values if math.isfinite(v)})
+    if not finite:
+        return 0
+    scale = (finite[-1] - finite[0]) or max(abs(v) for v in finite)
+    decimals = 0 if scale == 0 else max(0, digits - 1 - math.floor(math.log10(scale)))
+    while decimals < MAX_DECIMALS and len({f"{v:.{decimals}f}" for v in finite}) < len(finite):
+        decimals += 1
+    return min(decimals, MAX_DECIMALS)
+
+
+def _fixed(value: float, decimals: int) -> str:
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.00"
+
+
+def format_value(value: float, config: MetaPromptConfig, low: float, high: float,
+                 decimals: int | None = None) -> str | None:
+    """The score as the meta-prompt shows it (None when hidden); ``decimals``: those of
+    ``scores="significant"``, chosen once for all the shown scores (:func:`significant_decimals`)."""
     if config.scores == "hidden":
         return None
+    if not math.isfinite(value) and config.scores != "buckets":
+        return str(value)
     if config.scores == "exact":
         text = repr(float(value))
         return text[:-2] if text.endswith(".0") else text
     if config.scores == "rounded":
         if config.decimals == 0:
-            return str(int(round(value))) if math.isfinite(value) else str(value)
+            return str(int(round(value)))
         return f"{value:.{config.decimals}f}"
+    if config.scores in ("significant", "auto"):
+        return _fixed(value, significant_decimals([low, high, value], config.digits) if decimals is None else decimals)
     low, high = config.bucket_range or (low, high)
     if not math.isfinite(value) or high <= low:
         return "1"
@@ -135,11 +174,14 @@ def answer_format(problem: Problem, config: MetaPromptConfig) -> str:
 
 def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPromptConfig) -> str:
     """Render the meta-prompt. Same inputs, same string: it is recorded with every step."""
+    config = config.for_problem(problem)
     trials = shown_trials(history, config)
     values = [float(t.value) for t in trials if t.value is not None and math.isfinite(t.value)]
     low, high = (min(values), max(values)) if values else (0.0, 0.0)
+    decimals = significant_decimals(values, config.digits) if config.scores == "significant" else None
     exemplars = "\n\n".join(
-        problem.render(t.text or "", format_value(float(t.value), config, low, high)) for t in trials  # type: ignore[arg-type]
+        problem.render(t.text or "", format_value(float(t.value), config, low, high, decimals))  # type: ignore[arg-type]
+        for t in trials
     )
     head = problem.describe()
     if problem.states_order:

@@ -122,7 +122,8 @@ class Optimizer:
                  proposals_per_step: int = 8, max_rounds: int = 3, store: RunStore | None = None,
                  name: str | None = None, resume: bool = False, starts: bool = True, race: int | None = None,
                  validate_every: int | None = None, validate_top: int | None = 3,
-                 validation_patience: int | None = None) -> None:
+                 validation_patience: int | None = None, accept_changed_objective: bool = False,
+                 command: str | None = None) -> None:
         if proposals_per_step < 1:
             raise ValueError(f"proposals_per_step must be >= 1, got {proposals_per_step}")
         if max_rounds < 1:
@@ -134,7 +135,8 @@ class Optimizer:
         if race is not None and not problem.can_race:
             raise ValueError(f"problem {problem.name!r} cannot race its scoring (it does not override evaluate_raced)")
         self._check_validation(problem, validate_every, validate_top, validation_patience)
-        self.race = race
+        self.race, self.accept_changed_objective = race, accept_changed_objective
+        self.command = command  # the command line that started the run, recorded with it (its resume hint)
         self.validate_every, self.validate_top = validate_every, validate_top
         self.validation_patience = validation_patience
         self.problem, self.proposer = problem, proposer
@@ -221,6 +223,7 @@ class Optimizer:
             if name is None:
                 raise StoreError("resume needs the run's name (--name)")
             self.run_record = store.get_run(name)
+            self.proposer.resuming(self.run_record.config.get("proposer") or {})
             self._check_same_config(self.run_record.config)
             if not store.readonly:
                 store.claim(name)  # no other process writes it from here on, so read it now
@@ -228,7 +231,7 @@ class Optimizer:
             self._load(store, self.run_record)
             return
         if name is not None:
-            self.run_record = store.create_run(name, self.problem.name, self.config(), versions())
+            self.run_record = store.create_run(name, self.problem.name, self.config(), self._versions())
             return
         base = default_run_name(self.problem, self.proposer, self.seed)
         for i in itertools.count(1):
@@ -236,22 +239,35 @@ class Optimizer:
             if store.find_run(candidate) is not None:
                 continue
             try:
-                self.run_record = store.create_run(candidate, self.problem.name, self.config(), versions())
+                self.run_record = store.create_run(candidate, self.problem.name, self.config(), self._versions())
                 return
             except RunExistsError:  # another process took it a moment ago
                 continue
 
+    def _versions(self) -> dict[str, str]:
+        return {**versions(), **({"command": self.command} if self.command else {})}
+
     def _check_same_config(self, stored: dict[str, Any]) -> None:
         """A resumed run must be the same experiment; only its budget (and its validation patience, a
-        stopping rule too) may change."""
+        stopping rule too) may change. A problem's ``fingerprint`` (what its objective computes) is
+        compared apart: a change is refused in one line naming both, unless accepted knowingly; a run
+        recorded without one (older llmopt) is not checked."""
+        assert self.run_record is not None
         mine = _without_stopping_rules(_jsonable(self.config()))
         theirs = _without_stopping_rules(stored)
+        old, new = (dict(c.get("problem") or {}).pop("fingerprint", None) for c in (theirs, mine))
+        for config in (mine, theirs):
+            config["problem"] = {k: v for k, v in (config.get("problem") or {}).items() if k != "fingerprint"}
         diffs = settings_diff(theirs, mine)
         if diffs:
-            assert self.run_record is not None
             one_line = ", ".join(diffs)
             details = f": {one_line}" if len(one_line) <= 120 else ":\n  " + "\n  ".join(diffs)
             raise StoreError(f"cannot resume run {self.run_record.name!r} with different settings{details}")
+        if old is not None and new is not None and old != new and not self.accept_changed_objective:
+            what = mine["problem"].get("objective") or self.problem.name
+            raise StoreError(f"cannot resume run {self.run_record.name!r}: its objective {what} changed since the run "
+                             f"began (fingerprint {old} -> {new}), so new values would mix with the recorded ones; "
+                             "resume it knowingly with --accept-changed-objective (accept_changed_objective=True)")
 
     def _load(self, store: RunStore, run: RunRecord) -> None:
         for stored in store.trials(run.id):

@@ -117,6 +117,10 @@ class Problem(ABC, Generic[S]):
     value_label: str = "value"
     #: Past solutions the paper shows for this problem (the CLI's default for --show).
     default_shown: int = 20
+    #: How the meta-prompt shows scores unless told (``MetaPromptConfig(scores="auto")``, the CLI's
+    #: default for --scores): a few significant digits of their spread, so that different scores stay
+    #: different; the paper's problems pin its integers ("rounded").
+    default_scores: str = "significant"
     #: Whether the meta-prompt adds the generic "arranged in ascending order" sentence after
     #: ``describe()`` (False: the description words it itself, as the prompt-optimization paper does).
     states_order: bool = True

@@ -134,9 +134,9 @@ def test_the_papers_ablations_are_one_line_each() -> None:
     ("seeds = 0\n[problems.linreg]", "seeds: a count must be >= 1"),
     ("seeds = [1, 1]\n[problems.linreg]", "seeds: must be distinct"),
     ("[configs.opro]\nsteps = 3", "problems: at least one"),
-    ("[problems.linreg]\n[configs.x]\ncolour = 1", "linreg/x: unknown option 'colour'"),
-    ("[problems.linreg]\n[configs.x]\nquiet = \"yes\"", "linreg/x: option 'quiet' is a switch"),
-    ("[problems.linreg]\n[configs.x]\nsteps = -1", "linreg/x: argument --steps: must be >= 0"),
+    ("[problems.linreg]\n[configs.x]\ncolour = 1", "bad.toml: configs.x.colour: unknown option of `llmopt run linreg`"),
+    ("[problems.linreg]\n[configs.x]\nquiet = \"yes\"", "bad.toml: configs.x.quiet: a switch"),
+    ("[problems.linreg]\n[configs.x]\nsteps = -1", "bad.toml: configs.x.steps: must be >= 0"),
     ("[problems.knapsack]", "knapsack/default: unknown problem 'knapsack'"),
     ("[problems.linreg]\n[sweep]\ntemperature = 1.0", "sweep.temperature: a non-empty list"),
     ("[problems.linreg]\n[sweep]\nbase = \"opro\"\ntemperature = [1.0]", "sweep.base: no configuration 'opro'"),
@@ -282,7 +282,7 @@ def test_plot_writes_every_figure_as_png_and_svg(tmp_path: Path, capsys) -> None
     assert "run `llmopt compare` first" in capsys.readouterr().err
     # random-range is a linreg option: the tsp rows of config "wide" are refused before anything runs
     assert main(["compare", str(grid), "--store", str(store)]) == 2
-    assert "tsp/wide: unknown option 'random-range'" in capsys.readouterr().err
+    assert "p.toml: configs.wide.random-range: unknown option of `llmopt run tsp`" in capsys.readouterr().err
     grid.write_text(grid.read_text().replace("random-range = [0, 30]", "proposals = 3"))
     assert main(["compare", str(grid), "--store", str(store), "--plot", str(figures)]) == 0
     written = sorted(p.name for p in figures.iterdir())

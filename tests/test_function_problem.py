@@ -282,3 +282,253 @@ def test_a_decimal_multiple_of_is_refused_and_a_binary_one_draws_valid_values() 
     draws = [p.random_solution(stream(0, "r", i)) for i in range(100)]
     assert all(jsonschema.Draft202012Validator(schema).is_valid(d) for d in draws)
     assert {d["n"] for d in draws} == {5, 10, 15, 20} and len({d["x"] for d in draws}) == 13
+
+
+# --- the scores a model reads (issue: "scores the model cannot read") ------------------------------
+
+def _shown(values: list[float], config=None) -> list[str]:
+    """The scores a function's meta-prompt shows for solutions with ``values``."""
+    from llmopt import MetaPromptConfig, SolutionHistory, Trial, build_meta_prompt
+
+    p = FunctionProblem(lambda s: s["x"], {"type": "object", "properties": {"x": {"type": "integer", "minimum": 0,
+                                                                                  "maximum": 99}},
+                                           "required": ["x"]}, description="Minimize x.")
+    h = SolutionHistory(p.direction)
+    for i, v in enumerate(values):
+        h.append(Trial(number=i, step=0, state=TrialState.COMPLETE, source="start", solution={"x": i},
+                       text=p.encode({"x": i}), key=p.key({"x": i}), value=v))
+    return re.findall(r"^value:\n(.*)$", build_meta_prompt(p, h, config or MetaPromptConfig()), re.M)
+
+
+@pytest.mark.parametrize("values, shown", [
+    ([2.50, 1.569], ["2.500", "1.569"]),  # the paper's integers showed both as 2
+    ([6.46, 5.71, 4.92], ["6.46", "5.71", "4.92"]),  # were 6, 6, 5
+    ([103.2, 1.5694, 1.5691], ["103.2000", "1.5694", "1.5691"]),  # the spread's digits, then more to tell apart
+    ([12_345_678.0, 12_345_600.0], ["12345678.0", "12345600.0"]),  # a spread of 78 to 3 digits
+    ([0.5, 0.5], ["0.500", "0.500"]),
+])
+def test_a_functions_scores_keep_their_information_in_the_meta_prompt(values, shown) -> None:
+    assert _shown(values) == shown
+
+
+def test_the_score_display_is_a_setting_and_the_papers_problems_keep_integers() -> None:
+    from llmopt import MetaPromptConfig
+    from problems.linear_regression.problem import LinearRegression
+
+    assert _shown([2.5, 1.569], MetaPromptConfig(scores="rounded")) == ["2", "2"]
+    assert _shown([2.5, 1.569], MetaPromptConfig(scores="significant", digits=2)) == ["2.50", "1.57"]
+    assert MetaPromptConfig().for_problem(LinearRegression()).scores == "rounded"
+    with pytest.raises(ValueError, match="digits must be in 1..12"):
+        MetaPromptConfig(scores="significant", digits=0)
+
+
+def test_a_run_records_its_score_display_and_an_older_run_resumes_with_its_own(tmp_path, capsys) -> None:
+    from llmopt.cli import main
+    from llmopt.testing import ScriptedLLM
+
+    llm = ScriptedLLM(lambda prompt, seed: json.dumps({"x": seed % 7, "y": 0.25, "mode": "fast", "on": False,
+                                                       "v": [0.5, 0.5]}))
+    store = str(tmp_path / "runs.db")
+    result = llmopt.minimize(bowl, SPACE, model=llm, steps=1, store=store, progress=False)
+    with RunStore(store, readonly=True) as s:
+        shown = s.get_run(result.name).config["proposer"]["metaprompt"]
+        assert (shown["scores"], shown["digits"]) == ("significant", 3)
+    # a run recorded with the paper's integers (as every function run before) resumes with them, unasked
+    module, schema = cli_files(tmp_path)
+    args = ["run", "function", "--objective", f"{module}:bowl", "--schema", schema, "--store", store, "--quiet",
+            "--name", "old", "--structured", "off", "--model", "openai/none", "--api-base", "http://127.0.0.1:9"]
+    assert main([*args, "--steps", "0", "--scores", "rounded"]) == 0
+    assert main([*args, "--steps", "0", "--resume"]) == 0, capsys.readouterr().err
+    with RunStore(store, readonly=True) as s:
+        assert s.get_run("old").config["proposer"]["metaprompt"]["scores"] == "rounded"
+
+
+# --- failures you can see ---------------------------------------------------------------------------
+
+BROKEN = '''
+import math
+
+def raises(s):
+    raise ValueError(f"no model for x={s['x']}")
+
+def nan(s):
+    return math.nan
+
+def half(s):
+    if s["x"] % 2:
+        raise KeyError("odd")
+    return s["x"]
+'''
+
+
+@pytest.mark.parametrize("function, says", [("raises", "score raised ValueError: no model for x="),
+                                            ("nan", "score is nan, not a finite number")])
+def test_a_run_whose_every_evaluation_failed_says_why_and_exits_non_zero(tmp_path, capsys, function, says) -> None:
+    from llmopt.cli import main
+
+    _, schema = cli_files(tmp_path)
+    (tmp_path / "broken.py").write_text(BROKEN)
+    code = main(["run", "function", "--objective", f"{tmp_path / 'broken.py'}:{function}", "--schema", schema,
+                 "--proposer", "random", "--steps", "2", "--store", str(tmp_path / "runs.db"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    row = next(line for line in out.splitlines() if line.startswith("most common failure"))
+    assert "21 of 21: " in row and says in row and "(e.g. trial #0: {" in row, out
+    assert err.strip().startswith("llmopt: error: run function-random-seed0: every evaluation failed (21)") and \
+        says in err and err.strip().count("\n") == 0, err
+
+
+def test_a_run_with_some_failures_names_the_most_common_and_exits_zero(tmp_path, capsys) -> None:
+    from llmopt.cli import main
+
+    _, schema = cli_files(tmp_path)
+    (tmp_path / "broken.py").write_text(BROKEN)
+    assert main(["run", "function", "--objective", f"{tmp_path / 'broken.py'}:half", "--schema", schema,
+                 "--proposer", "random", "--steps", "2", "--store", str(tmp_path / "runs.db"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^most common failure +\d+ of \d+: score raised KeyError: 'odd'  \(e\.g\. trial #\d+: ", out, re.M)
+
+
+@pytest.mark.parametrize("value, kind", [("1.5", "str '1.5'"), (True, "bool True"), (None, "NoneType None"),
+                                         ([1.0, 2.0], "list [1.0, 2.0]"), (np.array([1.0, 2.0]), "ndarray")])
+def test_an_objective_must_return_a_real_number(value, kind) -> None:
+    result = llmopt.minimize(lambda s: value, SPACE, proposer="random", steps=1, progress=False)
+    assert result.best is None and result.counts["FAILED"] == 13
+    assert all(t.error.startswith(f"score raised TypeError: the objective returned {kind}") and
+               "not a real number" in t.error for t in result.history), result.history[0].error
+
+
+@pytest.mark.parametrize("value", [np.float32(1.5), np.int64(2), 3, np.array(2.5)])
+def test_numpy_and_python_numbers_are_real_numbers(value) -> None:
+    result = llmopt.minimize(lambda s: value, SPACE, proposer="random", steps=1, progress=False)
+    assert result.counts["FAILED"] == 0 and result.best.value == float(value)
+
+
+def test_check_problem_names_the_input_when_the_objective_raises() -> None:
+    from llmopt.testing import ContractViolation, check_problem
+
+    def fragile(s: dict) -> float:
+        return 1.0 / (s["x"] - s["x"])
+
+    with pytest.raises(ContractViolation, match=r"^scores are finite: score\(\{'x': -?\d+, 'y': .*\}\) raised "
+                                                r"ZeroDivisionError: float division by zero$"):
+        check_problem(FunctionProblem(fragile, SPACE, description="Fragile."), max_examples=10)
+
+
+# --- a resume notices a changed objective -----------------------------------------------------------
+
+def test_a_resume_after_the_objective_changed_is_refused_in_one_line_unless_accepted(tmp_path, capsys) -> None:
+    from llmopt.cli import main
+
+    module, schema = cli_files(tmp_path)
+    store = str(tmp_path / "runs.db")
+    args = ["run", "function", "--objective", f"{module}:bowl", "--schema", schema, "--proposer", "random",
+            "--store", store, "--quiet", "--name", "r"]
+    assert main([*args, "--steps", "2"]) == 0
+    with RunStore(store, readonly=True) as s:
+        before = s.get_run("r").config["problem"]["fingerprint"]
+    source = tmp_path / "user_objective.py"
+    source.write_text("# a comment, and a function the objective does not call\n" + OBJECTIVE + "\ndef g(): pass\n")
+    assert main([*args, "--steps", "3", "--resume"]) == 0  # what bowl computes did not change
+    source.write_text(OBJECTIVE.replace("** 2 + (s", "** 2 + 100 + (s"))
+    capsys.readouterr()
+    assert main([*args, "--steps", "4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "its objective user_objective:bowl changed since the run began (fingerprint " \
+        f"{before} -> " in err and "--accept-changed-objective" in err, err
+    assert main([*args, "--steps", "4", "--resume", "--accept-changed-objective"]) == 0
+    with RunStore(store, readonly=True) as s:
+        values = [t.value for t in s.trials(s.get_run("r").id) if t.step == 4]
+        assert values and min(values) >= 100  # the changed function's values, knowingly mixed in
+
+
+def test_a_helper_the_objective_calls_and_a_constant_it_reads_are_part_of_it(tmp_path) -> None:
+    from llmopt.function_problem import fingerprint
+
+    def load(text: str):
+        path = tmp_path / f"fp_mod_{len(list(tmp_path.iterdir()))}.py"  # a file per version: no stale linecache
+        path.write_text(text)
+        namespace: dict = {"__name__": "fp_mod"}
+        exec(compile(text, str(path), "exec"), namespace)
+        return namespace["f"]
+
+    base = "SHIFT = 3\n\ndef helper(x):\n    return x * 2\n\ndef f(s):\n    return helper(s['x']) - SHIFT\n"
+    first = fingerprint(load(base))
+    assert first is not None and fingerprint(load(base + "\ndef unrelated():\n    return 1\n")) == first
+    assert fingerprint(load(base.replace("x * 2", "x * 3"))) != first
+    assert fingerprint(load(base.replace("SHIFT = 3", "SHIFT = 4"))) != first
+    assert fingerprint(len) is None  # a builtin has no source: not checked
+
+
+def test_a_lambda_is_fingerprinted_by_its_own_code_not_its_line(tmp_path) -> None:
+    store = str(tmp_path / "runs.db")
+    space = {"type": "object", "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["x"]}
+    llmopt.minimize(lambda s: s["x"] ** 2, space, proposer="random", steps=1, store=store, name="l", progress=False)
+    llmopt.minimize(lambda s: s["x"] ** 2, space, proposer="random", steps=2, store=store, name="l", resume=True,
+                    progress=False)
+    with pytest.raises(llmopt.StoreError, match=r"its objective .*<lambda> changed since the run began"):
+        llmopt.minimize(lambda s: s["x"] ** 3, space, proposer="random", steps=3, store=store, name="l",
+                        resume=True, progress=False)
+    result = llmopt.minimize(lambda s: s["x"] ** 3, space, proposer="random", steps=3, store=store, name="l",
+                             resume=True, progress=False, accept_changed_objective=True)
+    assert result.steps == 3
+
+
+def test_a_run_recorded_without_a_fingerprint_still_resumes(tmp_path) -> None:
+    import sqlite3
+
+    store = str(tmp_path / "runs.db")
+    llmopt.minimize(bowl, SPACE, proposer="random", steps=1, store=store, name="old", progress=False)
+    with sqlite3.connect(store) as db:  # as an llmopt before fingerprints recorded it
+        config = json.loads(db.execute("SELECT config FROM runs WHERE name = 'old'").fetchone()[0])
+        del config["problem"]["fingerprint"]
+        db.execute("UPDATE runs SET config = ? WHERE name = 'old'", (json.dumps(config),))
+    result = llmopt.minimize(bowl, SPACE, proposer="random", steps=2, store=store, name="old", resume=True,
+                             progress=False)
+    assert result.steps == 2
+
+
+# --- grid files read their paths from their own directory --------------------------------------------
+
+def test_a_grid_file_reads_its_relative_paths_from_its_own_directory(tmp_path, monkeypatch, capsys) -> None:
+    from llmopt.cli import main
+
+    project = tmp_path / "myproj"
+    project.mkdir()
+    (project / "myobj_grid.py").write_text(OBJECTIVE.replace("def bowl", "def loss"))
+    (project / "space.json").write_text(json.dumps(CLI_SPACE))
+    (project / "grid.toml").write_text('store = "runs.db"\nseeds = 1\n[defaults]\nsteps = 1\nproposer = "random"\n'
+                                       '[problems.fn]\nproblem = "function"\nobjective = "myobj_grid:loss"\n'
+                                       'schema = "space.json"\n[configs.random]\n')
+    monkeypatch.chdir(tmp_path)  # the parent directory, as a user types `llmopt compare myproj/grid.toml`
+    assert main(["compare", "myproj/grid.toml", "--quiet"]) == 0, capsys.readouterr().err
+    assert (project / "runs.db").exists() and not (tmp_path / "runs.db").exists()
+    with RunStore(str(project / "runs.db"), readonly=True) as s:
+        assert s.get_run("grid/fn/random/seed0").config["problem"]["objective"] == "myobj_grid:loss"
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("objective", "no_such_module_q:loss", "problems.fn.objective 'no_such_module_q:loss': cannot import "
+                                           "no_such_module_q: ModuleNotFoundError"),
+    ("schema", "missing.json", "problems.fn.schema missing.json: No such file"),
+    ("steps", "-1", "defaults.steps: must be >= 0"),
+])
+def test_a_grid_files_errors_name_its_keys_not_flags(tmp_path, monkeypatch, capsys, key, value, says) -> None:
+    from llmopt.cli import main
+
+    (tmp_path / "space.json").write_text(json.dumps(CLI_SPACE))
+    (tmp_path / "o.py").write_text(OBJECTIVE)
+    options = {"objective": '"o.py:bowl"', "schema": '"space.json"'}
+    defaults = "steps = 1\n"
+    if key == "steps":
+        defaults = f"steps = {value}\n"
+    else:
+        options[key] = f'"{value}"'
+    (tmp_path / "grid.toml").write_text(f'seeds = 1\n[defaults]\n{defaults}proposer = "random"\n[problems.fn]\n'
+                                        'problem = "function"\n' + "".join(f"{k} = {v}\n" for k, v in options.items())
+                                        + "[configs.random]\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "grid.toml", "--store", "g.db"]) == 2
+    err = capsys.readouterr().err
+    assert f"llmopt: error: grid.toml: {says}" in err and err.count("\n") == 1 and f"--{key}" not in err, err
+    assert not (tmp_path / "g.db").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -77,11 +78,13 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "Traceback" not in err and "resume with" in err and "--resume" in err
+        hint = err.split("interrupted: resume with  ", 1)[1].strip()
+        assert hint == shlex.join(["llmopt", *args[2:], "--store", str(store), "--resume"])  # every flag, to paste
         assert "interrupted" in out  # the summary names the stop reason
         with RunStore(store) as s:
             run = s.get_run("r")
             assert run.status == "interrupted" and run.stop_reason == "interrupted"
-        resumed = spawn(*args, "--store", str(store), "--resume", env=env)
+        resumed = spawn("-m", "llmopt.cli", *shlex.split(hint)[1:], env=env)  # the hint, pasted
         assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
         reference_run = spawn(*args, "--store", str(full), env=env)
         assert reference_run.wait(timeout=120) == 0, reference_run.stderr.read()

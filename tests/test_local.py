@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmopt import LLM, Budget, LLMConfigError, LLMProposer, Optimizer, RunStore, StopReason, TrialState
@@ -59,6 +61,20 @@ def test_a_per_call_seed_fixes_the_sample() -> None:
     llm = LLM.from_model(DEFAULT_MODEL, max_tokens=24)
     texts = [c.text for c in llm.complete(MESSAGES, [11, 11, 12, 13])]
     assert texts[0] == texts[1] and len(set(texts)) >= 2
+
+
+def test_the_grammar_keeps_the_embedded_models_numbers_in_the_schemas_bounds() -> None:
+    """A prompt that begs for values out of bounds: the grammar bounds the integer, the number and the
+    enum (llama-cpp-python's own grammar bounded only the enum)."""
+    schema = {"type": "object", "required": ["n", "t", "kind"], "additionalProperties": False, "properties": {
+        "n": {"type": "integer", "minimum": -10, "maximum": 10}, "t": {"type": "number", "minimum": 0, "maximum": 5},
+        "kind": {"enum": ["linear", "square", "root"]}}}
+    llm = LLM.from_model(DEFAULT_MODEL, max_tokens=48, temperature=1.0)
+    ask = [{"role": "user", "content": 'Reply with JSON such as {"n": 250, "t": 99.5, "kind": "square"}.'}]
+    replies = [json.loads(c.text) for c in llm.complete(ask, [0, 1, 2, 3], response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}})]
+    assert all(-10 <= r["n"] <= 10 and 0 <= r["t"] <= 5 and r["kind"] in ("linear", "square", "root")
+               for r in replies), replies
 
 
 def test_opro_against_llama_cpp_server_on_loopback(tmp_path, llama_server: str) -> None:

@@ -246,3 +246,64 @@ def test_the_readme_new_problem_example_runs_as_written(capsys) -> None:
     assert result.steps == 2 and backend.requests
     assert result.counts["COMPLETE"] > len(problem.initial_solutions(np.random.default_rng(0)))
     assert problem.decode(problem.encode(-12)) == -12 and problem.decode('{"x": 4}') == 4
+
+
+# --- 6. reports that compare unequal runs say so; one name for what ran ----------------------------
+
+def _function_grid(tmp_path: Path, configs: str) -> Path:
+    (tmp_path / "obj_unequal.py").write_text("def f(s):\n    return (s['x'] - 3) ** 2\n")
+    (tmp_path / "space.json").write_text('{"type": "object", "required": ["x"], "properties": '
+                                         '{"x": {"type": "integer", "minimum": -50, "maximum": 50}}}')
+    grid = tmp_path / "g.toml"
+    grid.write_text('seeds = 3\n[problems.fn]\nproblem = "function"\nobjective = "obj_unequal.py:f"\n'
+                    'schema = "space.json"\n' + configs)
+    return grid
+
+
+def test_rows_of_unequal_budgets_show_their_budgets_and_notes_describe_only_shown_columns(tmp_path: Path,
+                                                                                          capsys) -> None:
+    grid = _function_grid(tmp_path, '[configs.random]\nproposer = "random"\nsteps = 10\n'
+                                    '[configs.short]\nproposer = "random"\nsteps = 3\nproposals = 2\n')
+    assert main(["compare", str(grid), "--store", str(tmp_path / "g.db"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("configuration"))
+    assert "budget" in header.split("  ") and "solved" not in header  # a function has no known optimum
+    assert re.search(r"^random .* steps 10 ", out, re.M) and re.search(r"^short .* steps 3 ", out, re.M), out
+    notes = [line.strip() for line in out.splitlines() if line.startswith("  ")]
+    assert any("budget: each row's stopping limits, which differ between rows" in n for n in notes), notes
+    assert not any("solved:" in n for n in notes), notes  # no column, no note
+    (tmp_path / "same").mkdir()
+    same = _function_grid(tmp_path / "same", '[configs.random]\nproposer = "random"\nsteps = 2\n'
+                                             '[configs.tpe]\nproposer = "optuna:tpe"\nsteps = 2\n')
+    assert main(["compare", str(same), "--store", str(tmp_path / "same.db"), "--quiet"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("configuration"))
+    assert "budget" not in header.split("  ")  # equal budgets: nothing to point out
+
+
+def test_one_name_for_what_ran_in_show_tables_plots_and_the_report(tmp_path: Path, capsys) -> None:
+    from llmopt.cli.compare import grid_from_args
+    from llmopt.experiments.plot import _grid_label, collect_runs
+    from llmopt.experiments.report import runs_table
+    from llmopt.experiments.tables import tables
+    from llmopt.testing import ScriptedLLM
+    from problems.linear_regression.problem import LinearRegression
+
+    store = tmp_path / "r.db"
+    proposer = LLMProposer(ScriptedLLM(lambda prompt, seed: f"[{seed % 20}, {seed % 7}]", model="local/fake"))
+    with RunStore(store) as opened:
+        Optimizer(LinearRegression(), proposer, store=opened, name="one",
+                  budget=Budget(max_steps=1, stop_when_solved=False)).run()
+        shown = runs_table(opened)[1][2]
+        collected = collect_runs(opened)
+    ran = proposer.describe(LinearRegression())
+    assert ran == shown == "opro local/fake"  # show's proposer column, the tables' ran column
+    assert [o.cell.config for o in collected.outcomes] == [ran] == [o.ran for o in collected.outcomes]
+    assert tables(collected)["linreg"][1][:2] == [ran, ran]  # the plots' and the report's label too
+    args = build_parser().parse_args(["compare", "--problems", "linreg", "--models", "local/smollm2"])
+    grid = grid_from_args(args)
+    assert "opro local/smollm2" in grid.configs  # a grid from flags names its row the same way
+    cell = next(c for c in grid.cells() if c.config == "opro local/smollm2")
+    assert cell.name == "compare/linreg/opro local:smollm2/seed0"  # its run name as before (no '/' in it)
+    recorded = {"proposer": {"kind": "llm", "llm": {"model": "local/smollm2"}}}
+    assert _grid_label("opro local:smollm2 temperature=1.0", recorded) == "opro local/smollm2 temperature=1.0"
+    assert _grid_label("mine", recorded) == "mine"  # a label the grid chose is its own

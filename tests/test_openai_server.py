@@ -46,8 +46,8 @@ def test_the_api_key_is_never_stored(server: OpenAIServer, tmp_path) -> None:
     server.faults = []
     optimizer(server, store, "ok", steps=1).run()
     store.close()
-    files = [f for f in tmp_path.rglob("*") if f.is_file()]  # the store, its journals and run locks (r.db-locks/)
-    assert path in files and any(f.parent.name == "r.db-locks" for f in files)
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]  # the store, its journals and run locks (.llmopt-locks/r.db/)
+    assert path in files and any(f.parent.name == "r.db" and f.parent.parent.name == ".llmopt-locks" for f in files)
     assert all(SECRET.encode() not in f.read_bytes() for f in files), files
 
 

@@ -111,3 +111,23 @@ def test_compare_names_each_cell_and_shows_its_bar(tmp_path: Path, capsys) -> No
     assert main([*argv[:-2], "--store", str(tmp_path / "d.db"), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "[1/2] compare/linreg/random/seed0: starting" in err and "best=" not in err
+
+
+def test_minimize_shows_progress_unless_told_not_to(capsys, every_redraw) -> None:
+    import llmopt
+
+    space = {"type": "object", "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["x"]}
+    llmopt.minimize(lambda s: s["x"], space, proposer="random", steps=3)
+    err = capsys.readouterr().err
+    assert re.search(r"3/3 .*best=0?\d.*valid=\d+", err), err  # the command line's bar, on stderr
+    llmopt.minimize(lambda s: s["x"], space, proposer="random", steps=3, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_llmopt_version(capsys) -> None:
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"llmopt {importlib.metadata.version('llmopt')}"

@@ -78,3 +78,29 @@ def test_the_readme_command_line_runs(tmp_path, monkeypatch, capsys) -> None:
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "function-optuna-tpe-seed0" in out and "steps       4" in out
+
+
+def test_the_section_shows_the_score_format_as_the_meta_prompt_writes_it() -> None:
+    from llmopt import MetaPromptConfig, SolutionHistory, Trial, TrialState, build_meta_prompt
+
+    text = section().replace("\n", " ")
+    said = re.search(r"([\d.]+) and ([\d.]+) are `value: ([\d.]+)` and `value: ([\d.]+)`", text)
+    assert said, "the section shows how scores are written"
+    f, space = user_problem()
+    problem = llmopt.FunctionProblem(f, space, description="Minimize f(x, y).")
+    history = SolutionHistory(problem.direction)
+    for i, value in enumerate((float(said.group(2)), float(said.group(1)))):  # worst first, as shown
+        solution = {"x": i, "y": 0}
+        history.append(Trial(number=i, step=0, state=TrialState.COMPLETE, source="start", solution=solution,
+                             text=problem.encode(solution), key=problem.key(solution), value=value))
+    prompt = build_meta_prompt(problem, history, MetaPromptConfig())
+    assert re.findall(r"^value:\n(.*)$", prompt, re.M) == [said.group(4), said.group(3)]
+    for flag in ("--scores significant", "--score-digits", "--scores rounded --decimals", "MetaPromptConfig(scores="):
+        assert flag in text
+
+
+def test_the_section_links_the_measured_invalid_share_with_its_command() -> None:
+    link = re.search(r"\((docs/results/byop-embedded\.md)\)", section())
+    assert link
+    measured = (README.parent / link.group(1)).read_text(encoding="utf-8")
+    assert "python benchmarks/byop_embedded.py" in measured and "Machine" in measured and "Measured" in measured

@@ -67,7 +67,7 @@ def test_the_page_is_self_contained_and_escapes_every_reply(made) -> None:
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG")
     assert "<figcaption>linreg-best-vs-step</figcaption>" in text
     # the comparison table as llmopt compare computes it, with its notes
-    assert "<th scope=\"col\">configuration</th>" in text and "<td>opro scripted:model</td>" in text
+    assert "<th scope=\"col\">configuration</th>" in text and "<td>opro scripted/model</td>" in text
     assert '<p class="note">cells: median' in text
     # the hostile replies are there, as text only
     assert SCRIPT_PWN not in text and IMG_PWN not in text and "<img src=x" not in text
@@ -78,7 +78,7 @@ def test_the_page_is_self_contained_and_escapes_every_reply(made) -> None:
     for name in ("linreg-random-seed0", "linreg-random-seed1", SCRIPTED):
         assert f"<b>{name}</b>" in text
     # best solutions per configuration; an identical meta-prompt is shown once
-    assert "<h4>random</h4>" in text and "<h4>opro scripted:model</h4>" in text
+    assert "<h4>random</h4>" in text and "<h4>opro scripted/model</h4>" in text
     with RunStore(store, readonly=True) as opened:
         run = opened.get_run(SCRIPTED)
         prompts = {s["step"]: s["prompt"] for s in opened.records("steps", run.id)}
@@ -98,10 +98,10 @@ def test_each_outcome_finds_its_own_run_whatever_the_order(made) -> None:
     with RunStore(store, readonly=True) as opened:
         collected = collect_runs(opened)
         expected = {(o.cell.config, o.cell.seed) for o in collected.outcomes}
-        assert expected == {("random", 0), ("random", 1), ("opro scripted:model", 0)}
+        assert expected == {("random", 0), ("random", 1), ("opro scripted/model", 0)}
         collected.outcomes.reverse()
         found = stored_runs(collected, opened)
-    names = {"random": "linreg-random-seed{}", "opro scripted:model": "linreg-scripted-seed{}"}
+    names = {"random": "linreg-random-seed{}", "opro scripted/model": "linreg-scripted-seed{}"}
     assert [r.name for r in found] == [names[o.cell.config].format(o.cell.seed) for o in collected.outcomes]
 
 

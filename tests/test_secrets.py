@@ -63,7 +63,7 @@ def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path) -> None:
     assert any("***" in e for e in errors)  # the leaked header reached an error, scrubbed
     for out in outputs:
         assert KEY not in out
-    files = [f for f in tmp_path.rglob("*") if f.is_file()]  # the store's run locks too (runs.db-locks/)
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]  # the store's run locks too (.llmopt-locks/runs.db/)
     assert any(f.name == "runs.db" for f in files) and len([f for f in files if f.name.startswith("export-")]) == 8
     for f in files:
         assert KEY.encode() not in f.read_bytes(), f

@@ -52,7 +52,7 @@ def test_every_command_defaults_to_one_store(tmp_path: Path, monkeypatch, capsys
     assert main(["compare", "--problems", "linreg", "--proposers", "random", "--seeds", "1", "--set", "steps=1",
                  "--no-references"]) == 0
     capsys.readouterr()
-    assert sorted(os.listdir(tmp_path)) == ["runs.db", "runs.db-locks"]  # no compare.db, no llmopt.db
+    assert sorted(os.listdir(tmp_path)) == [".llmopt-locks", "runs.db"]  # no compare.db, no llmopt.db
     assert main(["show"]) == 0 and "compare/linreg/random/seed0" in capsys.readouterr().out
 
 
@@ -196,7 +196,7 @@ def test_a_killed_run_shows_as_interrupted(tmp_path: Path, capsys) -> None:
         assert s.get_run("run").status == "running"  # what the dead process left behind
     assert main(["show", "--store", str(store)]) == 0
     [row] = capsys.readouterr().out.splitlines()[2:]
-    assert row.split()[:4] == ["run", "linreg", "llm:fake/scripted", "interrupted"]
+    assert row.split()[:5] == ["run", "linreg", "opro", "fake/scripted", "interrupted"]  # the tables' name for it
     assert main(["show", "--store", str(store), "run"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("stop: interrupted: ") and f"--store {store} --name run --resume" in last
@@ -215,7 +215,7 @@ def test_a_live_run_shows_as_running_and_cannot_be_taken(tmp_path: Path, capsys)
                         budget=Budget(max_steps=3, stop_when_solved=False))
         opt.ask()  # mid-run, as an ask/tell user would be
         assert main(["show", "--store", str(path)]) == 0
-        assert capsys.readouterr().out.splitlines()[2].split()[3] == "running"
+        assert capsys.readouterr().out.splitlines()[2].split()[4] == "running"  # after "opro fake/scripted"
         assert main(["show", "--store", str(path), "live"]) == 0
         assert f"stop: running: pid {os.getpid()} on " in capsys.readouterr().out
         with RunStore(path) as other:  # another opener (as another process would be) may not write it
@@ -225,7 +225,7 @@ def test_a_live_run_shows_as_running_and_cannot_be_taken(tmp_path: Path, capsys)
             with pytest.raises(StoreError, match="run 'live' already exists .* running in another process"):
                 Optimizer(LinearRegression(), LLMProposer(llm), store=other, name="live")
     assert main(["show", "--store", str(path)]) == 0  # its store closed: the run is not live any more
-    assert capsys.readouterr().out.splitlines()[2].split()[3] == "interrupted"
+    assert capsys.readouterr().out.splitlines()[2].split()[4] == "interrupted"
 
 
 def test_a_taken_name_is_refused_with_the_resume_command(tmp_path: Path, capsys) -> None:
@@ -235,7 +235,8 @@ def test_a_taken_name_is_refused_with_the_resume_command(tmp_path: Path, capsys)
     assert run_random(store) == 2
     err = error_line(capsys)
     assert err == (f"llmopt: error: run 'linreg-random-seed0' already exists in {store}: resume it with  llmopt run "
-                   f"linreg ... --store {store} --name linreg-random-seed0 --resume, or pick another --name")
+                   f"linreg --proposer random --store {store} --steps 2 --no-stop-when-solved --quiet "
+                   "--name linreg-random-seed0 --resume  or pick another --name")  # the whole command, to paste
     assert run_random(store, "--name", "linreg-random-seed0") == 2
     assert "already exists" in error_line(capsys)
     with RunStore(store, readonly=True) as s:
@@ -274,3 +275,52 @@ def test_settings_diff_is_dotted_and_short() -> None:
     diffs = settings_diff(stored, given)
     assert diffs[:3] == ["problem.deep.a: 1 -> 2", "problem.deep.b: (not set) -> None", "problem.range: [1, 2] -> [1, 3]"]
     assert diffs[3].startswith("text: 'yyy") and len(diffs[3]) < 140
+
+
+# --- 4. run locks do not clutter a user's repository ---------------------------------------------
+
+def test_run_locks_leave_git_status_clean_but_the_store(tmp_path: Path, capsys) -> None:
+    import shutil
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert run_random(tmp_path / "runs.db") == 0
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path,
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    assert [line for line in status if line] == ["?? runs.db"]  # no runs.db-locks/, no lock files
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".git") == [".llmopt-locks", "runs.db"]
+
+
+def test_a_run_locked_by_an_older_llmopt_is_still_live(tmp_path: Path) -> None:
+    """An llmopt from before .llmopt-locks/ locked <store>-locks/<hash>: its live run stays live."""
+    import fcntl
+    import hashlib
+
+    store = tmp_path / "runs.db"
+    assert run_random(store) == 0
+    old = Path(f"{store.resolve()}-locks") / hashlib.sha256(b"linreg-random-seed0").hexdigest()[:32]
+    old.parent.mkdir()
+    fd = os.open(old, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with RunStore(store) as s:
+            assert s.is_live("linreg-random-seed0")
+            with pytest.raises(StoreError, match="is running in another process"):
+                s.claim("linreg-random-seed0")
+    finally:
+        os.close(fd)
+    with RunStore(store) as s:
+        assert not s.is_live("linreg-random-seed0")
+
+
+def test_a_crashed_runs_resume_hint_is_the_command_that_started_it(tmp_path: Path, capsys) -> None:
+    store = tmp_path / "runs.db"
+    assert run_random(store, "--seed", "3") == 0
+    with sqlite3.connect(store) as db:  # as a killed process leaves it: still "running", its lock free
+        db.execute("UPDATE runs SET status = 'running', stop_reason = NULL")
+    capsys.readouterr()
+    assert main(["show", "--store", str(store), "linreg-random-seed3"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith(f"resume with  llmopt run linreg --proposer random --store {store} --steps 2 "
+                         "--no-stop-when-solved --quiet --seed 3 --name linreg-random-seed3 --resume"), last

@@ -8,7 +8,9 @@ problem module by name and a new problem needs no change here.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
+import shlex
 import sys
 from typing import Any, Sequence
 
@@ -16,8 +18,17 @@ from llmopt.budget import StopReason
 from llmopt.cli.compare import CompareCommand
 from llmopt.cli.plot import PlotCommand
 from llmopt.cli.report import ReportCommand
-from llmopt.experiments.report import format_table, run_summary, runs_table, step_detail, steps_table, validations_report
+from llmopt.experiments.report import (
+    format_table,
+    most_common_failure,
+    run_summary,
+    runs_table,
+    step_detail,
+    steps_table,
+    validations_report,
+)
 from llmopt.experiments.runs import Parser, UsageError, add_run_arguments, entry_points, execute, open_run, prepare_run
+from llmopt.history import TrialState
 from llmopt.llm import LLMConfigError
 from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError
 
@@ -36,8 +47,17 @@ def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[s
     return out
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("llmopt")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
 def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
     parser = parser_class(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
+    parser.add_argument("--version", action="version", version=f"llmopt {_version()}",
+                        help="print llmopt's version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
     for name, plugin, pp in plugin_commands(run, "llmopt.problems"):
@@ -64,24 +84,40 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argpar
     return parser
 
 
+def resume_command(command: str, name: str) -> str:
+    """The command that resumes run ``name``: the one that started it (``llmopt run ...``, every flag as
+    given), with ``--name`` (unless it named the run) and ``--resume``, to paste as is."""
+    words = shlex.split(command)
+    if not any(w == "--name" or w.startswith("--name=") for w in words):
+        words += ["--name", name]
+    if "--resume" not in words:
+        words.append("--resume")
+    return shlex.join(words)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     problem, proposer, budget = prepare_run(args)
     with RunStore(args.store) as store:
         try:
             opt = open_run(args, store, problem, proposer, budget)
         except RunExistsError as exc:
-            where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
-            raise StoreError(f"run {exc.name!r} already exists in {args.store}: resume it with  llmopt run "
-                             f"{args.problem} ...{where} --name {exc.name} --resume, or pick another --name") from None
+            raise StoreError(f"run {exc.name!r} already exists in {args.store}: resume it with  "
+                             f"{resume_command(args.command_line, exc.name)}  or pick another --name") from None
         result = execute(opt, args)
         print(format_table(run_summary(result, problem), header=False))
         if result.stop_reason is StopReason.INTERRUPTED:
-            print(f"\ninterrupted: resume with  llmopt run {args.problem} ... --store {args.store} "
-                  f"--name {result.name} --resume", file=sys.stderr)
+            print(f"\ninterrupted: resume with  {resume_command(args.command_line, result.name or '')}",
+                  file=sys.stderr)
             return 130
         if result.stop_reason is StopReason.LLM_FAILURE:  # nothing was proposed: a script or CI must notice
             print(f"\nllmopt: error: run {result.name} stopped by {result.stop_reason.value}: {result.stop_detail}",
                   file=sys.stderr)
+            return 1
+        failure = most_common_failure(list(result.history), TrialState.FAILED)
+        if failure is not None and result.evaluations == 0:  # nothing could be scored: that is no result
+            count, total, example = failure
+            print(f"\nllmopt: error: run {result.name}: every evaluation failed ({total}); {count} of them: "
+                  f"{(example.error or '')[:300]}", file=sys.stderr)
             return 1
     return 0
 
@@ -104,8 +140,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             status, detail = store.run_status(run), run.stop_detail or ""
             if run.status == "running" and status == "interrupted":  # its process died (see RunStore)
                 where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
+                started = run.versions.get("command") or f"llmopt run {run.problem} ...{where}"  # older runs: "..."
                 detail = (f"its process ended without recording a stop (killed or crashed); resume with  "
-                          f"llmopt run {run.problem} ...{where} --name {run.name} --resume")
+                          f"{resume_command(started, run.name)}")
             elif status == "running":
                 detail = f"{store.owner(run.name) or 'in another process'}, now"
             print(f"\nstop: {run.stop_reason or status}: {detail}".rstrip())
@@ -114,7 +151,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(words)
+    args.command_line = shlex.join(["llmopt", *words])  # recorded with a run: its resume hint, whole
     try:
         if args.command == "run":
             return cmd_run(args)

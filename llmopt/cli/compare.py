@@ -65,11 +65,11 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
             configs[proposer.split(":")[-1]] = {"proposer": proposer}  # rows "random", "tpe", "cmaes"
         elif proposer != "llm":  # EvoPrompt's GA and DE: one row per model, like OPRO's
             for model in args.models or [None]:
-                label = proposer if model is None else f"{proposer} {model.replace('/', ':')}"
+                label = proposer if model is None else f"{proposer} {model}"
                 configs[label] = {"proposer": proposer, **({} if model is None else {"model": model})}
         else:
             for model in args.models or [None]:
-                label = "opro" if model is None else f"opro {model.replace('/', ':')}"
+                label = "opro" if model is None else f"opro {model}"
                 configs[label] = {} if model is None else {"model": model}
     configs.update(swept(configs, assignments(args.sweep, "--sweep"), given=bool(args.proposers)))
     data = {"name": args.name, "seeds": DEFAULT_SEEDS if args.seeds is None else args.seeds, "defaults": settings,

@@ -13,8 +13,9 @@ from the recorded trials and calls).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -46,17 +47,17 @@ def cell_argv(cell: Cell, parser: argparse.ArgumentParser) -> list[str]:
         flag = f"--{key}"
         action = actions.get(flag)
         if action is None:
-            raise GridError(f"unknown option {key!r} for `llmopt run {cell.command}`")
+            raise GridError(f"--{key}: unknown option of `llmopt run {cell.command}`")
         if value is None:
             continue
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             if not isinstance(value, bool):
-                raise GridError(f"option {key!r} is a switch: true or false, got {value!r}")
+                raise GridError(f"--{key}: a switch: true or false, got {value!r}")
             if value != action.default:
                 argv.append(flag)
             continue
         if isinstance(value, bool):
-            raise GridError(f"option {key!r} takes a value, got {value!r}")
+            raise GridError(f"--{key}: takes a value, got {value!r}")
         values = value if isinstance(value, list) else [value]
         if isinstance(action, argparse._AppendAction):
             for v in values:
@@ -66,14 +67,33 @@ def cell_argv(cell: Cell, parser: argparse.ArgumentParser) -> list[str]:
     return argv + ["--seed", str(cell.seed), "--name", cell.name, "--quiet"]
 
 
-def parse_cell(cell: Cell) -> argparse.Namespace:
-    """Parsed run arguments of a cell; a GridError names the cell on any bad option. (The store is
-    the grid's, opened by :func:`collect`, not an option of the cell.)"""
+def parse_cell(cell: Cell, grid: Grid | None = None) -> argparse.Namespace:
+    """Parsed run arguments of a cell; a GridError names the option's key in the grid (or the cell) on
+    any bad option. (The store is the grid's, opened by :func:`collect`, not an option of the
+    cell.) ``args.base_dir``: the grid file's directory, where the run reads relative paths."""
     try:
         parser = run_parser(cell.command, _RaisingParser)
-        return parser.parse_args(cell_argv(cell, parser))
+        args = parser.parse_args(cell_argv(cell, parser))
     except (GridError, UsageError) as exc:
-        raise GridError(f"{cell.problem}/{cell.config}: {exc}") from None
+        raise GridError(grid_message(grid, cell, str(exc))) from None
+    args.base_dir = cell.base
+    return args
+
+
+_FLAG = re.compile(r"(?:argument )?--([a-z0-9][a-z0-9-]*)")
+
+
+def grid_message(grid: Grid | None, cell: Cell, message: str) -> str:
+    """An error about one of a cell's options, told in the grid's words: the first flag it names that
+    the grid set becomes that option's key (``--objective 'm:f': cannot import m`` from
+    ``problems.fn`` of grid.toml is ``grid.toml: problems.fn.objective 'm:f': cannot import m``);
+    any other message is prefixed with the cell's problem and configuration labels."""
+    if grid is not None:
+        for match in _FLAG.finditer(message):
+            option = match.group(1)
+            if option in cell.origins:
+                return message[:match.start()] + grid.key(cell, option) + message[match.end():]
+    return f"{cell.problem}/{cell.config}: {message}"
 
 
 # --- one run's numbers ----------------------------------------------------------------------
@@ -127,6 +147,15 @@ def run_spend(store: RunStore, run: RunRecord, history: Any) -> Spend:
                         "seconds": max([0.0, *(c - began for c in created.values())])})
 
 
+_BUDGET_WORDS = (("max_steps", "steps"), ("max_evals", "evals"), ("max_calls", "calls"), ("max_tokens", "tokens"),
+                 ("max_usd", "usd"), ("max_seconds", "seconds"), ("target", "target"), ("patience", "patience"))
+
+
+def budget_text(budget: dict[str, Any]) -> str:
+    """A run's recorded budget (``asdict(Budget)``) in words: the limits it set, ``steps 10, evals 40``."""
+    return ", ".join(f"{word} {budget[key]:g}" for key, word in _BUDGET_WORDS if budget.get(key) is not None)
+
+
 def reaches(value: float, target: float, direction: Direction) -> bool:
     """``value`` is at least as good as ``target`` (up to a relative 1e-9, for floating sums)."""
     slack = 1e-9 * max(1.0, abs(target))
@@ -143,6 +172,7 @@ class Outcome:
     finished: bool = False  # False: not run, interrupted, or still running in another process
     spend: Spend | None = None
     ran: str = ""  # what ran, in words (Proposer.describe): the table's "ran" column
+    budget: str = ""  # the run's stopping limits, in words (budget_text): shown where rows differ
 
     def best(self) -> float | None:
         best = self.result.best if self.result else None
@@ -247,8 +277,8 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
             progress: bool = False) -> Collected:
     """Run (``run=True``) or only read back every cell of the grid, in order; ``progress``: each
     run shows its progress bar (on stderr, after the line saying which cell it is)."""
-    parsed = [(cell, parse_cell(cell)) for cell in grid.cells()]  # every cell's options checked first,
-    prepared = [(cell, args, prepare_run(args, calls=run)) for cell, args in parsed]  # then models and keys
+    parsed = [(cell, parse_cell(cell, grid)) for cell in grid.cells()]  # every cell's options checked first,
+    prepared = [(cell, args, _prepared(grid, cell, args, run)) for cell, args in parsed]  # then models and keys
     out = Collected(grid, [], {})
     with RunStore(store_path, readonly=not run) as store:  # only reading: nothing created or written
         for i, (cell, args, (problem, proposer, budget)) in enumerate(prepared, 1):
@@ -257,7 +287,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
             record = store.find_run(cell.name)
             exists = record is not None
             outcome = Outcome(cell, problem, finished=exists and record.status == "finished",
-                              ran=proposer.describe(problem))
+                              ran=proposer.describe(problem), budget=budget_text(asdict(budget)))
             out.outcomes.append(outcome)
             if not exists and not run:
                 continue
@@ -277,6 +307,14 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
                 out.stopped = StopReason.INTERRUPTED
                 break
     return out
+
+
+def _prepared(grid: Grid, cell: Cell, args: argparse.Namespace, calls: bool) -> Any:
+    """:func:`prepare_run` of a cell, its errors in the grid's words (:func:`grid_message`)."""
+    try:
+        return prepare_run(args, calls=calls)
+    except UsageError as exc:
+        raise GridError(grid_message(grid, cell, str(exc))) from None
 
 
 # --- the command ----------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llmopt.budget import Budget
+from llmopt.experiments.paths import base_dir, beside
+from llmopt.experiments.progress import RunProgress
 from llmopt.function_problem import FunctionProblem
 from llmopt.llm import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL
@@ -80,7 +82,7 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
              name: str | None = None, resume: bool = False, proposals_per_step: int = 8, max_rounds: int = 3,
              budget: Budget | None = None, structured: str = "auto", metaprompt: MetaPromptConfig | None = None,
              llm_settings: dict[str, Any] | None = None, proposer_options: dict[str, Any] | None = None,
-             **options: Any) -> RunResult:
+             progress: bool = True, accept_changed_objective: bool = False, **options: Any) -> RunResult:
     """One run of a :class:`FunctionProblem`; see :func:`minimize`."""
     budget_options = {k: options.pop(k) for k in BUDGET_KEYWORDS if k in options}
     if budget is not None and (budget_options or steps != 50):
@@ -98,11 +100,24 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
         if run_store is not None and name is None:
             name = default_run_name(problem, chosen, seed)
         opt = Optimizer(problem, chosen, seed=seed, budget=budget, proposals_per_step=proposals_per_step,
-                        max_rounds=max_rounds, store=run_store, name=name, resume=resume)
-        return opt.run()
+                        max_rounds=max_rounds, store=run_store, name=name, resume=resume,
+                        accept_changed_objective=accept_changed_objective)
+        return _run_with_progress(opt, progress)
     finally:
         if own_store:
             run_store.close()  # type: ignore[union-attr]
+
+
+def _run_with_progress(opt: Optimizer, enabled: bool) -> RunResult:
+    """Run to a stop with the command line's progress bar on stderr (a minute of embedded-model
+    calls is not a silent wait), unless ``enabled`` is False."""
+    bar = RunProgress(opt.budget.max_steps, enabled=enabled)
+    bar.attach(opt)
+    bar(opt, force=True)
+    try:
+        return opt.run(on_step=bar)
+    finally:
+        bar.close()
 
 
 def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **options: Any) -> RunResult:
@@ -112,11 +127,13 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     offline), ``proposer`` ("llm", "llm-iid", "llm-scs", "evoprompt-ga", "evoprompt-de", "random",
     "optuna:tpe", "optuna:cmaes" or a Proposer), ``steps``
     (default 50), ``seed``, ``store`` (a SQLite path or RunStore: the run is kept and resumable;
-    default: none), ``name``, ``resume``, ``proposals_per_step``, ``max_rounds``, the budget's
+    default: none), ``name``, ``resume`` (refused when the objective's code changed since the run
+    began, unless ``accept_changed_objective=True``), ``proposals_per_step``, ``max_rounds``, the budget's
     ``max_evals``, ``max_calls``, ``max_tokens``, ``max_usd``, ``max_seconds``, ``target``,
     ``patience`` (or ``budget=Budget(...)``), ``structured``, ``metaprompt``, ``llm_settings`` (for
     ``LLM.from_model``: temperature, api_base, ...), ``proposer_options`` (for ``LLMProposer``: the
-    cost options ``per_call``, ``samples_per_request``, ``redraw_temperature``, ``prompt_cache``), and
+    cost options ``per_call``, ``samples_per_request``, ``redraw_temperature``, ``prompt_cache``),
+    ``progress`` (default True: a progress bar on stderr, as the command line draws), and
     FunctionProblem's ``initial``,
     ``num_starts``, ``random_solution``, ``optimum``, ``name`` of the problem via ``problem_name``.
     """
@@ -128,27 +145,17 @@ def maximize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     return optimize(objective, schema, direction="maximize", **options)
 
 
-def load_objective(spec: str) -> Callable[[Any], float]:
+def load_objective(spec: str, base: str | None = None) -> Callable[[Any], float]:
     """``package.module:function`` or ``path/to/file.py:function`` -> the function (one-line errors).
 
     The current directory is importable, as for ``python -m``: a module beside the user's schema
-    file loads without installing it."""
+    file loads without installing it. ``base`` (a grid file's directory): its files and modules
+    come first (see :mod:`llmopt.experiments.paths`)."""
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--objective {spec!r}: expected package.module:function or path/file.py:function")
     try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise ValueError(f"--objective {spec!r}: no file {path}")
-            loader = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(loader)  # type: ignore[arg-type]
-            sys.modules.setdefault(path.stem, module)
-            loader.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(module_name)
+        module = _import_objective_module(spec, module_name, base)
     except ValueError:
         raise
     except Exception as exc:  # the user's module failed to import: say which and why, in one line
@@ -163,13 +170,35 @@ def load_objective(spec: str) -> Callable[[Any], float]:
     return fn  # type: ignore[return-value]
 
 
-def load_schema(text: str) -> dict[str, Any]:
-    """``--schema``: a JSON file, or the JSON itself (starting with ``{``)."""
+def _import_objective_module(spec: str, module_name: str, base: str | None) -> Any:
+    if module_name.endswith(".py"):
+        path = Path(beside(base, module_name))
+        if not path.is_file():
+            where = "" if base is None else f" (nor beside the grid file, in {base})"
+            raise ValueError(f"--objective {spec!r}: no file {module_name}{where}")
+        loader = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(loader)  # type: ignore[arg-type]
+        sys.modules.setdefault(path.stem, module)
+        loader.loader.exec_module(module)  # type: ignore[union-attr]
+        return module
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if base is not None:  # the grid file's directory first
+        folder = os.path.abspath(base)
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
+    return importlib.import_module(module_name)
+
+
+def load_schema(text: str, base: str | None = None) -> dict[str, Any]:
+    """``--schema``: a JSON file (``base``: a grid file's directory, read first), or the JSON itself
+    (starting with ``{``)."""
     if text.lstrip().startswith("{"):
         source, label = text, "--schema"
     else:
         try:
-            source, label = Path(text).read_text(encoding="utf-8"), f"--schema {text}"
+            source, label = Path(beside(base, text)).read_text(encoding="utf-8"), f"--schema {text}"
         except OSError as exc:
             raise ValueError(f"--schema {text}: {exc.strerror or exc}") from None
     try:
@@ -202,6 +231,7 @@ class CLI:
     @staticmethod
     def from_args(args: Any) -> FunctionProblem:
         direction = "maximize" if args.maximize else "minimize"
-        return FunctionProblem(load_objective(args.objective), load_schema(args.schema), direction=direction,
+        base = base_dir(args)  # a grid file's directory: its relative paths are read from there
+        return FunctionProblem(load_objective(args.objective, base), load_schema(args.schema, base), direction=direction,
                                description=args.description or DEFAULT_DESCRIPTION.format(verb=direction),
                                num_starts=args.num_starts, optimum=args.optimum)

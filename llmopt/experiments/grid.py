@@ -4,7 +4,7 @@ A grid file names problems and configurations by label; every value is an ``llmo
 option (the flag without its dashes), so anything a single run can do, a grid can compare::
 
     name = "demo"                 # prefix of the run names in the store (default: the file's stem)
-    store = "demo.db"             # default store (--store overrides)
+    store = "demo.db"             # default store, beside the grid file (--store overrides)
     seeds = 10                    # 0..9 (the default); or a list such as [0, 5, 7]
 
     [defaults]                    # every run
@@ -29,14 +29,17 @@ option (the flag without its dashes), so anything a single run can do, a grid ca
     temperature = [0.0, 1.0, 2.0]
 
 Options merge as defaults < problem < configuration. The grid owns ``seed``, ``name``,
-``store`` and ``resume``. A run's name is ``<grid>/<problem>/<config>/seed<S>``, so the store
-knows which runs are done and an interrupted grid resumes where it stopped.
+``store`` and ``resume``. Relative paths in a grid file (its ``store``, a function's ``schema``
+and ``objective``) are read from the grid file's directory (:mod:`llmopt.experiments.paths`), and
+an option's error names its key (``grid.toml: problems.fn.objective``), not a flag. A run's name
+is ``<grid>/<problem>/<config>/seed<S>``, so the store knows which runs are done and an
+interrupted grid resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +77,15 @@ class Cell:
     seed: int
     command: str  # the `llmopt run` sub-command
     options: dict[str, Any] = field(hash=False)
+    #: option -> the grid key that set it (``problems.fn``, ``configs.opro``, ``defaults``, ``--set``)
+    origins: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    base: str | None = None  # the grid file's directory: relative paths in its options are read from it
 
     @property
     def name(self) -> str:
-        return f"{self.grid}/{self.problem}/{self.config}/seed{self.seed}"
+        """``<grid>/<problem>/<config>/seed<S>``; a ``/`` in the configuration's label (a model's, as in
+        ``opro local/smollm2``) is stored as ``:``, as run names always had it."""
+        return f"{self.grid}/{self.problem}/{self.config.replace('/', ':')}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,8 @@ class Grid:
     source: str = "flags"
     #: configuration label -> the problem labels it runs on (a configuration not in it runs on all)
     scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    base: str | None = None  # the grid file's directory (None: a grid from flags)
+    overridden: tuple[str, ...] = ()  # defaults given with --set
 
     def __post_init__(self) -> None:
         where = self.source
@@ -102,9 +112,14 @@ class Grid:
             raise GridError(f"{where}: problems: no problem")
         if not self.configs:
             raise GridError(f"{where}: configs: no configuration")
-        for label in [self.name, *self.problems, *self.configs]:
+        for label in [self.name, *self.problems]:
             if not label or "/" in label:
                 raise GridError(f"{where}: label {label!r}: must be non-empty and without '/'")
+        stored: dict[str, str] = {}
+        for label in self.configs:  # a configuration may name a model (opro local/smollm2)
+            if not label or stored.setdefault(label.replace("/", ":"), label) != label:
+                raise GridError(f"{where}: configuration {label!r}: must be non-empty and differ from "
+                                f"{stored.get(label.replace('/', ':'))!r} in more than '/' against ':'")
         for section, table in [("defaults", self.defaults), *((f"problems.{k}", v) for k, v in self.problems.items()),
                                *((f"configs.{k}", v) for k, v in self.configs.items())]:
             owned = sorted(set(table) & set(OWNED))
@@ -126,15 +141,26 @@ class Grid:
                     if plabel not in self.scopes.get(clabel, (plabel,)):
                         continue
                     options = {**self.defaults, **poptions, **coptions}
+                    origins = {**{k: "--set" if k in self.overridden else "defaults" for k in self.defaults},
+                               **{k: f"problems.{plabel}" for k in poptions}, **{k: f"configs.{clabel}" for k in coptions}}
                     command = str(options.pop("problem", plabel))
-                    out.append(Cell(self.name, plabel, clabel, seed, command, options))
+                    out.append(Cell(self.name, plabel, clabel, seed, command, options, origins, self.base))
         return out
 
     def with_overrides(self, *, seeds: tuple[int, ...] | None = None, defaults: dict[str, Any] | None = None,
                        store: str | None = None) -> "Grid":
         return Grid(name=self.name, seeds=seeds or self.seeds, problems=self.problems, configs=self.configs,
                     defaults={**self.defaults, **(defaults or {})}, store=store or self.store, source=self.source,
-                    scopes=self.scopes)
+                    scopes=self.scopes, base=self.base, overridden=(*self.overridden, *(defaults or {})))
+
+    def key(self, cell: Cell, option: str) -> str:
+        """Where ``option`` of ``cell`` was set, as its key in the grid: ``grid.toml: problems.fn.objective``."""
+        origin = cell.origins.get(option)
+        if origin is None:
+            return f"{self.source}: {cell.problem}/{cell.config}: --{option}"
+        if origin == "--set":
+            return f"--set {option}"
+        return f"{self.source}: {origin}.{option}"
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:
@@ -214,6 +240,8 @@ def _scope(value: Any, where: str) -> tuple[str, ...]:
 
 
 def load_grid(path: str | Path) -> Grid:
+    """A grid file; its relative paths (``store``, and the runs' files such as a function's
+    ``schema`` and ``objective``) are read from the file's directory, whatever the current one."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -223,4 +251,6 @@ def load_grid(path: str | Path) -> Grid:
         raise GridError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise GridError(f"{path}: not valid TOML: {exc}") from None
-    return grid_from_dict(data, name=path.stem, source=str(path))
+    grid = grid_from_dict(data, name=path.stem, source=str(path))
+    store = None if grid.store is None or Path(grid.store).is_absolute() else str(path.parent / grid.store)
+    return replace(grid, base=str(path.parent), store=store or grid.store)

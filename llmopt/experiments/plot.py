@@ -39,9 +39,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from llmopt.experiments.compare import Collected, Outcome, Reference, reaches, run_spend
+from llmopt.experiments.compare import Collected, Outcome, Reference, budget_text, reaches, run_spend
 from llmopt.experiments.grid import Cell, Grid
-from llmopt.experiments.report import stored_history
+from llmopt.experiments.report import proposer_name, stored_history
 from llmopt.experiments.stats import median_band
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.problem import Direction, gap_ladder, gap_pct
@@ -491,9 +491,10 @@ def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _labels(items: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+def _labels(items: Sequence[tuple[str, dict[str, Any]]], slash: str = ":") -> list[str]:
     """A label per (base label, settings): the base, and where one base covers different settings,
-    the settings that differ (``random proposals_per_step=4``)."""
+    the settings that differ (``random proposals_per_step=4``); a ``/`` becomes ``slash`` (a problem's
+    label names files; a configuration's keeps its model's ``/``)."""
     keys = [json.dumps(settings, sort_keys=True) for _, settings in items]
     variants: dict[str, dict[str, dict[str, str]]] = {}
     for (base, settings), key in zip(items, keys):
@@ -518,19 +519,21 @@ def _labels(items: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
             short = {f: f for f in fields}
         for key, flat in flats.items():
             named[(base, key)] = base + " " + ", ".join(f"{short[f]}={flat.get(f, '-')}" for f in fields)
-    return [named[(base, key)].replace("/", ":") for (base, _), key in zip(items, keys)]
+    return [named[(base, key)].replace("/", slash) for (base, _), key in zip(items, keys)]
 
 
 def _config_base(config: dict[str, Any]) -> str:
-    """What a stored run ran, in words: its proposer and model (a table's "ran" column)."""
-    proposer = config.get("proposer", {})
-    kind = str(proposer.get("kind", "?"))
-    model = proposer.get("llm", {}).get("model")
-    if kind == "llm":
-        return f"opro {model}"
-    if kind == "optuna":
-        return f"optuna:{proposer.get('algorithm')}"
-    return f"{kind} {model}" if model else kind
+    """What a stored run ran, in words: its proposer and model (a table's "ran" column, and the label
+    of a run that no grid named), as ``llmopt show`` names it (:func:`proposer_name`)."""
+    return proposer_name(config)
+
+
+def _grid_label(label: str, config: dict[str, Any]) -> str:
+    """A configuration label read back from a grid run's name, with its model as written: a run name
+    cannot hold a ``/``, so ``opro local/smollm2`` was stored as ``opro local:smollm2``."""
+    base = _config_base(config)
+    stored = base.replace("/", ":")
+    return base + label[len(stored):] if stored != base and label.startswith(stored) else label
 
 
 def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[int] | None = None, *,
@@ -551,8 +554,9 @@ def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[i
     configs = [""] * len(runs)
     for label in dict.fromkeys(problems):  # configurations are told apart within each problem
         mine = [i for i, p in enumerate(problems) if p == label]
-        for i, config in zip(mine, _labels([(matches[i]["config"] if matches[i] else _config_base(settings[i][1]),
-                                             settings[i][1]) for i in mine])):
+        bases = [_grid_label(matches[i]["config"], settings[i][1]) if matches[i] else _config_base(settings[i][1])
+                 for i in mine]
+        for i, config in zip(mine, _labels([(base, settings[i][1]) for i, base in zip(mine, bases)], slash="/")):
             configs[i] = config
     grid = Grid(name=re.sub(r"[/\s]+", "_", store.path.stem) or "store",
                 seeds=tuple(sorted({int(r.config.get("seed", 0)) for r in runs})),
@@ -564,7 +568,8 @@ def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[i
         result = stored_result(store, run)
         out.outcomes.append(Outcome(Cell(grid.name, plabel, clabel, seed, run.problem, {}), problem,  # type: ignore[arg-type]
                                     result, finished=run.status == "finished",  # type: ignore[arg-type]
-                                    spend=run_spend(store, run, result.history), ran=_config_base(run.config)))
+                                    spend=run_spend(store, run, result.history), ran=_config_base(run.config),
+                                    budget=budget_text(run.config.get("budget") or {})))
         refs = out.references.setdefault(plabel, {}).setdefault(seed, [])
         if with_references and run.optimum is not None and not refs:
             refs.append(Reference("optimum", run.optimum))

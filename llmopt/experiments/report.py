@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import replace
 from typing import Any, Sequence
@@ -64,6 +65,7 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
         *_chosen_rows(result),
         ["trials", f"{sum(c.values())}: {c['COMPLETE']} complete, {c['INVALID']} invalid, "
                    f"{c['DUPLICATE']} duplicate, {c['FAILED']} failed"],
+        *_failure_rows(result.history),
         ["LLM calls", calls],
         ["tokens", tokens],
         ["cost", cost],
@@ -76,6 +78,37 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
         ["wall time", f"{result.elapsed_s:.1f} s"],
     ]
     rows += [[k, "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)] for k, v in result.metrics.items()]
+    return rows
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def most_common_failure(trials: Sequence[Trial], state: TrialState) -> tuple[int, int, Trial] | None:
+    """(how many, of how many, an example) of the most common reason among the ``state`` trials (FAILED:
+    scoring raised or gave no finite number; INVALID: a reply that did not decode); reasons that
+    differ only in their numbers count as one. None when there are none."""
+    failed = [t for t in trials if t.state is state and t.error]
+    if not failed:
+        return None
+    groups = Counter(_NUMBER.sub("N", t.error or "")[:200] for t in failed)
+    reason, count = groups.most_common(1)[0]
+    example = next(t for t in failed if _NUMBER.sub("N", t.error or "")[:200] == reason)
+    return count, len(failed), example
+
+
+def _failure_rows(history: SolutionHistory) -> Table:
+    """A summary's rows naming the most common failure and invalid reply, each with one example: a run
+    whose every evaluation failed says why, not only how many."""
+    rows: Table = []
+    for state, label in ((TrialState.FAILED, "most common failure"), (TrialState.INVALID, "most common invalid")):
+        found = most_common_failure(list(history), state)
+        if found is None:
+            continue
+        count, total, t = found
+        solution = t.text if t.text is not None else (t.raw or "")
+        shown = solution if len(solution) <= 60 else solution[:57] + "..."
+        rows.append([label, f"{count} of {total}: {(t.error or '')[:300]}  (e.g. trial #{t.number}: {shown})"])
     return rows
 
 
@@ -141,7 +174,7 @@ def runs_table(store: RunStore) -> Table:
         usage = store.usage(run.id)
         steps = max((t.step for t in history), default=0)
         status = run.stop_reason or store.run_status(run)  # a dead "running" run shows as interrupted
-        rows.append([run.name, run.problem, _proposer_label(run), status, steps, len(history.completed()),
+        rows.append([run.name, run.problem, proposer_name(run.config), status, steps, len(history.completed()),
                      "-" if best is None else f"{best.value:.6g}", usage.calls, usage.tokens, usage.format_dollars()])
     return rows
 
@@ -208,10 +241,16 @@ def _best(values: list[float], direction: Direction) -> float | None:
     return min(values) if direction is Direction.MINIMIZE else max(values)
 
 
-def _proposer_label(run: RunRecord) -> str:
-    proposer = run.config.get("proposer", {})
-    if proposer.get("kind") == "llm":
-        return f"llm:{proposer.get('llm', {}).get('model')}"
-    if proposer.get("kind") == "optuna":
+def proposer_name(config: dict[str, Any]) -> str:
+    """What a recorded run ran, by its proposer and model, in the one scheme every command uses
+    (``show``, the tables' ``ran`` column, plots and the report): ``opro local/smollm2``,
+    ``llm-iid local/smollm2``, ``evoprompt-ga local/smollm2``, ``optuna:tpe``, ``random``; the
+    model as it is written in ``--model``. ``config``: the run's recorded configuration."""
+    proposer = config.get("proposer", {})
+    kind = str(proposer.get("kind", "?"))
+    model = proposer.get("llm", {}).get("model")
+    if kind == "llm":
+        return f"opro {model}"
+    if kind == "optuna":
         return f"optuna:{proposer.get('algorithm')}"
-    return str(proposer.get("kind", "?"))
+    return f"{kind} {model}" if model else kind

@@ -78,6 +78,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite run store (default {DEFAULT_STORE})")
     g.add_argument("--name", help="run name in the store (default: <problem>-<proposer>-seed<S>)")
     g.add_argument("--resume", action="store_true", help="continue the named run (same settings; budgets may grow)")
+    g.add_argument("--accept-changed-objective", action="store_true",
+                   help="with --resume: continue even though the objective's code changed since the run began "
+                        "(its new values mix with the recorded ones; refused without this flag)")
     g.add_argument("--proposals", type=positive_int, default=8, help="valid proposals per step (default 8; optuna:cmaes and "
                    "evoprompt-*: their population instead)")
     g.add_argument("--max-rounds", type=positive_int, default=3,
@@ -152,10 +155,15 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                     help="past solutions shown (default: the paper's for the problem, 20 for linreg, 10 for tsp)")
     mp.add_argument("--order", choices=("worst_to_best", "best_to_worst", "random"), default="worst_to_best",
                     help="order of the past solutions shown (default worst_to_best: the best last, as in the paper)")
-    mp.add_argument("--scores", choices=("exact", "rounded", "buckets", "hidden"), default="rounded",
-                    help="how their scores are shown: as computed, rounded to --decimals, as a bucket 1..--buckets, "
-                         "or not at all (default rounded)")
-    mp.add_argument("--decimals", type=non_negative_int, default=0, help="decimals for --scores rounded (default 0)")
+    mp.add_argument("--scores", choices=("exact", "rounded", "significant", "buckets", "hidden"),
+                    help="how their scores are shown: as computed, rounded to --decimals, to --score-digits significant "
+                         "digits of the shown scores' spread (more where two would print alike), as a bucket "
+                         "1..--buckets, or not at all (default: the problem's: rounded to integers for linreg, tsp "
+                         "and prompt, as in the paper; significant for a function; rounded with --decimals)")
+    mp.add_argument("--decimals", type=non_negative_int,
+                    help="decimals for --scores rounded (default: 0, the paper's integers)")
+    mp.add_argument("--score-digits", type=positive_int, default=3,
+                    help="significant digits for --scores significant (default 3)")
     mp.add_argument("--buckets", type=positive_int, default=10, help="buckets for --scores buckets (default 10)")
     mp.add_argument("--instruction", help="replace the closing instruction of the meta-prompt")
 
@@ -203,8 +211,10 @@ def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
         raise ValueError(f"--show {args.show}: llm-iid shows no solutions (llm-scs shows the latest --show)")
     if args.proposer in ("llm-iid", "llm-scs"):
         return SamplingProposer(llm, shown=0 if args.proposer == "llm-iid" else shown, seed=args.seed, **cost)
-    meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=args.scores, decimals=args.decimals,
-                            buckets=args.buckets, instruction=args.instruction, shuffle_seed=args.seed)
+    scores = args.scores or ("rounded" if args.decimals is not None else "auto")  # auto: the problem's
+    meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=scores, decimals=args.decimals or 0,
+                            digits=args.score_digits, buckets=args.buckets, instruction=args.instruction,
+                            shuffle_seed=args.seed)
     return LLMProposer(llm, meta, **cost)
 
 
@@ -282,7 +292,9 @@ def open_run(args: argparse.Namespace, store: RunStore, problem: Problem, propos
     return Optimizer(problem, proposer, seed=args.seed, budget=budget, proposals_per_step=args.proposals,
                      max_rounds=args.max_rounds, store=store, name=name, resume=args.resume, race=args.race,
                      validate_every=getattr(args, "eval_every", None), validate_top=getattr(args, "validate_top", 3),
-                     validation_patience=args.patience if _early_stop(args) else None)
+                     validation_patience=args.patience if _early_stop(args) else None,
+                     accept_changed_objective=getattr(args, "accept_changed_objective", False),
+                     command=getattr(args, "command_line", None))
 
 
 def execute(opt: Optimizer, args: argparse.Namespace, progress_bar: bool | None = None) -> RunResult:

@@ -270,8 +270,11 @@ def comparison_table(label: str, configs: dict[str, list[Outcome]], planned: int
     if control_row is not None:
         _test_against(rows, control_row, direction, options)
     budget_label, target_label = options.budget_label(), options.target_label()
+    budgets = {r.label: "; ".join(dict.fromkeys(o.budget for o in r.done if o.budget)) or "-" for r in rows}
+    unequal = len(set(budgets.values()) - {"-"}) > 1  # rows ran to different limits: say so, with the limits
     vs = f"vs {control} (Holm p)"
-    header = ["configuration", "ran", "runs", "evals", "solved", "aRT to optimum", target_label, "steps to optimum",
+    header = ["configuration", "ran", "runs", "evals", "budget" if unequal else None, "solved", "aRT to optimum",
+              target_label, "steps to optimum",
               "best", "gap %", f"vs {control} at equal evals (Holm p)" if control_row else None,
               f"best at {budget_label}" if budget_label else None,
               f"{vs} at {budget_label}" if control_row and budget_label else None,
@@ -288,6 +291,7 @@ def comparison_table(label: str, configs: dict[str, list[Outcome]], planned: int
             "; ".join(dict.fromkeys(o.ran for o in r.done if o.ran)) or "-",
             f"{len(r.done)}/{r.planned}" + (f" (+{r.partial} partial)" if r.partial else ""),
             format_summary(r.columns["evals"], fmt["evals"]),
+            budgets[r.label] if unequal else None,
             solved,
             _art_cell(r.art_optimum) if r.solvable else "-",
             (_art_cell(r.art_target) if r.art_target else "-") if target_label else None,
@@ -307,18 +311,31 @@ def comparison_table(label: str, configs: dict[str, list[Outcome]], planned: int
     width = len(table[0])
     for ref in reference_rows(refs, optimum_of, direction):
         table.append(_reference_row(ref, table[0])[:width])
-    return NotedTable(_drop_empty_columns(table), _notes(rows, control_row, options))
+    kept = _drop_empty_columns(table)
+    return NotedTable(kept, _notes(rows, control_row, options, set(kept[0])))
 
 
 def _reference_row(cells: dict[str, str], header: list[str]) -> list[str]:
     return [cells.get(h, "-") for h in header]
 
 
-def _notes(rows: list[ConfigStats], control: ConfigStats | None, options: TableOptions) -> list[str]:
+#: What a column's cells are, for the notes under a table that shows it.
+_COLUMN_NOTES = {
+    "ran": "ran: what each row ran (its proposer, model, and a control's search space)",
+    "evals": "evals: scored solutions per run",
+    "budget": "budget: each row's stopping limits, which differ between rows: the test against the control is at "
+              "equal evaluations, every other column at each row's own budget",
+    "solved": "solved: runs (95% Wilson interval)",
+}
+
+
+def _notes(rows: list[ConfigStats], control: ConfigStats | None, options: TableOptions,
+           columns: set[str]) -> list[str]:
+    """The notes of the columns the table shows (``columns``: its header, after empty columns are dropped)."""
     notes = ["cells: median [interquartile range] (95% CI of the median: distribution-free, from order statistics; "
-             "none below 6 runs) over finished runs; solved: runs (95% Wilson interval); ran: what each row ran "
-             "(its proposer, model, and a control's search space); evals: scored solutions per run"]
-    if any(r.solvable for r in rows) or options.target_label():
+             "none below 6 runs) over finished runs"
+             + "".join(f"; {words}" for column, words in _COLUMN_NOTES.items() if column in columns)]
+    if any(c.startswith("aRT") for c in columns):
         notes.append("aRT (COCO's average runtime): scored solutions summed over all runs, a successful run up to "
                      "its first success and an unsuccessful one in full, divided by the successful runs (shown in "
                      "brackets); inf when none succeeded")
@@ -336,7 +353,7 @@ def _notes(rows: list[ConfigStats], control: ConfigStats | None, options: TableO
                      "run's evaluations (unpaired rows: the fewest of any run); "
                      + (f"runs of {', '.join(cut)} or of the control were cut there (they scored unequal numbers)"
                         if cut else "every pair scored equally many, so this is the final best"))
-    if options.budget is not None:
+    if options.budget is not None and f"best at {options.budget_label()}" in columns:
         axis, amount = options.budget
         notes.append(f"best at {options.budget_label()}: the best value among solutions scored within {amount:g} "
                      f"{_AXIS_WORDS[axis]} (a run that stopped sooner counts with what it reached)")

@@ -49,6 +49,7 @@ from typing import Any
 
 from llmopt.llm._litellm import import_litellm
 from llmopt.llm.errors import LLMConfigError
+from llmopt.llm.grammar import schema_grammar
 
 PROVIDER = "local"
 
@@ -221,8 +222,10 @@ class _Engine:
         if params.get("stop"):
             kwargs["stop"] = params["stop"]
         schema = _schema_of(params.get("response_format"))
-        if schema is not None:  # llama.cpp turns the JSON schema into a GBNF grammar
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        if schema is not None:  # the JSON schema as a GBNF grammar, its numbers bounded (llmopt.llm.grammar)
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            kwargs["grammar"] = LlamaGrammar.from_string(schema_grammar(schema), verbose=False)
         with self.lock:
             if cancelled is not None and cancelled.is_set():
                 raise CallCancelled("the caller cancelled this call before it started")

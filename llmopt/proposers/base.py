@@ -61,6 +61,11 @@ class Proposer(ABC):
     def prepare(self, problem: Problem) -> None:
         """Adapt to the problem before the run (e.g. decide on structured output)."""
 
+    def resuming(self, recorded: dict[str, Any]) -> None:
+        """Before a resumed run is checked against its recorded configuration (``recorded``, this
+        proposer's part of it): a setting left to its default may take the value the run recorded,
+        so that a run recorded before a default changed resumes as it ran."""
+
     def uses_llm(self) -> bool:
         return False
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from llmopt.history import SolutionHistory
 from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
-from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt, build_sampling_prompt
+from llmopt.metaprompt import SCORES, MetaPromptConfig, build_meta_prompt, build_sampling_prompt
 from llmopt.problem import Problem
 from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
 from llmopt.seeding import derive_seed
@@ -44,6 +44,7 @@ class LLMProposer(Proposer):
             raise ValueError(f"redraw_temperature must be in [0, 2], got {redraw_temperature}")
         self.llm = llm
         self.metaprompt = replace(metaprompt or MetaPromptConfig(), per_call=per_call)
+        self._scores_left_to_problem = self.metaprompt.scores == "auto"
         self.system_prompt = system_prompt
         self.use_store_cache = use_store_cache
         self.structured = structured
@@ -57,6 +58,14 @@ class LLMProposer(Proposer):
 
     def describe(self, problem: Problem) -> str:
         return f"opro {self.llm.model}"
+
+    def resuming(self, recorded: dict[str, Any]) -> None:
+        """Scores left to the problem (``scores="auto"``) are shown as the run recorded them: a run
+        from before a problem's default display changed resumes with its own."""
+        shown = recorded.get("metaprompt") or {}
+        if self._scores_left_to_problem and shown.get("scores") in SCORES:
+            self.metaprompt = replace(self.metaprompt, scores=shown["scores"], decimals=shown.get("decimals", 0),
+                                      digits=shown.get("digits", MetaPromptConfig.digits))
 
     def validate(self) -> None:
         self.llm.validate()
@@ -77,7 +86,7 @@ class LLMProposer(Proposer):
             mode = "json_schema" if self.llm.supports_structured() else "off"
         self._format = None if schema is None or mode == "off" else response_format(
             schema, "json_object" if mode == "json_object" else "json_schema")
-        self.metaprompt = replace(self.metaprompt, structured=self._format is not None)
+        self.metaprompt = replace(self.metaprompt.for_problem(problem), structured=self._format is not None)
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
         return build_meta_prompt(problem, history, self.metaprompt)

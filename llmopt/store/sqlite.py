@@ -12,6 +12,7 @@ command, so nothing is ever added to a damaged file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -195,6 +196,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
+#: The hidden folder beside a store that holds its runs' lock files (see :class:`RunStore`).
+LOCKS_DIR = ".llmopt-locks"
+
+
+def _held(path: Path) -> bool:
+    """Whether a process holds the flock of the lock file ``path`` (False: none, or no such file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # never claimed (or by an llmopt before locks)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the shared lock if it was taken
+    return False
+
+
 @dataclass(frozen=True)
 class RunRecord:
     id: int
@@ -281,8 +301,11 @@ class RunStore:
     file is ``StoreError("no store at PATH")``, and nothing, not even the schema, is written.
 
     Which runs are live: a process that creates or resumes a run holds an exclusive ``flock`` on
-    the run's lock file (``<store>-locks/<hash of the run name>``, holding the owner's pid and
-    host for messages) until the run stops or the store is closed. The kernel releases the lock
+    the run's lock file (``.llmopt-locks/<store's file name>/<hash of the run name>`` beside the
+    store, holding the owner's pid and host for messages; the hidden folder ignores itself for git,
+    as ``.pytest_cache`` does, so it never clutters a user's ``git status``) until the run stops or
+    the store is closed. A lock of an llmopt from before that folder (``<store>-locks/``) is
+    honoured too, so its live runs stay live. The kernel releases the lock
     when the process ends in any way, SIGKILL and power loss included, so a run whose stored
     status is still ``running`` but whose lock is free was killed or crashed: it is shown as
     ``interrupted`` (nothing is written; ``--resume`` continues it). No pid is ever matched
@@ -464,9 +487,21 @@ class RunStore:
                 raise
 
     # --- which process owns a run ----------------------------------------------------------
-    def _lock_path(self, name: str) -> Path:
+    def _lock_path(self, name: str, legacy: bool = False) -> Path:
         digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
-        return Path(f"{self.path.resolve()}-locks") / digest
+        store = self.path.resolve()
+        if legacy:  # where an llmopt before LOCKS_DIR kept them
+            return Path(f"{store}-locks") / digest
+        return store.parent / LOCKS_DIR / store.name / digest
+
+    @staticmethod
+    def _lock_folder(path: Path) -> None:
+        """Make the lock file's folder; the hidden top one holds a .gitignore that ignores all of it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ignore = path.parent.parent / ".gitignore"
+        if not ignore.exists():
+            with contextlib.suppress(OSError):
+                ignore.write_text("# run locks of llmopt's stores (see llmopt.store.sqlite.RunStore): never committed\n*\n")
 
     def claim(self, name: str, wait_s: float = 0.5, creating: bool = False) -> None:
         """Take the ownership lock of run ``name`` (see the class docstring); RunBusyError if a live
@@ -475,8 +510,10 @@ class RunStore:
             raise StoreError(f"store {self.path} is open read-only: it cannot run {name!r}")
         if fcntl is None or name in self._claims:
             return
+        if _held(self._lock_path(name, legacy=True)):  # an older llmopt's live run
+            raise RunBusyError(name, self.path, self.owner(name) or "owner unknown", creating)
         path = self._lock_path(name)
-        path.parent.mkdir(exist_ok=True)
+        self._lock_folder(path)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + wait_s
         while True:
@@ -509,25 +546,17 @@ class RunStore:
             return True
         if fcntl is None:
             return True  # cannot tell: trust the stored status
-        try:
-            fd = os.open(self._lock_path(name), os.O_RDONLY)
-        except OSError:
-            return False  # never claimed (or by an llmopt before locks)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # also drops the shared lock if it was taken
-        return False
+        return _held(self._lock_path(name)) or _held(self._lock_path(name, legacy=True))
 
     def owner(self, name: str) -> str | None:
         """``pid N on HOST`` of the last process that claimed run ``name``, if recorded."""
-        try:
-            data = json.loads(self._lock_path(name).read_text() or "{}")
-            return f"pid {data['pid']} on {data['host']}"
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        for legacy in (False, True):
+            try:
+                data = json.loads(self._lock_path(name, legacy).read_text() or "{}")
+                return f"pid {data['pid']} on {data['host']}"
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return None
 
     def run_status(self, run: RunRecord) -> str:
         """The stored status, except that a ``running`` run no live process owns is ``interrupted``."""

@@ -200,7 +200,11 @@ def _reproducible(problem: Problem) -> None:
 
 
 def _finite(problem: Problem, solution: Any) -> None:
-    value = problem.score(solution)
+    try:
+        value = problem.score(solution)
+    except Exception as exc:  # name the input, as for a score that is not finite
+        raise ContractViolation(FINITE, f"score({_short(solution)}) raised {type(exc).__name__}: "
+                                        f"{_clip(str(exc), 300)}") from exc
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ContractViolation(FINITE, f"score({_short(solution)}) returned {_short(value)}, not a number")
     if not math.isfinite(float(value)):

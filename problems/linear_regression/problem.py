@@ -46,6 +46,7 @@ class LinearRegression(Problem[Pair]):
     solution_noun = "(w, b) pair"
     solution_plural = "pairs"
     value_noun = "function value"
+    default_scores = "rounded"  # the paper shows integer values
 
     def __init__(self, *, w_true: int = 15, b_true: int = 14, num_points: int = 50, seed: int = 0,
                  num_starts: int = 5, start_range: tuple[int, int] = (10, 20),

@@ -76,6 +76,7 @@ class PromptOptimization(Problem[str]):
     solution_label = "text"
     value_label = "score"
     default_shown = 20
+    default_scores = "rounded"  # the paper shows integer accuracies (0-100)
     states_order = False  # the paper's descriptions word it themselves
     operator_style = "prompt"  # EvoPrompt's GA and DE speak of prompts, with their worked examples
 

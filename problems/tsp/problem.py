@@ -45,6 +45,7 @@ class TravellingSalesman(Problem[Tour]):
     value_noun = "length"
     value_label = "length"
     default_shown = 10  # the paper shows the 10 best traces
+    default_scores = "rounded"  # the paper shows integer lengths
 
     def __init__(self, instance: TSPInstance, *, optimum: float | None = None, optimum_proved: bool = False,
                  num_starts: int = 5, start_at_zero: bool = True) -> None:
