@@ -122,3 +122,26 @@ def test_the_embedded_engine_samples_with_the_bounded_grammar(monkeypatch) -> No
     assert "response_format" not in seen
     rx = matcher(seen["grammar"]._grammar)
     assert rx.match('{"n": 10, "t": 2.5, "kind": "root"}') and not rx.match('{"n": 11, "t": 2.5, "kind": "root"}')
+
+
+def test_an_embedded_models_structured_replies_are_cached_under_its_grammar(monkeypatch) -> None:
+    """A reply sampled under an older grammar is never served for this one: the embedded model's cache
+    key holds the grammar's version; a hosted model's key does not (its server makes its own grammar)."""
+    from llmopt.llm import LLM, grammar
+    from llmopt.llm.cache import cache_key
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    messages = [{"role": "user", "content": "a number"}]
+
+    def keys() -> tuple[str, str, str]:
+        local, hosted = LLM.from_model("local/smollm2"), LLM.from_model("openai/gpt-4o-mini")
+        return (cache_key(local._keyed(local.request(messages, 1, fmt))),
+                cache_key(local._keyed(local.request(messages, 1))),
+                cache_key(hosted._keyed(hosted.request(messages, 1, fmt))))
+
+    before = keys()
+    monkeypatch.setattr("llmopt.llm.client.GRAMMAR", grammar.GRAMMAR + "-next")
+    after = keys()
+    assert before[0] != after[0]  # structured, embedded: a new grammar, a new key
+    assert before[1:] == after[1:]  # free text, or a hosted model: unchanged

@@ -31,6 +31,7 @@ from llmopt.llm import embedded
 from llmopt.llm._litellm import count_tokens, import_litellm, reply_cost, token_cost
 from llmopt.llm.cache import ResponseCache, cache_key
 from llmopt.llm.errors import LLMConfigError, MissingCredentials
+from llmopt.llm.grammar import GRAMMAR
 from llmopt.llm.router import RouterSpec
 from llmopt.llm.usage import Completion
 
@@ -566,7 +567,12 @@ class LLM:
     def _keyed(self, request: dict[str, Any]) -> dict[str, Any]:
         """What the cache key hashes. A router's call is keyed by its model group and the models
         behind it, not by the server that answers: any deployment of one model gives the same kind
-        of reply, so a run re-served over other servers (or a grown cluster) still hits its cache."""
+        of reply, so a run re-served over other servers (or a grown cluster) still hits its cache.
+        An embedded model's structured call is keyed by the grammar llmopt makes of the schema too
+        (:data:`llmopt.llm.grammar.GRAMMAR`): replies sampled under an older grammar are not this
+        one's, so they are never served for it."""
+        if _local_module(self.config.model) is not None and "response_format" in request:
+            request = {**request, "grammar": GRAMMAR}
         if self.config.router is None:
             return request
         return {**request, "router_models": list(self.config.router.models(self.config.model))}

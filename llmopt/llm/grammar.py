@@ -25,6 +25,10 @@ import functools
 import math
 from typing import Any, Callable
 
+#: The version of the schema-to-grammar rules below, part of an embedded model's cache key: change it
+#: whenever the grammar a schema gives changes, so that no cached reply of the old grammar is served.
+GRAMMAR = "llmopt-bounded-numbers-1"
+
 #: Digits of a fraction (llama.cpp's own number rule allows up to 16).
 FRACTION_DIGITS = 15
 #: Bounds this large are left to llama.cpp's converter (a digit range of 16 digits and more is long
