@@ -205,6 +205,31 @@ def test_rows_are_tested_at_equal_evaluations_and_the_notes_say_how(tmp_path: Pa
     assert rows["llm"]["ran"] == "opro m" == rows["random"]["ran"]  # what the stored runs say they ran
 
 
+def test_beat_starts_counts_runs_whose_proposals_beat_every_starting_solution(tmp_path: Path) -> None:
+    """A run that ended at a starting solution ties every other such run: the column says how many did not."""
+    config = {"seed": 0, "direction": "minimize", "problem": {"name": "toy"}, "proposer": {"kind": "random"}}
+    with RunStore(tmp_path / "s.db") as store:
+        for seed, proposed in enumerate([[45.0, 41.0], [30.0], [40.0]]):  # 40 ties the best start: not beaten
+            run = store.create_run(f"g/toy/r/seed{seed}", "toy", {**config, "seed": seed}, {})
+            store.begin_step(run.id, 0, 0, None)
+            for n, value in enumerate([50.0, 40.0]):
+                store.add_trial(run.id, Trial(number=n, step=0, state=TrialState.COMPLETE, source="start",
+                                              text=f"s{n}", key=f"s{n}", value=value))
+            store.finish_step(run.id, 0)
+            store.begin_step(run.id, 1, 2, "prompt")
+            for n, value in enumerate(proposed, 2):
+                store.add_trial(run.id, Trial(number=n, step=1, state=TrialState.COMPLETE, source="random",
+                                              text=f"p{n}", key=f"p{n}", value=value))
+            store.finish_step(run.id, 1)
+            store.set_status(run.id, "finished", "max_steps", "done")
+        outcomes = collect_runs(store).outcomes
+    assert [o.beat_starts() for o in outcomes] == [False, True, False]
+    table = comparison_table("toy", {"r": outcomes}, 3, {})
+    assert dict(zip(table[0], table[1]))["beat starts"] == "1/3"
+    assert any("beat starts: runs in which a proposal scored better than every starting solution" in n
+               for n in table.notes)
+
+
 def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     """Ten seeds of random search: a box around the true pair beats the wide control, the control's
     twin is not different from it, and the markdown, CSV and budget views agree."""

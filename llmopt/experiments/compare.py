@@ -185,6 +185,18 @@ class Outcome:
     def proposed(self) -> list[Any]:
         return [t for t in self.result.history if t.source != "start"] if self.result else []
 
+    def beat_starts(self) -> bool | None:
+        """Whether a proposal scored better than every starting solution (None: no starting solution
+        was scored). A run that did not ended at a starting solution: it ties every other such run,
+        and a tie there says nothing about its method."""
+        if self.result is None:
+            return None
+        starts = [float(t.value) for t in self.result.history if t.source == "start" and t.ok]
+        if not starts:
+            return None
+        best_start = min(starts) if self.problem.direction is Direction.MINIMIZE else max(starts)
+        return any(self.problem.direction.better(float(t.value), best_start) for t in self.proposed() if t.ok)
+
     def unique(self) -> int:
         return len({t.key for t in self.proposed() if t.state in (TrialState.COMPLETE, TrialState.DUPLICATE)})
 

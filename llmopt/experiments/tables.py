@@ -132,6 +132,7 @@ class ConfigStats:
     solvable: bool
     columns: dict[str, Summary | None] = field(default_factory=dict)
     solved: int = 0
+    beat: tuple[int, int] = (0, 0)  # runs in which a proposal beat every starting solution, of runs that had some
     versus: Comparison | None = None  # at equal evaluations (equal_evaluations)
     cut: bool = False  # some of its runs were compared on fewer evaluations than they made
     versus_budget: Comparison | None = None
@@ -169,6 +170,8 @@ def config_stats(label: str, outcomes: list[Outcome], planned: int, options: Tab
     stats = ConfigStats(label, planned, done, partial, solvable=bool(outcomes) and outcomes[0].solvable())
     solved = [o for o in done if o.solved()]
     stats.solved = len(solved)
+    beat = [b for b in (o.beat_starts() for o in done) if b is not None]
+    stats.beat = (sum(beat), len(beat))
     for column, (number, _) in NUMERIC.items():
         pool = solved if column == "steps to optimum" else done
         stats.columns[column] = summarize([number(o) for o in pool])
@@ -275,7 +278,7 @@ def comparison_table(label: str, configs: dict[str, list[Outcome]], planned: int
     vs = f"vs {control} (Holm p)"
     header = ["configuration", "ran", "runs", "evals", "budget" if unequal else None, "solved", "aRT to optimum",
               target_label, "steps to optimum",
-              "best", "gap %", f"vs {control} at equal evals (Holm p)" if control_row else None,
+              "best", "beat starts", "gap %", f"vs {control} at equal evals (Holm p)" if control_row else None,
               f"best at {budget_label}" if budget_label else None,
               f"{vs} at {budget_label}" if control_row and budget_label else None,
               "unique proposed", "valid %", "calls", "tokens", "cost (all runs)", "wall s"]
@@ -297,6 +300,7 @@ def comparison_table(label: str, configs: dict[str, list[Outcome]], planned: int
             (_art_cell(r.art_target) if r.art_target else "-") if target_label else None,
             format_summary(r.columns["steps to optimum"], fmt["steps to optimum"]),
             format_summary(r.columns["best"], fmt["best"]),
+            f"{r.beat[0]}/{r.beat[1]}" if r.beat[1] else "-",
             format_summary(r.columns["gap %"], fmt["gap %"]),
             ("control" if r is control_row else format_comparison(r.versus, options.alpha)) if control_row else None,
             format_summary(r.columns.get("budget"), "{:.4g}") if budget_label else None,
@@ -326,6 +330,8 @@ _COLUMN_NOTES = {
     "budget": "budget: each row's stopping limits, which differ between rows: the test against the control is at "
               "equal evaluations, every other column at each row's own budget",
     "solved": "solved: runs (95% Wilson interval)",
+    "beat starts": "beat starts: runs in which a proposal scored better than every starting solution (the others "
+                   "ended at a starting solution, where rows tie whatever their method)",
 }
 
 
