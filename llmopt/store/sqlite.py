@@ -12,157 +12,36 @@ command, so nothing is ever added to a damaged file.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
 import urllib.parse
-import weakref
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from llmopt.history import Trial, TrialState
 from llmopt.llm.usage import Completion, Usage
-from llmopt.problem import Direction
+from llmopt.store.locks import LOCKS_DIR, RunLocks
+from llmopt.store.records import (
+    _RUN_TABLES,
+    CallRecord,
+    RunBusyError,
+    RunExistsError,
+    RunRecord,
+    StepRecord,
+    StoreError,
+    ValidationRecord,
+    call_record,
+    column,
+)
+from llmopt.store.schema import DEFAULT_STORE, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: no ownership locks, a run's stored status is shown as is
-    fcntl = None  # type: ignore[assignment]
-
-#: The store every command uses unless given ``--store`` (a grid file may name its own).
-DEFAULT_STORE = "runs.db"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    problem TEXT NOT NULL,
-    config TEXT NOT NULL,
-    versions TEXT NOT NULL,
-    status TEXT NOT NULL,
-    stop_reason TEXT,
-    stop_detail TEXT,
-    elapsed_s REAL NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    step INTEGER NOT NULL,
-    first_number INTEGER NOT NULL,
-    prompt TEXT,
-    finished INTEGER NOT NULL DEFAULT 0,
-    started REAL NOT NULL,
-    PRIMARY KEY (run_id, step)
-);
-CREATE TABLE IF NOT EXISTS trials (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    number INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    source TEXT NOT NULL,
-    text TEXT,
-    key TEXT,
-    value REAL,
-    raw TEXT,
-    error TEXT,
-    duplicate_of INTEGER,
-    created REAL NOT NULL,
-    metrics TEXT,
-    parents TEXT,
-    PRIMARY KEY (run_id, number)
-);
-CREATE TABLE IF NOT EXISTS calls (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    number INTEGER NOT NULL,
-    role TEXT NOT NULL,
-    item INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    cache_key TEXT,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    cost_usd REAL,
-    latency_s REAL NOT NULL,
-    cache_hit INTEGER NOT NULL,
-    error TEXT,
-    created REAL NOT NULL,
-    choice INTEGER NOT NULL DEFAULT 0,
-    cached_tokens INTEGER NOT NULL DEFAULT 0,
-    prompt TEXT,
-    PRIMARY KEY (run_id, number, role, item)
-);
-CREATE TABLE IF NOT EXISTS cache (
-    key TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    request TEXT NOT NULL,
-    text TEXT NOT NULL,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    cost_usd REAL,
-    finish_reason TEXT,
-    created REAL NOT NULL,
-    cached_tokens INTEGER
-);
-CREATE TABLE IF NOT EXISTS validations (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    step INTEGER NOT NULL,
-    number INTEGER NOT NULL,
-    value REAL,
-    error TEXT,
-    created REAL NOT NULL,
-    PRIMARY KEY (run_id, step, number)
-);
-"""
-
-
-#: Bumped whenever a table changes; a store of another version is refused with a clear error.
-SCHEMA_VERSION = 4
-#: How a store of an older version is brought up to this one: the columns added since, in order
-#: (version 3: a trial's metrics, a call's choice index and cached prompt tokens; version 4: a
-#: trial's parents, a call's own prompt; the validations table is created with the schema).
-MIGRATIONS = {
-    2: ("ALTER TABLE trials ADD COLUMN metrics TEXT",
-        "ALTER TABLE calls ADD COLUMN choice INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE cache ADD COLUMN cached_tokens INTEGER"),
-    3: ("ALTER TABLE trials ADD COLUMN parents TEXT",
-        "ALTER TABLE calls ADD COLUMN prompt TEXT"),
-}
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or does not hold what was asked for."""
-
-
-class RunExistsError(StoreError):
-    """A new run was given a name that the store already holds (and no process is running it)."""
-
-    def __init__(self, name: str, path: Path) -> None:
-        super().__init__(f"run {name!r} already exists in {path}: resume it (resume=True, or --resume on the "
-                         f"command line), or pick another name")
-        self.name, self.path = name, path
-
-
-class RunBusyError(StoreError):
-    """The run is being written by another live process (it holds the run's ownership lock)."""
-
-    def __init__(self, name: str, path: Path, owner: str, creating: bool) -> None:
-        if creating:
-            text = (f"run {name!r} already exists in {path} and is running in another process ({owner}): wait for "
-                    f"it to stop, or pick another name")
-        else:
-            text = f"run {name!r} in {path} is running in another process ({owner}): wait for it to stop first"
-        super().__init__(text)
-        self.name, self.path, self.owner = name, path, owner
-
+#: What other modules import from here (the store's public names live in schema, records, locks).
+__all__ = ["DEFAULT_STORE", "LOCKS_DIR", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "CallRecord", "RunBusyError",
+           "RunExistsError", "RunRecord", "RunStore", "SQLiteCache", "StepRecord", "StoreError", "Usage",
+           "ValidationRecord"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -176,125 +55,7 @@ def _is_damage(exc: sqlite3.Error) -> bool:
     return type(exc) is sqlite3.DatabaseError
 
 
-# Ownership locks are flock()s on files this process opened; a forked child (a process pool's
-# worker) must not keep them alive after its parent died, so it closes its copies (closing a
-# copy never releases the parent's lock; only LOCK_UN or closing every copy does).
-_STORES_WITH_LOCKS: "weakref.WeakSet[RunStore]" = weakref.WeakSet()
-
-
-def _close_inherited_locks() -> None:
-    for store in list(_STORES_WITH_LOCKS):
-        for fd in store._claims.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        store._claims.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_inherited_locks)
-
-
-#: The hidden folder beside a store that holds its runs' lock files (see :class:`RunStore`).
-LOCKS_DIR = ".llmopt-locks"
-
-
-def _held(path: Path) -> bool:
-    """Whether a process holds the flock of the lock file ``path`` (False: none, or no such file)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False  # never claimed (or by an llmopt before locks)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also drops the shared lock if it was taken
-    return False
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: int
-    name: str
-    problem: str
-    config: dict[str, Any]
-    versions: dict[str, Any]
-    status: str
-    stop_reason: str | None
-    stop_detail: str | None
-    elapsed_s: float
-    created: float
-
-    @property
-    def direction(self) -> Direction:
-        """The direction the run optimized in, as recorded in its config."""
-        return Direction(self.config.get("direction", Direction.MINIMIZE.value))
-
-    @property
-    def optimum(self) -> float | None:
-        """The optimum recorded with the run (its problem's ``config()["optimum"]``; None: unknown):
-        what a stored run's gap is measured against when no Problem object is at hand."""
-        value = self.config.get("problem", {}).get("optimum")
-        return None if value is None else float(value)
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    step: int
-    first_number: int
-    prompt: str | None
-    finished: bool
-
-
-@dataclass(frozen=True)
-class ValidationRecord:
-    """Trial ``number``'s score on the validation split, evaluated after ``step`` (None: it failed)."""
-
-    step: int
-    number: int
-    value: float | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One recorded LLM call: the optimizer's proposal for trial ``number``, or the scorer's
-    ``item``-th call while scoring it."""
-
-    number: int
-    role: str
-    item: int
-    step: int
-    model: str
-    seed: int
-    cache_key: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float | None  # None: the model is unpriced
-    latency_s: float
-    cache_hit: bool
-    error: str | None
-    created: float  # when it was recorded (time.time()), as it ended
-    choice: int = 0  # the choice of a request that asked for several (n): only choice 0 is a call of its own
-    cached_tokens: int = 0  # prompt tokens the provider served from its prompt cache (priced at its cached rate)
-    prompt: str | None = None  # the call's own prompt (None: its step's meta-prompt)
-
-    def completion(self) -> Completion:
-        """The call's accounting as a :class:`Completion` (its text is not kept with the call)."""
-        return Completion(seed=self.seed, text=None if self.error else "", error=self.error,
-                          prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-                          cost_usd=self.cost_usd, latency_s=self.latency_s, cache_hit=self.cache_hit,
-                          cache_key=self.cache_key, choice=self.choice, cached_tokens=self.cached_tokens)
-
-
-#: The per-run tables, in the order ``records`` reads them (one run's rows, in recording order).
-_RUN_TABLES = {"trials": "number", "calls": "number, role, item", "steps": "step", "validations": "step, number"}
-
-
-class RunStore:
+class RunStore(RunLocks):
     """A SQLite run store; safe to share between threads and between processes.
 
     ``readonly=True`` opens an existing store for reading only (SQLite's ``mode=ro``): a missing
@@ -486,83 +247,6 @@ class RunStore:
                     raise self._damaged(exc) from None
                 raise
 
-    # --- which process owns a run ----------------------------------------------------------
-    def _lock_path(self, name: str, legacy: bool = False) -> Path:
-        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
-        store = self.path.resolve()
-        if legacy:  # where an llmopt before LOCKS_DIR kept them
-            return Path(f"{store}-locks") / digest
-        return store.parent / LOCKS_DIR / store.name / digest
-
-    @staticmethod
-    def _lock_folder(path: Path) -> None:
-        """Make the lock file's folder; the hidden top one holds a .gitignore that ignores all of it."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ignore = path.parent.parent / ".gitignore"
-        if not ignore.exists():
-            with contextlib.suppress(OSError):
-                ignore.write_text("# run locks of llmopt's stores (see llmopt.store.sqlite.RunStore): never committed\n*\n")
-
-    def claim(self, name: str, wait_s: float = 0.5, creating: bool = False) -> None:
-        """Take the ownership lock of run ``name`` (see the class docstring); RunBusyError if a live
-        process holds it. A reader's test of the lock lasts microseconds, hence the short retry."""
-        if self.readonly:
-            raise StoreError(f"store {self.path} is open read-only: it cannot run {name!r}")
-        if fcntl is None or name in self._claims:
-            return
-        if _held(self._lock_path(name, legacy=True)):  # an older llmopt's live run
-            raise RunBusyError(name, self.path, self.owner(name) or "owner unknown", creating)
-        path = self._lock_path(name)
-        self._lock_folder(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise RunBusyError(name, self.path, self.owner(name) or "owner unknown", creating) from None
-                time.sleep(0.02)
-        owner = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, owner.encode(), 0)
-        self._claims[name] = fd
-        _STORES_WITH_LOCKS.add(self)
-
-    def release(self, name: str) -> None:
-        """Give up the ownership lock of run ``name`` (the run stays in the store)."""
-        fd = self._claims.pop(name, None)
-        if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-
-    def is_live(self, name: str) -> bool:
-        """Whether a process (this one included) holds run ``name``'s ownership lock right now."""
-        if name in self._claims:
-            return True
-        if fcntl is None:
-            return True  # cannot tell: trust the stored status
-        return _held(self._lock_path(name)) or _held(self._lock_path(name, legacy=True))
-
-    def owner(self, name: str) -> str | None:
-        """``pid N on HOST`` of the last process that claimed run ``name``, if recorded."""
-        for legacy in (False, True):
-            try:
-                data = json.loads(self._lock_path(name, legacy).read_text() or "{}")
-                return f"pid {data['pid']} on {data['host']}"
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return None
-
-    def run_status(self, run: RunRecord) -> str:
-        """The stored status, except that a ``running`` run no live process owns is ``interrupted``."""
-        if run.status == "running" and not self.is_live(run.name):
-            return "interrupted"
-        return run.status
 
     # --- runs ----------------------------------------------------------------------------
     def create_run(self, name: str, problem: str, config: dict[str, Any], versions: dict[str, Any]) -> RunRecord:
@@ -646,8 +330,8 @@ class RunStore:
             params += wanted
         return [Trial(number=r["number"], step=r["step"], state=TrialState(r["state"]), source=r["source"],
                       text=r["text"], key=r["key"], value=r["value"], raw=r["raw"], error=r["error"],
-                      duplicate_of=r["duplicate_of"], metrics=json.loads(_column(r, "metrics") or "{}"),
-                      parents=tuple(json.loads(_column(r, "parents") or "[]")))
+                      duplicate_of=r["duplicate_of"], metrics=json.loads(column(r, "metrics") or "{}"),
+                      parents=tuple(json.loads(column(r, "parents") or "[]")))
                 for r in self._read(sql + " ORDER BY number", tuple(params))]
 
     # --- calls ---------------------------------------------------------------------------
@@ -672,7 +356,7 @@ class RunStore:
         if role is not None:
             sql += " AND role = ?"
             params.append(role)
-        return [_call(r) for r in self._read(sql + " ORDER BY number, role, item", tuple(params))]
+        return [call_record(r) for r in self._read(sql + " ORDER BY number, role, item", tuple(params))]
 
     # --- validation ----------------------------------------------------------------------
     def add_validation(self, run_id: int, step: int, number: int, value: float | None, error: str | None = None) -> None:
@@ -687,6 +371,24 @@ class RunStore:
             return []
         rows = self._read("SELECT * FROM validations WHERE run_id = ? ORDER BY step, number", (run_id,))
         return [ValidationRecord(r["step"], r["number"], r["value"], r["error"]) for r in rows]
+
+    # --- facts -------------------------------------------------------------------------
+    def set_facts(self, run_id: int, facts: dict[str, Any]) -> None:
+        """Record facts of a run that its readers need and could otherwise learn only by rebuilding its
+        problem (an optimum, targets, the trials that solved it, the baselines' values): one row per
+        name, a later value replacing an earlier one (a resumed run's facts are its latest)."""
+        now = time.time()
+        for name, value in facts.items():
+            self._write("INSERT OR REPLACE INTO facts (run_id, name, value, created) VALUES (?,?,?,?)",
+                        (run_id, name, json.dumps(value, sort_keys=True), now))
+
+    def facts(self, run_id: int) -> dict[str, Any]:
+        """A run's recorded facts by name (empty: none recorded, or a store from before the facts table,
+        which a read-only opening does not add)."""
+        if not self._read("SELECT name FROM sqlite_master WHERE name = 'facts'"):
+            return {}
+        return {r["name"]: json.loads(r["value"]) for r in self._read("SELECT name, value FROM facts WHERE run_id = ?",
+                                                                      (run_id,))}
 
     # --- flat records --------------------------------------------------------------------
     def records(self, table: str, run_id: int) -> list[dict[str, Any]]:
@@ -710,26 +412,13 @@ class RunStore:
             params.append(role)
         usage = Usage()
         for row in self._read(sql, tuple(params)):
-            usage = usage.add(_call(row).completion())
+            usage = usage.add(call_record(row).completion())
         return usage
 
     # --- cache ---------------------------------------------------------------------------
     def cache(self) -> "SQLiteCache":
         return SQLiteCache(self)
 
-
-def _call(row: sqlite3.Row) -> CallRecord:
-    return CallRecord(number=row["number"], role=row["role"], item=row["item"], step=row["step"], model=row["model"],
-                      seed=row["seed"], cache_key=row["cache_key"], prompt_tokens=row["prompt_tokens"],
-                      completion_tokens=row["completion_tokens"], cost_usd=row["cost_usd"],
-                      latency_s=row["latency_s"], cache_hit=bool(row["cache_hit"]), error=row["error"],
-                      created=row["created"], choice=_column(row, "choice") or 0,
-                      cached_tokens=_column(row, "cached_tokens") or 0, prompt=_column(row, "prompt"))
-
-
-def _column(row: sqlite3.Row, name: str) -> Any:
-    """A column added by a later schema version (None in a store of an older one, read as it is)."""
-    return row[name] if name in row.keys() else None
 
 
 class SQLiteCache:
@@ -745,7 +434,7 @@ class SQLiteCache:
         row = rows[0]
         return {"text": row["text"], "prompt_tokens": row["prompt_tokens"],
                 "completion_tokens": row["completion_tokens"], "cost_usd": row["cost_usd"],
-                "finish_reason": row["finish_reason"], "cached_tokens": _column(row, "cached_tokens")}
+                "finish_reason": row["finish_reason"], "cached_tokens": column(row, "cached_tokens")}
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         self.store._write(
