@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmopt.cli.compare import assignments  # noqa: E402
-from llmopt.experiments.compare import collect  # noqa: E402
+from llmopt.experiments.compare import cell_problem, collect  # noqa: E402
 from llmopt.experiments.grid import load_grid  # noqa: E402
 from llmopt.experiments.measures import BudgetMismatch, check_equal  # noqa: E402
 from llmopt.experiments.report import format_table, markdown_table  # noqa: E402
@@ -108,7 +108,8 @@ def score_outcomes(collected: Any, store_path: str, test_examples: int | None
     with RunStore(store_path) as store:
         cache = store.cache()
         for outcome in collected.outcomes:
-            result, problem = outcome.result, outcome.problem
+            result = outcome.result
+            problem = outcome.live or cell_problem(collected.grid, outcome.cell)  # read back: rebuilt to score
             if result is None or result.best is None:
                 continue
             problem.scorer.llm = problem.scorer.llm.with_cache(cache)  # collect()'s store is closed: this one

@@ -8,7 +8,8 @@ from pathlib import Path
 from llmopt.cli.compare import CompareCommand, grid_from_args
 from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import parse_seeds
-from llmopt.experiments.plot import X_AXES, collect_runs, write_figures
+from llmopt.experiments.grouping import collect_runs
+from llmopt.experiments.plot import X_AXES, write_figures
 from llmopt.store import DEFAULT_STORE, RunStore
 
 

@@ -15,15 +15,20 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
-
-import numpy as np
 
 from llmopt.budget import StopReason
 from llmopt.experiments.grid import Cell, Grid, GridError
 from llmopt.experiments.measures import evals_until
+from llmopt.experiments.report import proposer_name
 from llmopt.experiments.runs import UsageError, baseline_hook, execute, open_run, prepare_run, run_parser
+from llmopt.experiments.stored import AXES as AXES
+from llmopt.experiments.stored import ProblemFacts, StoredResult, StoredRun, read_run, record_facts
+from llmopt.experiments.stored import Reference as Reference
+from llmopt.experiments.stored import Spend as Spend
+from llmopt.experiments.stored import reaches as reaches
+from llmopt.experiments.stored import run_spend as run_spend
 from llmopt.history import TrialState
 from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem
@@ -98,55 +103,6 @@ def grid_message(grid: Grid | None, cell: Cell, message: str) -> str:
 
 # --- one run's numbers ----------------------------------------------------------------------
 
-#: The axes a spend is counted on (a budget column, ``--budget AXIS=AMOUNT``).
-AXES = ("evals", "tokens", "usd", "seconds")
-
-
-@dataclass(frozen=True)
-class Spend:
-    """What a run had spent when it scored each of its solutions, in order (starting points
-    included), on every axis a budget can be counted in; read from the stored trials and calls.
-    Tokens and dollars are those of every call up to and including the trial's own (the
-    optimizer's and the scorer's, redraws and failed calls too); seconds are wall-clock since the
-    run's first step began (a resumed run's pause included)."""
-
-    values: np.ndarray
-    evals: np.ndarray
-    tokens: np.ndarray
-    usd: np.ndarray
-    seconds: np.ndarray
-    total: dict[str, float]
-
-    def axis(self, name: str) -> np.ndarray:
-        if name not in AXES:
-            raise ValueError(f"unknown axis {name!r} (expected one of {', '.join(AXES)})")
-        return getattr(self, name)
-
-
-def run_spend(store: RunStore, run: RunRecord, history: Any) -> Spend:
-    """A stored run's :class:`Spend` (``history``: its trials, in number order)."""
-    calls = sorted(store.calls(run.id), key=lambda c: c.number)
-    numbers = np.array([c.number for c in calls], dtype=float)
-    tokens = np.cumsum([c.prompt_tokens + c.completion_tokens for c in calls], dtype=float)
-    usd = np.cumsum([c.cost_usd or 0.0 for c in calls], dtype=float)
-    created = {r["number"]: r["created"] for r in store.records("trials", run.id)}
-    began = min((r["started"] for r in store.records("steps", run.id)), default=min(created.values(), default=0.0))
-    scored = [t for t in history if t.state is TrialState.COMPLETE]
-
-    def spent_by(cumulative: np.ndarray, number: int) -> float:
-        i = int(np.searchsorted(numbers, number, side="right"))
-        return float(cumulative[i - 1]) if i else 0.0
-
-    last = max((c.number for c in calls), default=-1)
-    return Spend(values=np.array([float(t.value) for t in scored]),
-                 evals=np.arange(1, len(scored) + 1, dtype=float),
-                 tokens=np.array([spent_by(tokens, t.number) for t in scored]),
-                 usd=np.array([spent_by(usd, t.number) for t in scored]),
-                 seconds=np.array([max(0.0, created.get(t.number, began) - began) for t in scored]),
-                 total={"evals": float(len(scored)), "tokens": spent_by(tokens, last), "usd": spent_by(usd, last),
-                        "seconds": max([0.0, *(c - began for c in created.values())])})
-
-
 _BUDGET_WORDS = (("max_steps", "steps"), ("max_evals", "evals"), ("max_calls", "calls"), ("max_tokens", "tokens"),
                  ("max_usd", "usd"), ("max_seconds", "seconds"), ("target", "target"), ("patience", "patience"))
 
@@ -156,23 +112,21 @@ def budget_text(budget: dict[str, Any]) -> str:
     return ", ".join(f"{word} {budget[key]:g}" for key, word in _BUDGET_WORDS if budget.get(key) is not None)
 
 
-def reaches(value: float, target: float, direction: Direction) -> bool:
-    """``value`` is at least as good as ``target`` (up to a relative 1e-9, for floating sums)."""
-    slack = 1e-9 * max(1.0, abs(target))
-    return value <= target + slack if direction is Direction.MINIMIZE else value >= target - slack
-
-
 @dataclass
 class Outcome:
-    """A cell's run as read back from the store (``result`` None: not run yet)."""
+    """A cell's run as read back from the store (``result`` None: not run yet). ``problem``: what the
+    tables and figures know of its problem (:class:`ProblemFacts`, read from the store, or taken from
+    the problem itself where this process ran the cell, which ``live`` then holds)."""
 
     cell: Cell
-    problem: Problem
-    result: RunResult | None = None
+    problem: ProblemFacts
+    result: RunResult | StoredResult | None = None
     finished: bool = False  # False: not run, interrupted, or still running in another process
     spend: Spend | None = None
     ran: str = ""  # what ran, in words (Proposer.describe): the table's "ran" column
     budget: str = ""  # the run's stopping limits, in words (budget_text): shown where rows differ
+    record: RunRecord | None = None  # the stored run (None: not run)
+    live: Problem | None = field(default=None, repr=False, compare=False)
 
     def best(self) -> float | None:
         best = self.result.best if self.result else None
@@ -207,10 +161,10 @@ class Outcome:
 
     def has_success_test(self) -> bool:
         """The problem says which solutions are optimal (``is_solved``), beyond a known optimum value."""
-        return getattr(type(self.problem), "is_solved", Problem.is_solved) is not Problem.is_solved
+        return self.problem.success_test
 
     def solvable(self) -> bool:
-        return self.has_success_test() or getattr(self.problem, "optimum", None) is not None
+        return self.has_success_test() or self.problem.optimum is not None
 
     def solved(self) -> bool:
         if self.result is None:
@@ -230,7 +184,7 @@ class Outcome:
         """Scored solutions up to and including the first optimal one (starting points count)."""
         if self.result is None or self.result.solved_step is None:
             return None
-        return self._evals_until(lambda t: self.problem.is_solved(t.solution))
+        return self._evals_until(self.problem.is_solved_trial)
 
     def evals_to_target(self, target: float) -> int | None:
         """Scored solutions up to and including the first that reaches ``target`` (None: never)."""
@@ -240,7 +194,7 @@ class Outcome:
         """By the problem's own test where it has one (linear regression's true pair), else by value."""
         if self.has_success_test():
             return self.evals_to_solve()
-        optimum = getattr(self.problem, "optimum", None)
+        optimum = self.problem.optimum
         return None if optimum is None else self.evals_to_target(float(optimum))
 
     def best_within(self, axis: str, amount: float) -> float | None:
@@ -251,16 +205,6 @@ class Outcome:
         if not len(within):
             return None
         return float(within.min() if self.problem.direction is Direction.MINIMIZE else within.max())
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A non-LLM answer to the same instance: a classical solver, a fixed prompt, the optimum."""
-
-    name: str
-    value: float
-    seconds: float | None = None
-    solution: Any = field(default=None, compare=False)
 
 
 def references(command: str, problem: Problem) -> list[Reference]:
@@ -276,49 +220,61 @@ def references(command: str, problem: Problem) -> list[Reference]:
 
 # --- running the grid -----------------------------------------------------------------------
 
+#: A grid cell's instance, rebuilt, with its references (their solutions too): what drawing a solution needs.
+Instance = Callable[[Cell], tuple[Problem, list[Reference]]]
+
+
 @dataclass
 class Collected:
     grid: Grid
     outcomes: list[Outcome]
     references: dict[str, dict[int, list[Reference]]]  # problem label -> seed -> references
     stopped: StopReason | None = None
+    instance: Instance | None = field(default=None, repr=False)  # None: runs of a store, no grid to rebuild from
 
 
 def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = True,
             log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
             progress: bool = False) -> Collected:
     """Run (``run=True``) or only read back every cell of the grid, in order; ``progress``: each
-    run shows its progress bar (on stderr, after the line saying which cell it is)."""
-    parsed = [(cell, parse_cell(cell, grid)) for cell in grid.cells()]  # every cell's options checked first,
-    prepared = [(cell, args, _prepared(grid, cell, args, run)) for cell, args in parsed]  # then models and keys
-    out = Collected(grid, [], {})
-    with RunStore(store_path, readonly=not run) as store:  # only reading: nothing created or written
+    run shows its progress bar (on stderr, after the line saying which cell it is). Reading
+    rebuilds no problem (see :mod:`llmopt.experiments.stored`), except for runs stored without
+    their facts (an older llmopt's), which ``log`` names."""
+    parsed = [(cell, parse_cell(cell, grid)) for cell in grid.cells()]  # every cell's options checked first
+    if not run:
+        return read_grid(grid, store_path, parsed, with_references=with_references, log=log)
+    prepared = [(cell, args, _prepared(grid, cell, args, True)) for cell, args in parsed]  # then models and keys
+    live: dict[tuple[str, int], tuple[Problem, list[Reference]]] = {}
+    out = Collected(grid, [], {}, instance=lambda cell: live.get((cell.problem, cell.seed)) or cell_instance(grid, cell))
+    with RunStore(store_path) as store:
         for i, (cell, args, (problem, proposer, budget)) in enumerate(prepared, 1):
             if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):
                 out.references[cell.problem][cell.seed] = references(cell.command, problem)
-            record = store.find_run(cell.name)
-            exists = record is not None
-            outcome = Outcome(cell, problem, finished=exists and record.status == "finished",
-                              ran=proposer.describe(problem), budget=budget_text(asdict(budget)))
+            live.setdefault((cell.problem, cell.seed), (problem, out.references.get(cell.problem, {}).get(cell.seed, [])))
+            outcome = _run_cell(store, cell, args, (problem, proposer, budget), f"[{i}/{len(prepared)}] {cell.name}",
+                                out.references[cell.problem].get(cell.seed) if with_references else None, log, progress)
             out.outcomes.append(outcome)
-            if not exists and not run:
-                continue
-            args.resume = exists
-            opt = open_run(args, store, problem, proposer, budget)
-            if not run:
-                outcome.result = opt.result()
-                outcome.spend = run_spend(store, opt.run_record, outcome.result.history)
-                continue
-            log(f"[{i}/{len(prepared)}] {cell.name}: {'resuming' if exists else 'starting'}")
-            outcome.result = execute(opt, args, progress_bar=progress)
-            outcome.spend = run_spend(store, opt.run_record, outcome.result.history)
-            outcome.finished = outcome.result.stop_reason is not StopReason.INTERRUPTED
-            log(f"[{i}/{len(prepared)}] {cell.name}: {outcome.result.stop_reason.value} after "
-                f"{outcome.result.steps} steps ({outcome.result.elapsed_s:.1f} s)")
             if outcome.result.stop_reason is StopReason.INTERRUPTED:
                 out.stopped = StopReason.INTERRUPTED
                 break
     return out
+
+
+def _run_cell(store: RunStore, cell: Cell, args: argparse.Namespace, prepared: tuple[Problem, Any, Any], tag: str,
+              refs: list[Reference] | None, log: Callable[[str], None], progress: bool) -> Outcome:
+    """Run (or resume) one cell and record its facts with it (see :func:`record_facts`)."""
+    problem, proposer, budget = prepared
+    args.resume = store.find_run(cell.name) is not None
+    opt = open_run(args, store, problem, proposer, budget)
+    log(f"{tag}: {'resuming' if args.resume else 'starting'}")
+    result = execute(opt, args, progress_bar=progress)
+    ran = proposer.describe(problem)
+    record_facts(store, opt.run_record, problem, result.history, references=refs, ran=ran, budget=asdict(budget))
+    log(f"{tag}: {result.stop_reason.value} after {result.steps} steps ({result.elapsed_s:.1f} s)")
+    return Outcome(cell, ProblemFacts.of(problem, result.history), result,
+                   finished=result.stop_reason is not StopReason.INTERRUPTED,
+                   spend=run_spend(store, opt.run_record, result.history), ran=ran,
+                   budget=budget_text(asdict(budget)), record=opt.run_record, live=problem)
 
 
 def _prepared(grid: Grid, cell: Cell, args: argparse.Namespace, calls: bool) -> Any:
@@ -327,6 +283,91 @@ def _prepared(grid: Grid, cell: Cell, args: argparse.Namespace, calls: bool) -> 
         return prepare_run(args, calls=calls)
     except UsageError as exc:
         raise GridError(grid_message(grid, cell, str(exc))) from None
+
+
+def cell_problem(grid: Grid, cell: Cell) -> Problem:
+    """A cell's problem, rebuilt from its options (a TSP instance's optimum solved again): only for what
+    needs the problem itself (drawing a solution, scoring on a held-out split, an older store's runs)."""
+    return _prepared(grid, cell, parse_cell(cell, grid), False)[0]
+
+
+def cell_instance(grid: Grid, cell: Cell) -> tuple[Problem, list[Reference]]:
+    """:func:`cell_problem` and its references (their solutions too: the baselines are run again)."""
+    problem = cell_problem(grid, cell)
+    return problem, references(cell.command, problem)
+
+
+# --- reading the grid -----------------------------------------------------------------------
+
+def read_grid(grid: Grid, store_path: str, parsed: list[tuple[Cell, argparse.Namespace]], *,
+              with_references: bool = True, log: Callable[[str], None] = print) -> Collected:
+    """Every cell of the grid as stored (:func:`read_run`), in order; nothing is created or written."""
+    out = Collected(grid, [], {}, instance=lambda cell: cell_instance(grid, cell))
+    older: list[str] = []
+    with RunStore(store_path, readonly=True) as store:
+        for cell, args in parsed:
+            record = store.find_run(cell.name)
+            if record is None:
+                out.outcomes.append(Outcome(cell, ProblemFacts(cell.command, Direction.MINIMIZE)))
+                continue
+            stored = read_run(store, record)
+            if stored.has_facts:
+                outcome, refs = _stored_outcome(cell, stored), stored.references
+            else:
+                older.append(cell.name)
+                outcome, refs = _rebuilt_outcome(grid, cell, args, store, with_references)
+            out.outcomes.append(outcome)
+            if with_references and refs is not None:
+                out.references.setdefault(cell.problem, {}).setdefault(cell.seed, refs)
+    if with_references:
+        _missing_references(out)
+    _share_facts(out.outcomes)
+    if older:
+        log(f"{len(older)} run(s) of grid {grid.name!r} in {store_path} were stored without the facts their tables "
+            f"need (by an older llmopt), so their problems were rebuilt to read them (e.g. {older[0]}); running "
+            f"`llmopt compare` on the grid once records them (finished runs are not run again)")
+    return out
+
+
+def _stored_outcome(cell: Cell, stored: StoredRun) -> Outcome:
+    return Outcome(cell, stored.facts, stored.result, finished=stored.record.status == "finished",
+                   spend=stored.spend, ran=stored.ran or proposer_name(stored.record.config),
+                   budget=budget_text(stored.budget), record=stored.record)
+
+
+def _rebuilt_outcome(grid: Grid, cell: Cell, args: argparse.Namespace, store: RunStore,
+                     with_references: bool) -> tuple[Outcome, list[Reference] | None]:
+    """A run stored without facts, read as an older llmopt did: its problem and optimizer rebuilt."""
+    problem, proposer, budget = _prepared(grid, cell, args, False)
+    args.resume = True
+    opt = open_run(args, store, problem, proposer, budget)
+    result = opt.result()
+    outcome = Outcome(cell, ProblemFacts.of(problem, result.history), result,
+                      finished=opt.run_record.status == "finished", spend=run_spend(store, opt.run_record, result.history),
+                      ran=proposer.describe(problem), budget=budget_text(asdict(budget)), record=opt.run_record,
+                      live=problem)
+    return outcome, references(cell.command, problem) if with_references else None
+
+
+def _missing_references(out: Collected) -> None:
+    """References of the (problem, seed)s whose runs were recorded without them (a grid run with
+    ``--no-references``): computed from the rebuilt problem, once per (problem, seed)."""
+    assert out.instance is not None
+    for outcome in out.outcomes:
+        cell = outcome.cell
+        if outcome.result is not None and cell.seed not in out.references.setdefault(cell.problem, {}):
+            out.references[cell.problem][cell.seed] = out.instance(cell)[1]
+
+
+def _share_facts(outcomes: list[Outcome]) -> None:
+    """A cell not run yet knows its problem from a run of the same problem (same seed first)."""
+    known = [o for o in outcomes if o.record is not None]
+    for i, o in enumerate(outcomes):
+        if o.record is None:
+            same = [k for k in known if k.cell.problem == o.cell.problem]
+            donor = next((k for k in same if k.cell.seed == o.cell.seed), same[0] if same else None)
+            if donor is not None:
+                outcomes[i] = replace(o, problem=replace(donor.problem, solved=frozenset()))
 
 
 # --- the command ----------------------------------------------------------------------------

@@ -11,12 +11,11 @@ once and referred to after) and every trial's raw LLM reply, state, value and er
 Everything from the store is escaped: replies are hostile text (``</script>``, ``<img onerror>``)
 and render as text.
 
-How a run of the page is found in the store (:func:`stored_runs`): a grid's outcome is the run
-named ``cell.name``; :func:`llmopt.experiments.plot.collect_runs` labels a store's runs by their
-settings, so its cell names are not run names, and the run is the store's run of the same problem
-and seed whose trials are the outcome's (number, state and solution text of every trial). The
-named run is tried first, no run is given to two outcomes, and nothing depends on the order in
-which ``collect_runs`` lists its runs.
+How a run of the page is found in the store (:func:`stored_runs`): an outcome read from the store
+carries its run (``outcome.record``); otherwise a grid's outcome is the run named ``cell.name``, else
+the store's run of the same problem and seed whose trials are the outcome's (number, state and
+solution text of every trial). The named run is tried first, no run is given to two outcomes, and
+nothing depends on the order in which :func:`llmopt.experiments.grouping.collect_runs` lists its runs.
 """
 
 from __future__ import annotations
@@ -139,7 +138,9 @@ def stored_runs(collected: Collected, store: RunStore) -> list[RunRecord | None]
     out: list[RunRecord | None] = []
     for outcome in collected.outcomes:
         found = None
-        if outcome.result is not None:
+        if outcome.record is not None and outcome.record.id not in used:
+            found = outcome.record  # read from the store (stored.read_run): the outcome knows its run
+        elif outcome.result is not None:
             mine = _fingerprint(outcome.result.history)
             named = store.find_run(outcome.cell.name)
             candidates = ([named] if named is not None else []) + [

@@ -30,23 +30,18 @@ matplotlib is imported here only, with the non-interactive Agg backend.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from llmopt.experiments.compare import Collected, Outcome, Reference, budget_text, reaches, run_spend
-from llmopt.experiments.grid import Cell, Grid
-from llmopt.experiments.report import proposer_name, stored_history
+from llmopt.experiments.compare import Collected, Outcome
+from llmopt.experiments.grouping import collect_runs as collect_runs
 from llmopt.experiments.stats import median_band
-from llmopt.history import SolutionHistory, Trial, TrialState
-from llmopt.problem import Direction, gap_ladder, gap_pct
-from llmopt.store import RunRecord, RunStore
-from llmopt.store.sqlite import Usage, ValidationRecord
+from llmopt.history import SolutionHistory, TrialState
+from llmopt.problem import Direction, gap_ladder
 from llmopt.validation import chosen_number
 
 FORMATS = ("png", "svg")
@@ -293,13 +288,18 @@ def proposals_figure(collected: "Collected", label: str) -> Any:
 
 
 def solutions_figure(collected: "Collected", label: str) -> Any | None:
-    """Each configuration's best solution (first seed) beside the best reference's, if drawable."""
+    """Each configuration's best solution (first seed) beside the best reference's, if drawable: the
+    one figure that needs the problem itself, rebuilt for that seed from the grid (None: no grid)."""
     outcomes = [o for o in collected.outcomes if o.cell.problem == label and o.result is not None]
-    if not outcomes or not hasattr(outcomes[0].problem, "draw"):
+    if not outcomes or not outcomes[0].problem.drawable or collected.instance is None:
         return None
     seed = min(o.cell.seed for o in outcomes)
-    panels = [(o.cell.config, o.problem, o.result.best) for o in outcomes if o.cell.seed == seed and o.result.best]
-    refs = [r for r in collected.references.get(label, {}).get(seed, []) if r.solution is not None]
+    firsts = [o for o in outcomes if o.cell.seed == seed]
+    problem, refs = collected.instance(firsts[0].cell)
+    if not hasattr(problem, "draw"):
+        return None
+    panels = [(o.cell.config, o.result.best) for o in firsts if o.result.best]
+    refs = [r for r in refs if r.solution is not None]
     plt = _pyplot()
     count = len(panels) + (1 if refs else 0)
     cols = min(count, 3)
@@ -307,12 +307,13 @@ def solutions_figure(collected: "Collected", label: str) -> Any | None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows), layout="constrained", squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    for ax, (config, problem, best) in zip(axes.flat, panels):
-        problem.draw(best.solution, ax, title=f"{config}: {best.value:.6g} (step {best.step})")
+    for ax, (config, best) in zip(axes.flat, panels):
+        solution = best.solution if best.solution is not None else problem.from_text(best.text)
+        problem.draw(solution, ax, title=f"{config}: {best.value:.6g} (step {best.step})")
     if refs:
-        direction = outcomes[0].problem.direction
-        ref = min(refs, key=lambda r: r.value) if direction is Direction.MINIMIZE else max(refs, key=lambda r: r.value)
-        outcomes[0].problem.draw(ref.solution, axes.flat[len(panels)], title=f"{ref.name}: {ref.value:.6g}")
+        pick = min if problem.direction is Direction.MINIMIZE else max
+        ref = pick(refs, key=lambda r: r.value)
+        problem.draw(ref.solution, axes.flat[len(panels)], title=f"{ref.name}: {ref.value:.6g}")
     fig.suptitle(f"{label}, seed {seed}: best solutions", fontsize=10)
     return fig
 
@@ -408,169 +409,3 @@ def write_figures(collected: "Collected", out_dir: str | Path, x_axes: Sequence[
         if figure is not None:
             written += _save(figure, out / f"{stem}-solutions")
     return written
-
-
-# --- any runs of a store ---------------------------------------------------------------------
-
-_GRID_RUN = re.compile(r"^(?P<grid>[^/]+)/(?P<problem>[^/]+)/(?P<config>[^/]+)/seed\d+$")
-
-
-@dataclass
-class StoredResult:
-    """What the figures and tables read of a run, rebuilt from its stored trials and calls alone (no
-    Problem object: a run is solved when it reached the optimum recorded with it)."""
-
-    history: SolutionHistory
-    steps: int
-    usage: Usage
-    elapsed_s: float
-    solved_step: int | None = None
-    validations: tuple[ValidationRecord, ...] = ()  # the run's validation scores (--eval-every), if any
-
-    @property
-    def evaluations(self) -> int:
-        return sum(1 for t in self.history if t.ok)
-
-    @property
-    def best(self) -> Trial | None:
-        return self.history.best()
-
-
-@dataclass(frozen=True)
-class StoredProblem:
-    """A stored run's problem as far as the figures and tables need it: its direction, recorded
-    settings and the optimum recorded with the run."""
-
-    name: str
-    direction: Direction
-    recorded: dict[str, Any]
-    optimum: float | None = None
-
-    def config(self) -> dict[str, Any]:
-        return self.recorded
-
-    def gap_pct(self, value: float) -> float | None:
-        return gap_pct(value, self.optimum, self.direction)
-
-    def targets(self) -> list[tuple[str, float]]:
-        """The default ladder (gaps to the recorded optimum): a stored run has no problem to ask."""
-        return gap_ladder(self.optimum, self.direction)
-
-
-def stored_result(store: "RunStore", run: "RunRecord") -> StoredResult:
-    history = stored_history(store, run)
-    solved = None
-    if run.optimum is not None:
-        solved = next((t.step for t in history if t.ok and reaches(float(t.value), run.optimum, run.direction)), None)
-    return StoredResult(history, max((t.step for t in history), default=0), store.usage(run.id), run.elapsed_s, solved,
-                        tuple(store.validations(run.id)))
-
-
-def _experiment(run: "RunRecord") -> tuple[dict[str, Any], dict[str, Any]]:
-    """A run's (problem, configuration) settings, without what differs from seed to seed: the seed,
-    the problem's seed and optimum, the seed in a generated instance's name, the meta-prompt's
-    shuffle seed (the run's seed); the budget is left out too (a longer run is the same experiment)."""
-    recorded = json.loads(json.dumps(run.config))
-    seed_tag = re.compile(rf"(?<![0-9])seed{recorded.get('seed')}(?![0-9])")
-    problem = {k: seed_tag.sub("seedS", v) if isinstance(v, str) else v
-               for k, v in recorded.get("problem", {}).items() if k != "seed" and not k.startswith("optimum")}
-    problem["direction"] = recorded.get("direction")
-    config = {k: v for k, v in recorded.items() if k not in ("seed", "budget", "problem", "direction")}
-    (config.get("proposer", {}).get("metaprompt") or {}).pop("shuffle_seed", None)
-    (config.get("proposer", {}).get("sampling") or {}).pop("context_seed", None)  # the run's seed too
-    return problem, config
-
-
-def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in settings.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, str) else json.dumps(v)
-    return out
-
-
-def _labels(items: Sequence[tuple[str, dict[str, Any]]], slash: str = ":") -> list[str]:
-    """A label per (base label, settings): the base, and where one base covers different settings,
-    the settings that differ (``random proposals_per_step=4``); a ``/`` becomes ``slash`` (a problem's
-    label names files; a configuration's keeps its model's ``/``)."""
-    keys = [json.dumps(settings, sort_keys=True) for _, settings in items]
-    variants: dict[str, dict[str, dict[str, str]]] = {}
-    for (base, settings), key in zip(items, keys):
-        variants.setdefault(base, {})[key] = _flat(settings)
-    named: dict[tuple[str, str], str] = {}
-    for base, flats in variants.items():
-        if len(flats) == 1:
-            named[(base, next(iter(flats)))] = base
-            continue
-        differing = sorted((f for f in {f for flat in flats.values() for f in flat}
-                            if len({flat.get(f) for flat in flats.values()}) > 1),
-                           key=lambda f: (max(len(flat.get(f, "")) for flat in flats.values()) > 12, f))
-        fields: list[str] = []  # the fewest that tell the variants apart, short values first
-        for f in differing:
-            if len({tuple(flat.get(g) for g in fields) for flat in flats.values()}) == len(flats):
-                break
-            before = len({tuple(flat.get(g) for g in fields) for flat in flats.values()})
-            if len({tuple(flat.get(g) for g in (*fields, f)) for flat in flats.values()}) > before:
-                fields.append(f)
-        short = {f: f.rsplit(".", 1)[-1] for f in fields}
-        if len(set(short.values())) < len(fields):
-            short = {f: f for f in fields}
-        for key, flat in flats.items():
-            named[(base, key)] = base + " " + ", ".join(f"{short[f]}={flat.get(f, '-')}" for f in fields)
-    return [named[(base, key)].replace("/", slash) for (base, _), key in zip(items, keys)]
-
-
-def _config_base(config: dict[str, Any]) -> str:
-    """What a stored run ran, in words: its proposer and model (a table's "ran" column, and the label
-    of a run that no grid named), as ``llmopt show`` names it (:func:`proposer_name`)."""
-    return proposer_name(config)
-
-
-def _grid_label(label: str, config: dict[str, Any]) -> str:
-    """A configuration label read back from a grid run's name, with its model as written: a run name
-    cannot hold a ``/``, so ``opro local/smollm2`` was stored as ``opro local:smollm2``."""
-    base = _config_base(config)
-    stored = base.replace("/", ":")
-    return base + label[len(stored):] if stored != base and label.startswith(stored) else label
-
-
-def collect_runs(store: "RunStore", names: Sequence[str] = (), seeds: Sequence[int] | None = None, *,
-                 with_references: bool = True) -> "Collected":
-    """Every run of a store (or the named ones), grouped into problems and configurations as a
-    grid's runs are; runs named as a grid names them (``<grid>/<problem>/<config>/seed<S>``) keep
-    the grid's labels. Nothing is rebuilt or run; the references are the recorded optima."""
-    runs = [store.get_run(name) for name in names] if names else store.runs()
-    if seeds is not None:
-        runs = [r for r in runs if r.config.get("seed") in seeds]
-    if not runs:
-        raise ValueError(f"no runs to plot in {store.path}" + (f" with seeds {list(seeds)}" if seeds is not None else ""))
-    settings = [_experiment(r) for r in runs]
-    matches = [_GRID_RUN.match(r.name) for r in runs]
-    several_grids = len({m["grid"] for m in matches if m}) > 1
-    problems = _labels([((f"{m['grid']} {m['problem']}" if several_grids else m["problem"]) if m else r.problem, s[0])
-                        for r, m, s in zip(runs, matches, settings)])
-    configs = [""] * len(runs)
-    for label in dict.fromkeys(problems):  # configurations are told apart within each problem
-        mine = [i for i, p in enumerate(problems) if p == label]
-        bases = [_grid_label(matches[i]["config"], settings[i][1]) if matches[i] else _config_base(settings[i][1])
-                 for i in mine]
-        for i, config in zip(mine, _labels([(base, settings[i][1]) for i, base in zip(mine, bases)], slash="/")):
-            configs[i] = config
-    grid = Grid(name=re.sub(r"[/\s]+", "_", store.path.stem) or "store",
-                seeds=tuple(sorted({int(r.config.get("seed", 0)) for r in runs})),
-                problems={p: {} for p in problems}, configs={c: {} for c in configs}, source=str(store.path))
-    out = Collected(grid, [], {})
-    for run, plabel, clabel in zip(runs, problems, configs):
-        seed = int(run.config.get("seed", 0))
-        problem = StoredProblem(run.problem, run.direction, run.config.get("problem", {}), run.optimum)
-        result = stored_result(store, run)
-        out.outcomes.append(Outcome(Cell(grid.name, plabel, clabel, seed, run.problem, {}), problem,  # type: ignore[arg-type]
-                                    result, finished=run.status == "finished",  # type: ignore[arg-type]
-                                    spend=run_spend(store, run, result.history), ran=_config_base(run.config),
-                                    budget=budget_text(run.config.get("budget") or {})))
-        refs = out.references.setdefault(plabel, {}).setdefault(seed, [])
-        if with_references and run.optimum is not None and not refs:
-            refs.append(Reference("optimum", run.optimum))
-    return out
