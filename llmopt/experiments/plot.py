@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from llmopt.experiments.compare import Collected, Outcome
+from llmopt.experiments.grouping import _grid_label as _grid_label  # where tests and callers found them before
 from llmopt.experiments.grouping import collect_runs as collect_runs
 from llmopt.experiments.stats import median_band
 from llmopt.history import SolutionHistory, TrialState
