@@ -37,12 +37,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from llmopt.experiments.compare import Collected, Outcome
+from llmopt.experiments.compare import Collected
+from llmopt.experiments.curves import best_known_by_seed, spend_curve, step_curve, targets_of, x_points
+from llmopt.experiments.curves import ecdf_points as ecdf_points
+from llmopt.experiments.curves import overfitting_curves as overfitting_curves
+from llmopt.experiments.curves import seeds_plotted as seeds_plotted
 from llmopt.experiments.grouping import _grid_label as _grid_label  # where tests and callers found them before
 from llmopt.experiments.grouping import collect_runs as collect_runs
 from llmopt.experiments.stats import median_band
-from llmopt.history import SolutionHistory, TrialState
-from llmopt.problem import Direction, gap_ladder
+from llmopt.history import TrialState
+from llmopt.problem import Direction
 from llmopt.validation import chosen_number
 
 FORMATS = ("png", "svg")
@@ -55,25 +59,6 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def step_curve(outcome: "Outcome", last_step: int) -> np.ndarray:
-    """Best-so-far after each step 0..last_step (carried forward past the run's own end)."""
-    out = np.full(last_step + 1, np.nan)
-    for step, value in outcome.result.history.best_so_far():
-        if value is not None and step <= last_step:
-            out[step] = value
-    return _carry_forward(out)
-
-
-def _carry_forward(values: np.ndarray) -> np.ndarray:
-    last = np.nan
-    for i, v in enumerate(values):
-        if math.isnan(v):
-            values[i] = last
-        else:
-            last = v
-    return values
 
 
 def _log_scale(values: Sequence[float]) -> bool:
@@ -97,28 +82,6 @@ def _reference_lines(ax: Any, collected: "Collected", label: str) -> None:
 X_AXES = ("step", "evals", "tokens", "usd", "seconds")
 _X_LABELS = {"step": "step", "evals": "scored solutions (starting points included)", "tokens": "tokens (all calls)",
              "usd": "dollars (priced calls)", "seconds": "seconds since the run began"}
-_GRID_POINTS = 200
-
-
-def spend_curve(outcome: "Outcome", axis: str, xs: np.ndarray) -> np.ndarray:
-    """Best-so-far at each amount ``xs`` of ``axis`` spent (NaN before the first scored solution; a
-    run that ended sooner keeps its final value)."""
-    spend = outcome.spend
-    if spend is None or not len(spend.values):
-        return np.full(len(xs), np.nan)
-    best = np.minimum.accumulate(spend.values) if outcome.problem.direction is Direction.MINIMIZE \
-        else np.maximum.accumulate(spend.values)
-    index = np.searchsorted(spend.axis(axis), xs, side="right") - 1
-    return np.where(index >= 0, best[np.clip(index, 0, None)], np.nan)
-
-
-def _xs(outcomes: list["Outcome"], x_of: str) -> np.ndarray:
-    if x_of == "step":
-        return np.arange(max(o.result.steps for o in outcomes) + 1, dtype=float)
-    if x_of == "evals":
-        return np.arange(1, max(o.evaluations() for o in outcomes) + 1, dtype=float)
-    top = max((o.spend.total[x_of] for o in outcomes if o.spend is not None), default=0.0)
-    return np.linspace(0.0, top, _GRID_POINTS) if top > 0 else np.zeros(1)
 
 
 def _curves(ax: Any, collected: "Collected", label: str, x_of: str) -> list[float]:
@@ -130,7 +93,7 @@ def _curves(ax: Any, collected: "Collected", label: str, x_of: str) -> list[floa
         mine = [o for o in outcomes if o.cell.config == config]
         if not mine:
             continue
-        xs = _xs(mine, x_of)
+        xs = x_points(mine, x_of)
         if x_of == "step":
             ys = np.array([step_curve(o, int(xs[-1])) for o in mine])
         else:
@@ -148,11 +111,6 @@ def _curves(ax: Any, collected: "Collected", label: str, x_of: str) -> list[floa
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
         seen += [float(v) for v in ys[np.isfinite(ys)]]
     return seen
-
-
-def seeds_plotted(collected: "Collected", label: str) -> list[int]:
-    """The seeds of a problem's runs that are in the store (a grid may plan more than were run)."""
-    return sorted({o.cell.seed for o in collected.outcomes if o.cell.problem == label and o.result is not None})
 
 
 def _seeds_text(seeds: Sequence[int]) -> str:
@@ -196,42 +154,11 @@ def best_so_far_figure(collected: "Collected", label: str, x_of: str) -> Any:
     return fig
 
 
-def targets_of(outcome: "Outcome", best_known: float | None) -> list[tuple[str, float]]:
-    """The run's ladder of targets: its problem's (:meth:`Problem.targets`), else gaps to the best
-    value any run of the same instance found."""
-    ladder = list(outcome.problem.targets())
-    if not ladder and best_known is not None:
-        ladder = [(f"{name} (to the best found)", value) for name, value in gap_ladder(best_known,
-                                                                                       outcome.problem.direction)]
-    return ladder
-
-
-def ecdf_points(outcomes: list["Outcome"], best_known: dict[int, float | None]) -> tuple[np.ndarray, int]:
-    """Evaluations at which each (run, target) pair was first reached (sorted; unreached pairs left
-    out), and the number of pairs: COCO's fixed-target runtime ECDF."""
-    hits: list[float] = []
-    pairs = 0
-    for o in outcomes:
-        for _, target in targets_of(o, best_known.get(o.cell.seed)):
-            pairs += 1
-            hit = o.evals_to_target(target)
-            if hit is not None:
-                hits.append(float(hit))
-    return np.sort(np.array(hits)), pairs
-
-
 def ecdf_figure(collected: "Collected", label: str) -> Any | None:
     """The fraction of (run, target) pairs reached against evaluations, one line per configuration;
     None when the problem has no ladder of targets and no run scored anything."""
     outcomes = [o for o in collected.outcomes if o.cell.problem == label and o.result is not None]
-    best_known: dict[int, float | None] = {}
-    for o in outcomes:
-        best = o.best()
-        if best is None:
-            continue
-        old = best_known.get(o.cell.seed)
-        better = old is None or (best < old if o.problem.direction is Direction.MINIMIZE else best > old)
-        best_known[o.cell.seed] = best if better else old
+    best_known = best_known_by_seed(outcomes)
     if not outcomes or not targets_of(outcomes[0], best_known.get(outcomes[0].cell.seed)):
         return None
     plt = _pyplot()
@@ -320,30 +247,6 @@ def solutions_figure(collected: "Collected", label: str) -> Any | None:
 
 
 OVERFITTING_PANELS = 12  # runs drawn in one overfitting figure (the first ones, in the store's order)
-
-
-def overfitting_curves(history: SolutionHistory, rows: Sequence[Any]) -> dict[str, list[float]]:
-    """Per validation step (ascending): ``step``; ``training`` and ``validation``, the two scores of the
-    top solution by training score among those validated there (ties: the earlier trial); and
-    ``best_validation``, the best validation score of that step's solutions (NaN: none scored)."""
-    direction = history.direction
-    sign = 1.0 if direction is Direction.MINIMIZE else -1.0
-    by_step: dict[int, list[Any]] = {}
-    for row in rows:
-        by_step.setdefault(int(row.step), []).append(row)
-    out: dict[str, list[float]] = {"step": [], "training": [], "validation": [], "best_validation": []}
-    for step in sorted(by_step):
-        scored = [(r, history.get(r.number)) for r in by_step[step]]
-        scored = [(r, t) for r, t in scored if t is not None and t.value is not None]
-        if not scored:
-            continue
-        top, trial = min(scored, key=lambda rt: (sign * float(rt[1].value), rt[1].number))  # type: ignore[arg-type]
-        values = [float(r.value) for r in by_step[step] if r.value is not None]
-        out["step"].append(float(step))
-        out["training"].append(float(trial.value))  # type: ignore[arg-type]
-        out["validation"].append(math.nan if top.value is None else float(top.value))
-        out["best_validation"].append((min(values) if sign > 0 else max(values)) if values else math.nan)
-    return out
 
 
 def overfitting_figure(collected: "Collected", label: str) -> Any | None:
