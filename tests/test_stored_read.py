@@ -133,3 +133,13 @@ def test_facts_of_a_run_recorded_before_them_come_from_its_record(tmp_path: Path
         opened.set_facts(run.id, {"ran": "x"})
         opened.set_facts(run.id, {"ran": "y"})  # the latest wins
         assert opened.facts(run.id) == {"ran": "y"}
+
+
+def test_the_facts_export_like_the_other_tables(ran) -> None:
+    from llmopt.store.export import rows
+
+    _, store, _ = ran
+    with RunStore(store, readonly=True) as opened:
+        exported = rows(opened, "facts")
+    assert {r["name"] for r in exported} == {"problem", "references", "ran", "budget"}
+    assert {r["run"] for r in exported} == {"rd/tsp5/random/seed0", "rd/tsp5/random/seed1"}

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from llmopt.store.sqlite import RunStore
 
-TABLES = ("trials", "calls", "steps", "validations", "runs")
+TABLES = ("trials", "calls", "steps", "validations", "facts", "runs")
 FORMATS = ("csv", "jsonl")
 
 

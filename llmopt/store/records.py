@@ -114,7 +114,8 @@ class CallRecord:
 
 
 #: The per-run tables, in the order ``records`` reads them (one run's rows, in recording order).
-_RUN_TABLES = {"trials": "number", "calls": "number, role, item", "steps": "step", "validations": "step, number"}
+_RUN_TABLES = {"trials": "number", "calls": "number, role, item", "steps": "step", "validations": "step, number",
+               "facts": "name"}
 
 
 def call_record(row: sqlite3.Row) -> CallRecord:
