@@ -79,11 +79,11 @@ def test_the_table_names_every_built_in_proposer() -> None:
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_every_built_in_proposer_passes_the_contract(name: str, pool: Executor, tmp_path: Path) -> None:
     case = ProposerCase(FACTORIES[name])
-    contract.check_every_number_recorded(case)
-    contract.check_no_duplicates(case)
+    contract.check_every_number_recorded(case, tmp_path / "numbers")
+    contract.check_no_duplicates(case, tmp_path / "duplicates")
     contract.check_same_seed(case)
     contract.check_seed_matters(case)
-    contract.check_resume(case, tmp_path)
+    contract.check_resume(case, tmp_path / "resume")
     contract.check_same_seed_in_new_process(case, pool)
 
 
@@ -197,18 +197,18 @@ def test_each_planted_bug_is_caught_under_its_name(factory: Callable[[LLM], Prop
     assert detail in str(caught.value), str(caught.value)
 
 
-def test_a_proposer_that_draws_from_the_process_fails_only_in_a_new_process(pool: Executor) -> None:
+def test_a_proposer_that_draws_from_the_process_fails_only_in_a_new_process(pool: Executor, tmp_path: Path) -> None:
     case = ProposerCase(process_seeded)
     contract.check_same_seed(case)  # one process: the same draws
-    contract.check_resume(case)
+    contract.check_resume(case, tmp_path)
     with pytest.raises(ContractViolation) as caught:
         contract.check_same_seed_in_new_process(case, pool)
     assert caught.value.prop == contract.NEW_PROCESS and "this process recorded" in str(caught.value)
 
 
-def test_state_kept_across_calls_is_caught_by_check_proposer_as_a_resume() -> None:
+def test_state_kept_across_calls_is_caught_by_check_proposer_as_a_resume(tmp_path: Path) -> None:
     with pytest.raises(ContractViolation) as caught:
-        check_proposer(counting, new_process=False)
+        check_proposer(counting, new_process=False, directory=tmp_path)
     assert caught.value.prop == contract.RESUME
 
 

@@ -220,7 +220,9 @@ def _difference(first: list[Row], second: list[Row], names: tuple[str, str]) -> 
 
 @contextlib.contextmanager
 def _directory(directory: str | Path | None) -> Iterator[Path]:
+    """``directory`` (made if missing; it should hold no earlier contract run), else a temporary one."""
     if directory is not None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
         yield Path(directory)
         return
     with tempfile.TemporaryDirectory(prefix="llmopt-contract-") as made:
@@ -334,12 +336,16 @@ def check_resume(case: ProposerCase, directory: str | Path | None = None) -> Non
                                                 "(seed, trial number)")
 
 
-def check_every_number_recorded(case: ProposerCase) -> None:
+def _stored_run(case: ProposerCase, prop: str, directory: str | Path | None) -> _Run:
+    """One run of ``case`` with a store (in ``directory``, else a temporary one)."""
+    with _directory(directory) as where, _named(prop), RunStore(where / "runs.db") as store:
+        return _run(case, store=store)
+
+
+def check_every_number_recorded(case: ProposerCase, directory: str | Path | None = None) -> None:
     """``propose_round`` returns one proposal per number it is asked for, in order; every number
     handed out is a recorded trial (scored, invalid, duplicate or failed), with no gaps."""
-    with tempfile.TemporaryDirectory(prefix="llmopt-contract-") as where, _named(NUMBERS):
-        with RunStore(Path(where) / "runs.db") as store:
-            run = _run(case, store=store)
+    run = _stored_run(case, NUMBERS, directory)
     for todo, returned in run.rounds:
         if returned != todo:
             raise ContractViolation(NUMBERS, f"propose_round was asked for trials {todo} and returned proposals "
@@ -355,12 +361,10 @@ def check_every_number_recorded(case: ProposerCase) -> None:
                                          "does not, or lacks them")
 
 
-def check_no_duplicates(case: ProposerCase) -> None:
+def check_no_duplicates(case: ProposerCase, directory: str | Path | None = None) -> None:
     """No trial number is recorded twice (history and store); no solution is scored twice; each
     DUPLICATE trial names an earlier trial of the same solution."""
-    with tempfile.TemporaryDirectory(prefix="llmopt-contract-") as where, _named(DUPLICATES):
-        with RunStore(Path(where) / "runs.db") as store:
-            run = _run(case, store=store)
+    run = _stored_run(case, DUPLICATES, directory)
     for what, trials in (("history", run.trials), ("store", run.stored or [])):
         numbers = [t.number for t in trials]
         twice = sorted({n for n in numbers if numbers.count(n) > 1})
@@ -387,11 +391,12 @@ def check_proposer(proposer: Callable[[LLM], Proposer], problem: Callable[[], Pr
     ``proposals_per_step``, ``max_rounds``, ``seed``, ``stochastic``); ``new_process=False`` skips
     the run in a new process (factories that do not pickle)."""
     case = ProposerCase(proposer, problem, **options)
-    check_every_number_recorded(case)
-    check_no_duplicates(case)
-    check_same_seed(case)
-    check_seed_matters(case)
-    check_resume(case, directory)
+    with _directory(directory) as where:
+        check_every_number_recorded(case, where / "numbers")
+        check_no_duplicates(case, where / "duplicates")
+        check_same_seed(case)
+        check_seed_matters(case)
+        check_resume(case, where / "resume")
     if new_process:
         check_same_seed_in_new_process(case)
 
@@ -437,8 +442,8 @@ class ProposerContract:
     def test_resume_equals_an_uninterrupted_run(self, tmp_path: Path) -> None:
         check_resume(self.case(), tmp_path)
 
-    def test_every_asked_number_gets_a_trial(self) -> None:
-        check_every_number_recorded(self.case())
+    def test_every_asked_number_gets_a_trial(self, tmp_path: Path) -> None:
+        check_every_number_recorded(self.case(), tmp_path)
 
-    def test_no_duplicate_numbers(self) -> None:
-        check_no_duplicates(self.case())
+    def test_no_duplicate_numbers(self, tmp_path: Path) -> None:
+        check_no_duplicates(self.case(), tmp_path)
