@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from llmopt.experiments.runs import PROPOSERS
+from llmopt.function_problem import FunctionProblem
 from llmopt.llm.client import LLM
 from llmopt.problem import Problem
 from llmopt.proposers import EvoPromptDE, EvoPromptGA, LLMProposer, OptunaProposer, RandomProposer, SamplingProposer
@@ -210,6 +211,28 @@ def test_state_kept_across_calls_is_caught_by_check_proposer_as_a_resume(tmp_pat
     with pytest.raises(ContractViolation) as caught:
         check_proposer(counting, new_process=False, directory=tmp_path)
     assert caught.value.prop == contract.RESUME
+
+
+class Mirrored(FunctionProblem):
+    """The toy problem with x and -x one solution: a duplicate may be written differently."""
+
+    def key(self, solution: Any) -> str:
+        return super().key({**solution, "x": abs(solution["x"])})
+
+
+def _mirrored_objective(point: dict[str, int]) -> float:
+    return float((abs(point["x"]) - 1) ** 2 + (point["y"] + 2) ** 2)
+
+
+def mirrored() -> Problem:
+    return Mirrored(_mirrored_objective, contract.TOY_SCHEMA, description="Minimize (|x| - 1)^2 + (y + 2)^2.")
+
+
+def test_a_duplicate_is_the_same_solution_by_key_not_by_text(tmp_path: Path) -> None:
+    case = ProposerCase(random_search, mirrored)
+    contract.check_no_duplicates(case, tmp_path)
+    trials = {t.number: t for t in contract._run(case).trials}
+    assert any(t.duplicate_of is not None and t.text != trials[t.duplicate_of].text for t in trials.values())
 
 
 def test_a_deterministic_proposer_may_say_so() -> None:

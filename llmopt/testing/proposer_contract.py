@@ -374,12 +374,12 @@ def check_no_duplicates(case: ProposerCase, directory: str | Path | None = None)
     if scored:
         raise ContractViolation(DUPLICATES, f"solutions scored more than once: {', '.join(scored)}")
     by_number = {t.number: t for t in run.trials}
-    for t in run.trials:
-        first = by_number.get(t.duplicate_of) if t.state is TrialState.DUPLICATE else None
-        if t.state is TrialState.DUPLICATE and (first is None or first.text != t.text
-                                                or first.state is TrialState.DUPLICATE):
-            raise ContractViolation(DUPLICATES, f"trial #{t.number} is a DUPLICATE of #{t.duplicate_of}, which "
-                                                f"is {_short(first and _row(first))}")
+    for t in (t for t in run.trials if t.state is TrialState.DUPLICATE):
+        first = by_number.get(t.duplicate_of) if t.duplicate_of is not None else None
+        if first is None or first.key != t.key or first.state is TrialState.DUPLICATE:
+            raise ContractViolation(DUPLICATES, f"trial #{t.number} (key {_short(t.key)}) is a DUPLICATE of "
+                                                f"#{t.duplicate_of}, which is {_short(first and _row(first))}: it must "
+                                                "name the first trial of the same solution")
 
 
 def check_proposer(proposer: Callable[[LLM], Proposer], problem: Callable[[], Problem] = toy_problem, *,
