@@ -23,41 +23,19 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Hashable, Iterable
 
 from llmopt.budget import Budget, Spent, StopReason, last_improvement, out_of_spend, round_allowance, stop_reason
+from llmopt.events import Callbacks, CallEvent
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.llm import observe_calls
 from llmopt.llm.usage import Usage
 from llmopt.problem import Evaluation, Problem
 from llmopt.proposers import Proposal, Proposer
-from llmopt.recording import Loaded, RunSpec, open_recorder, usage_of
+from llmopt.recording import Loaded, RunSpec, open_recorder
 from llmopt.recording import default_run_name as default_run_name  # re-exported: experiments import it from here
 from llmopt.recording import settings_diff as settings_diff  # re-exported: tests import it from here
+from llmopt.scoring import evaluation, failed_calls, race_bar
 from llmopt.seeding import stream
-from llmopt.store import CallRecord, RunRecord, RunStore, ValidationRecord
+from llmopt.store import RunRecord, RunStore, ValidationRecord
 from llmopt.validation import ValidationScheduler, ValidationSettings, chosen, validation_scores
-
-
-@dataclass(frozen=True)
-class CallEvent:
-    """One LLM call, reported to the ``"call"`` callbacks as soon as it is accounted.
-
-    A proposal's call is reported the moment it completes, while the rest of its round is still
-    being asked; a scorer's calls when the solution they scored is told (with its trial number),
-    and, to the ``"scoring"`` callbacks, already as each is answered (see :data:`CALLBACKS`).
-    """
-
-    number: int  # the trial the call belongs to
-    step: int
-    role: str  # "optimizer" (a proposal), "scorer", or "validation" (scoring it on the validation split)
-    model: str
-    completion: Any  # llmopt.llm.Completion
-
-
-#: Callback names of :meth:`Optimizer.register_callback`: ``"call"`` gets a :class:`CallEvent`
-#: after each LLM call is accounted; ``"trial"`` gets each :class:`Trial` as it is recorded;
-#: ``"scoring"`` gets a :class:`CallEvent` as each call of a problem's scorer model is answered
-#: while a solution is scored in the loop (not yet accounted: it is, and reported as a ``"call"``,
-#: when the solution is told; scoring on an executor reports no ``"scoring"`` events).
-CALLBACKS = ("call", "trial", "scoring")
 
 
 @dataclass(frozen=True)
@@ -151,7 +129,7 @@ class Optimizer:
         self._solved_step: int | None = None
         self._failure: str | None = None
         self._started = False
-        self._callbacks: dict[str, list[Callable[["Optimizer", Any], None]]] = {name: [] for name in CALLBACKS}
+        self._callbacks = Callbacks()
         self.recorder = open_recorder(store, name, resume, RunSpec(problem, proposer, self.seed, self.config,
                                                                    command, accept_changed_objective))
         loaded = self.recorder.load()
@@ -160,18 +138,15 @@ class Optimizer:
 
     # --- callbacks ---------------------------------------------------------------------------
     def register_callback(self, name: str, callback: Callable[["Optimizer", Any], None]) -> None:
-        """Call ``callback(optimizer, event)`` on every ``name`` event (see :data:`CALLBACKS`).
+        """Call ``callback(optimizer, event)`` on every ``name`` event (see :data:`llmopt.events.CALLBACKS`).
 
         They run in the loop's thread (a proposal's call: on the event loop, between other calls'
         replies), so they should be quick: a progress bar, a log line. What they raise is raised.
         """
-        if name not in self._callbacks:
-            raise ValueError(f"unknown callback {name!r} (expected one of {', '.join(CALLBACKS)})")
-        self._callbacks[name].append(callback)
+        self._callbacks.register(name, callback)
 
     def _emit(self, name: str, event: Any) -> None:
-        for callback in self._callbacks[name]:
-            callback(self, event)
+        self._callbacks.emit(self, name, event)
 
     # --- configuration and the record --------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -196,7 +171,7 @@ class Optimizer:
         for trial in loaded.trials:
             self._remember(trial)
         self.validation.load(loaded.validations, [s.step for s in loaded.steps if s.finished])
-        self._load_usage(loaded)
+        self._usage, self._role_usage = loaded.usage(self.validation.validated)
         self._elapsed_base = loaded.elapsed_s
         self._next_number = max((t.number for t in self.history), default=-1) + 1
         if loaded.steps:
@@ -207,17 +182,6 @@ class Optimizer:
                 self._open = _OpenStep(last.step, last.prompt)
                 self._next_number = last.first_number
                 self._replaying = last.step > 0  # step 0 holds the starting solutions, not proposals
-
-    def _load_usage(self, loaded: Loaded) -> None:
-        """The usage of the calls of recorded trials, by role; a trial's validation calls count once
-        its validation row is recorded (a validation cut short by a kill is redone, from the cache,
-        and counted then: never twice)."""
-        recorded = {t.number for t in self.history}
-
-        def counted(call: CallRecord) -> bool:
-            return call.number in recorded and (call.role != "validation" or self.validation.validated(call.number))
-
-        self._usage, self._role_usage = usage_of(loaded.calls, counted)
 
     # --- recording -----------------------------------------------------------------------
     def _remember(self, trial: Trial) -> None:
@@ -435,7 +399,8 @@ class Optimizer:
                 if self._open is None and (reason := self.stop_reason()) is not None:
                     break  # an open step (a resumed run's) is always finished first
                 candidates = self.ask()
-                self._evaluate(candidates, executor, self._race_bar(candidates))
+                bar = race_bar(self.history, self.race, candidates[0].step) if candidates else None
+                self._evaluate(candidates, executor, bar)
                 if on_step is not None:
                     on_step(self)
         except KeyboardInterrupt:
@@ -444,16 +409,6 @@ class Optimizer:
         assert reason is not None
         self.recorder.stopped(reason[0], reason[1], self.elapsed_s)
         return self.result(reason)
-
-    def _race_bar(self, candidates: list[Candidate]) -> float | None:
-        """With ``race=k``: the k-th best value of the steps before the candidates' (None: fewer than
-        k scored, or no racing). Fixed for the step, so a step resumed half-scored, or scored on an
-        executor, races against the same bar."""
-        if self.race is None or not candidates:
-            return None
-        step = candidates[0].step
-        ranked = SolutionHistory(self.problem.direction, (t for t in self.history if t.step < step)).top_k(self.race)
-        return float(ranked[0].value) if len(ranked) == self.race else None  # type: ignore[arg-type]
 
     def _evaluate(self, candidates: list[Candidate], executor: Any, bar: float | None = None) -> None:
         if executor is None:
@@ -475,7 +430,7 @@ class Optimizer:
                 return self.problem.evaluate(candidate.solution)
             return self.problem.evaluate_raced(candidate.solution, bar)
 
-        if not self._callbacks["scoring"]:
+        if not self._callbacks.wanted("scoring"):
             return score()
 
         def scoring(model: str, completion: Any) -> None:
@@ -485,22 +440,13 @@ class Optimizer:
             return score()
 
     def _tell_scored(self, candidate: Candidate, compute: Callable[[], Evaluation]) -> None:
-        try:
-            done = compute()
-            if not isinstance(done, Evaluation):  # a plain number from a user's evaluate()
-                done = Evaluation(float(done))
-            value = float(done.value)
-        except Exception as exc:  # a scoring error is a FAILED trial, not a dead run
-            self.tell(candidate, error=f"score raised {type(exc).__name__}: {exc}")
+        done, value, error = evaluation(compute, "score")
+        if done is None:  # a scoring error is a FAILED trial, not a dead run
+            self.tell(candidate, error=error)
             return
         for item, model, completion in done.calls:
             self._on_call(candidate.number, model, completion, "scorer", item)
-        failed = [c for _, _, c in done.calls if not c.ok]
-        if failed:  # a partial score would be biased; the answered calls are cached for a re-score
-            self.tell(candidate, error=f"{len(failed)} of {len(done.calls)} scorer calls failed: {failed[0].error}",
-                      metrics=done.metrics)
-            return
-        self.tell(candidate, value, metrics=done.metrics)
+        self.tell(candidate, value, error=failed_calls(done, "scorer"), metrics=done.metrics)
 
     def result(self, reason: tuple[StopReason, str] | None = None) -> RunResult:
         reason = reason or self.stop_reason() or (StopReason.INTERRUPTED, "not finished")

@@ -14,7 +14,7 @@ import json
 import platform
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from llmopt.budget import StopReason
 from llmopt.history import Trial
@@ -101,17 +101,20 @@ class Loaded:
     steps: list[StepRecord]
     elapsed_s: float
 
+    def usage(self, validated: Callable[[int], bool]) -> tuple[Usage, dict[str, Usage]]:
+        """The usage of the calls of recorded trials, in total and by role (roles without calls left
+        out); a trial's validation calls count once its validation row is recorded (``validated``):
+        a validation cut short by a kill is redone, from the cache, and counted then, never twice."""
+        recorded = {t.number for t in self.trials}
+        total, by_role = Usage(), {}
+        for call in self.calls:
+            if call.number not in recorded or (call.role == "validation" and not validated(call.number)):
+                continue
+            completion = call.completion()
+            total = total.add(completion)
+            by_role[call.role] = by_role.get(call.role, Usage()).add(completion)
+        return total, {role: used for role, used in by_role.items() if used.calls}
 
-def usage_of(calls: Iterable[CallRecord], counted: Callable[[CallRecord], bool]) -> tuple[Usage, dict[str, Usage]]:
-    """The usage of the ``counted`` calls, in total and by role (roles without calls left out)."""
-    total, by_role = Usage(), {}
-    for call in calls:
-        if not counted(call):
-            continue
-        completion = call.completion()
-        total = total.add(completion)
-        by_role[call.role] = by_role.get(call.role, Usage()).add(completion)
-    return total, {role: used for role, used in by_role.items() if used.calls}
 
 
 class NullRecorder:

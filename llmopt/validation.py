@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from llmopt.history import SolutionHistory, Trial
-from llmopt.problem import Direction, Evaluation, Problem
+from llmopt.problem import Direction, Problem
+from llmopt.scoring import evaluation, failed_calls
 
 
 @dataclass(frozen=True)
@@ -228,18 +229,12 @@ class ValidationScheduler:
         self._add(self._record(step, trial.number, value, error))
 
     def _score(self, trial: Trial) -> tuple[float | None, str | None]:
-        try:
-            done = self.problem.evaluate_validation(trial.solution)
-            if not isinstance(done, Evaluation):
-                done = Evaluation(float(done))
-            value = float(done.value)
-        except Exception as exc:  # recorded as the trial's validation error, not a dead run
-            return None, f"validation raised {type(exc).__name__}: {exc}"[:2000]
+        done, value, error = evaluation(lambda: self.problem.evaluate_validation(trial.solution), "validation")
+        if done is None:  # recorded as the trial's validation error, not a dead run
+            return None, error
         for item, model, completion in done.calls:
             self._account(trial.number, model, completion, item)
-        failed = [c for _, _, c in done.calls if not c.ok]
-        if failed:
-            return None, f"{len(failed)} of {len(done.calls)} validation calls failed: {failed[0].error}"[:2000]
-        if not math.isfinite(value):
-            return None, f"validation score is {value!r}, not a finite number"
-        return value, None
+        error = failed_calls(done, "validation")
+        if error is None and not math.isfinite(value):  # type: ignore[arg-type]
+            error = f"validation score is {value!r}, not a finite number"
+        return (None, error) if error is not None else (value, None)
