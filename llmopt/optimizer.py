@@ -54,6 +54,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class RunResult:
+    """What a run ended with: why it stopped, its best and its chosen trial, counts, usage, history."""
+
     name: str | None
     stop_reason: StopReason
     stop_detail: str
