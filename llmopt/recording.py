@@ -159,7 +159,9 @@ class RunRecorder(NullRecorder):
     """A run in a store, owned (``RunStore.claim``) by this process while it runs."""
 
     def __init__(self, store: RunStore, run: RunRecord, problem: Problem, resumed: bool = False) -> None:
-        self.store, self.run, self.problem, self._resumed = store, run, problem, resumed
+        self.store: RunStore = store
+        self.run: RunRecord = run
+        self.problem, self._resumed = problem, resumed
 
     def load(self) -> Loaded | None:
         if not self._resumed:
