@@ -23,7 +23,7 @@ from llmopt.experiments.measures import BudgetMismatch, check_proposals_per_step
 from llmopt.experiments.report import format_table
 from llmopt.history import TrialState
 from llmopt.llm.client import LLM
-from llmopt.llm.embedded import DEFAULT_MODEL, set_threads
+from llmopt.llm.embedded import DEFAULT_MODEL
 from llmopt.store.sqlite import RunStore
 from problems.prompt_optimization.cli import sample_examples, wilson
 from problems.prompt_optimization.data import load_task
@@ -87,7 +87,6 @@ def check_budget(args: argparse.Namespace, store: RunStore) -> None:
 
 
 def table(args: argparse.Namespace) -> list[list[str]]:
-    set_threads(1)
     task = load_task(args.task, args.data_dir, max_train=args.max_train)
     test = sample_examples(task.test, args.max_test, 0)
     scorer = Scorer(LLM.from_model(args.scorer, temperature=0.0, max_tokens=args.scorer_max_tokens), args.position)

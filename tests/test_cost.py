@@ -21,8 +21,8 @@ from llmopt.experiments.runs import prepare_run, run_parser
 from llmopt.history import TrialState
 from llmopt.llm import LLM
 from llmopt.llm._litellm import import_litellm, reply_cost
+from llmopt.llm.backend import _reply
 from llmopt.llm.cache import MemoryCache
-from llmopt.llm.client import _reply
 from llmopt.llm.embedded import plain_message
 from llmopt.llm.usage import Usage
 from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt

@@ -62,6 +62,8 @@ def make_proposer(proposer: str | Proposer, model: str | LLM, *, structured: str
     if proposer not in ("llm", *SAMPLERS) and proposer not in EVOLUTION:
         raise ValueError("proposer must be 'llm', 'llm-iid', 'llm-scs', 'random', 'optuna:tpe', 'optuna:cmaes', "
                          f"'evoprompt-ga', 'evoprompt-de' or a Proposer, got {proposer!r}")
+    if proposer in EVOLUTION and "temperature" in llm_settings:  # never silently replaced
+        raise ValueError(f"llm_settings temperature does not apply to {proposer}: give proposer_options temperature")
     llm = model if isinstance(model, LLM) else LLM.from_model(model, **llm_settings)
     llm.check_credentials()  # a hosted model without its key: refused before anything is spent
     if proposer in EVOLUTION:  # proposer_options: population, init, temperature, selection (GA), donor (DE)

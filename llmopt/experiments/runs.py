@@ -121,6 +121,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "validations (needs --eval-every)")
     m = p.add_argument_group("model")
     add_model_arguments(m, model_aliases=("--optimizer",))
+    p.set_defaults(temperature=None)  # not given: the model's 1.0; given, refused where it would be replaced
     m.add_argument("--structured", choices=STRUCTURED, default="auto",
                    help="structured output (the problem's JSON schema; a grammar for the embedded model): where "
                         "supported (auto), always in OpenAI's json_schema style (on), in llama.cpp-server's "
@@ -196,6 +197,8 @@ def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
         return RandomProposer()
     if args.proposer.startswith("optuna:"):
         return OptunaProposer(args.proposer.split(":", 1)[1])
+    if args.proposer.startswith("evoprompt-") and args.temperature is not None:  # never silently replaced
+        raise ValueError(f"--temperature does not apply to {args.proposer}: its calls sample at --evolution-temperature")
     llm = llm_from_args(args)
     if args.proposer.startswith("evoprompt-"):
         common = dict(population=args.population, init=args.init, temperature=args.evolution_temperature,

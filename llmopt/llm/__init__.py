@@ -1,6 +1,8 @@
 """The one door to language models: every model call in llmopt goes through :class:`LLM`.
 
-``client`` (LLM, its config, concurrency, retries, the cache and accounting around litellm),
+``client`` (LLM: concurrency, the cache and accounting around litellm), ``config`` (LLMConfig:
+every setting of a model, validated and recorded), ``backend`` (what answers one request: litellm,
+a Router, a stand-in), ``credentials`` (whether a call would find its key; keys kept out of messages),
 ``cache`` (the response-cache contract, its key, the in-memory cache), ``usage`` (Completion, Usage),
 ``router`` (litellm Router configurations), ``embedded`` (the in-process llama.cpp model,
 ``local/...``), ``embedded_server`` (llama.cpp's OpenAI server, loaded the same way),

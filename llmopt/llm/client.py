@@ -12,7 +12,9 @@ for any OpenAI-compatible server). It adds what a research run needs on top of l
 * optionally a litellm ``Router`` (:class:`RouterSpec`, :meth:`LLM.from_router`): several
   deployments of one model group with rpm/tpm limits and fallbacks; litellm does the balancing.
 
-litellm is imported on first use: ``import litellm`` takes seconds.
+Its parts live beside it: the settings in :mod:`llmopt.llm.config`, what answers one request in
+:mod:`llmopt.llm.backend`, the API-key checks in :mod:`llmopt.llm.credentials`. litellm is
+imported on first use: ``import litellm`` takes seconds.
 """
 
 from __future__ import annotations
@@ -24,79 +26,35 @@ import itertools
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Awaitable, Callable, Iterator, Literal, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from llmopt.llm import embedded
-from llmopt.llm._litellm import count_tokens, import_litellm, reply_cost, token_cost
+from llmopt.llm._litellm import count_tokens, import_litellm, token_cost
+from llmopt.llm.backend import Backend, BackendReply, cached_prompt_tokens, litellm_backend, response_format, router_backend
 from llmopt.llm.cache import ResponseCache, cache_key
+from llmopt.llm.config import LLMConfig
+from llmopt.llm.credentials import (
+    CREDENTIAL_CHAINS,
+    PLACEHOLDER_KEY,
+    check_credentials,
+    keyless_server,
+    missing_credentials,
+    scrub,
+)
 from llmopt.llm.errors import LLMConfigError, MissingCredentials
 from llmopt.llm.grammar import GRAMMAR
 from llmopt.llm.router import RouterSpec
 from llmopt.llm.usage import Completion
 
+#: What callers have always imported from here; the parts live in config, backend, credentials.
+__all__ = ["CREDENTIAL_CHAINS", "LLM", "PLACEHOLDER_KEY", "Backend", "BackendReply", "CallObserver", "Completion",
+           "LLMConfig", "LLMConfigError", "Messages", "MissingCredentials", "ResponseCache", "cache_key",
+           "cached_prompt_tokens", "litellm_backend", "missing_credentials", "observe_calls", "response_format",
+           "router_backend"]
+
 Messages = list[dict[str, str]]
 
-
-@dataclass(frozen=True, kw_only=True)
-class LLMConfig:
-    """Sampling settings, recorded with the run. The API key is deliberately not a field."""
-
-    model: str
-    api_base: str | None = None
-    temperature: float = 1.0
-    max_tokens: int = 1024
-    stop: tuple[str, ...] = ()
-    timeout_s: float = 120.0
-    num_retries: int = 3
-    concurrency: int = 8
-    router: RouterSpec | None = None  # then ``model`` names one of its model groups
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model.strip() or self.model.strip().endswith("/"):
-            raise LLMConfigError(f"model must be a litellm model string such as 'openai/gpt-4o-mini', "
-                                 f"got {self.model!r}")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise LLMConfigError(f"temperature must be in [0, 2], got {self.temperature}")
-        if self.max_tokens < 1:
-            raise LLMConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if self.timeout_s <= 0:
-            raise LLMConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
-        if not 0 <= self.num_retries <= 20:
-            raise LLMConfigError(f"num_retries must be in [0, 20], got {self.num_retries}")
-        if self.concurrency < 1:
-            raise LLMConfigError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.router is not None:
-            if self.api_base:
-                raise LLMConfigError("api_base and a router exclude each other (the router's deployments "
-                                     "name their own api_base)")
-            self.router.check_group(self.model)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(replace(self, router=None))
-        out["stop"] = list(self.stop)
-        if self.router is None:
-            del out["router"]  # runs recorded before routers existed still resume
-        else:
-            out["router"] = self.router.record()
-        return out
-
-
-@dataclass(frozen=True)
-class BackendReply:
-    """What a backend returns for one call."""
-
-    text: str
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    cost_usd: float | None = None
-    finish_reason: str | None = None
-    deployment: str | None = None  # a router's call: the api_base of the deployment that served it
-    cached_tokens: int = 0  # of prompt_tokens, those served from the provider's prompt cache
-    choices: tuple[str, ...] = ()  # every choice's text, when the request asked for several (n)
-
-
-Backend = Callable[[dict[str, Any]], Awaitable[BackendReply]]
 
 #: Called as each call made in a context is answered: (model, completion). See observe_calls.
 CallObserver = Callable[[str, "Completion"], None]
@@ -116,121 +74,12 @@ def observe_calls(observer: CallObserver) -> Iterator[None]:
         _observers.reset(token)
 
 
-async def litellm_backend(request: dict[str, Any]) -> BackendReply:
-    litellm = import_litellm()
-    local = _local_module(request["model"])
-    if local is not None:
-        local.register()
-    response = await litellm.acompletion(**request)
-    return _reply(response, 0.0 if local is not None else reply_cost(response))  # in-process: free
-
-
-async def router_backend(router: Any, request: dict[str, Any]) -> BackendReply:
-    """One call through a litellm Router: it picks the deployment, retries and falls back; the
-    cost is the Router's own (see :func:`reply_cost`)."""
-    response = await router.acompletion(**request)
-    hidden = getattr(response, "_hidden_params", None) or {}
-    return replace(_reply(response, reply_cost(response, router=True)), deployment=hidden.get("api_base"))
-
-
-def _reply(response: Any, cost_usd: float | None) -> BackendReply:
-    choice = response.choices[0]
-    usage = getattr(response, "usage", None)
-    texts = tuple((c.message.content or "") for c in response.choices)
-    return BackendReply(text=texts[0], prompt_tokens=getattr(usage, "prompt_tokens", None),
-                        completion_tokens=getattr(usage, "completion_tokens", None), cost_usd=cost_usd,
-                        finish_reason=getattr(choice, "finish_reason", None), cached_tokens=cached_prompt_tokens(usage),
-                        choices=texts if len(texts) > 1 else ())
-
-
-def cached_prompt_tokens(usage: Any) -> int:
-    """Prompt tokens a provider served from its prompt cache, as litellm reports them: OpenAI's
-    ``prompt_tokens_details.cached_tokens`` (litellm puts Anthropic's cache reads there too), else
-    Anthropic's ``cache_read_input_tokens``. 0 when the reply says nothing."""
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) if details is not None else None
-    if not cached:
-        cached = getattr(usage, "cache_read_input_tokens", None)
-    try:
-        return max(int(cached or 0), 0)
-    except (TypeError, ValueError):
-        return 0
-
-
 def _cached(hit: dict[str, Any], seed: int, key: str, choice: int = 0) -> Completion:
     """The completion a response-cache entry stands for (a cache hit: its accounting as recorded)."""
     return Completion(seed=seed, text=hit["text"], prompt_tokens=hit["prompt_tokens"] or 0,
                       completion_tokens=hit["completion_tokens"] or 0, cost_usd=hit["cost_usd"], cache_hit=True,
                       finish_reason=hit.get("finish_reason"), cache_key=key, choice=choice,
                       cached_tokens=hit.get("cached_tokens") or 0)
-
-
-SchemaStyle = Literal["json_schema", "json_object"]
-
-
-def response_format(schema: dict[str, Any], style: SchemaStyle = "json_schema") -> dict[str, Any]:
-    """How a JSON schema is asked for: OpenAI's ``json_schema`` (OpenAI, vLLM, litellm's adapters)
-    or ``json_object`` with a ``schema`` (llama.cpp's server, which rejects the former)."""
-    if style == "json_object":
-        return {"type": "json_object", "schema": schema}
-    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
-
-
-#: Providers whose credentials need not be environment variables (AWS's chain: ~/.aws, instance
-#: roles), where litellm's list of variables is no requirement.
-CREDENTIAL_CHAINS = ("bedrock", "sagemaker", "sagemaker_chat")
-_CREDENTIAL_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
-#: What an OpenAI-compatible server of one's own gets when no key is set (the OpenAI client
-#: refuses to send a request without one; a server started without --api-key accepts any).
-PLACEHOLDER_KEY = "no-key"
-
-
-def missing_credentials(model: str, api_base: str | None = None) -> list[str]:
-    """The environment variables holding ``model``'s API key that are not set, as litellm names
-    them (``validate_environment``); empty when the call needs none or may find one elsewhere.
-
-    Not asked of: the embedded ``local/...`` models; an explicit ``api_base``, also when set by
-    the provider's ``<PROVIDER>_API_BASE`` / ``<PROVIDER>_BASE_URL`` variable or ``litellm.api_base``
-    (a server of one's own: litellm cannot know whether it wants a key, and llama.cpp's and vLLM's
-    servers by default do not); providers with credential chains (:data:`CREDENTIAL_CHAINS`); a
-    key set in Python (``litellm.api_key``, ``litellm.<provider>_key``). Endpoints, projects and
-    regions that litellm also lists (``OLLAMA_API_BASE``, ``VERTEXAI_PROJECT``) are no credentials
-    and have defaults or other sources: only key-like names count.
-    """
-    if api_base or _local_module(model) is not None:
-        return []
-    litellm = import_litellm()
-    try:
-        provider = litellm.get_llm_provider(model)[1]
-    except Exception:  # unroutable: validate() says so
-        return []
-    upper = str(provider).upper()
-    if provider in CREDENTIAL_CHAINS or getattr(litellm, "api_base", None) or getattr(litellm, "api_key", None) \
-            or getattr(litellm, f"{provider}_key", None) \
-            or os.environ.get(f"{upper}_API_BASE") or os.environ.get(f"{upper}_BASE_URL"):
-        return []
-    try:
-        found = litellm.validate_environment(model=model)
-    except Exception:  # litellm's own check failing is no reason to refuse a run
-        return []
-    return [name for name in found.get("missing_keys") or () if any(w in name.upper() for w in _CREDENTIAL_WORDS)]
-
-
-def _needs(what: str, variables: Sequence[str], hint: str) -> MissingCredentials:
-    names = variables[0] if len(variables) == 1 else f"credentials ({', '.join(variables)}: none is set)"
-    return MissingCredentials(f"{what} needs {names} in the environment (or {hint})", variables)
-
-
-def _local_module(model: str) -> Any:
-    """llmopt.llm.embedded if ``model`` is an embedded model (``local/...``), else None."""
-    return embedded if model.startswith("local/") else None
-
-
-def _scrub(text: str, *secrets: str | None) -> str:
-    """Hide API keys that an error message might echo (short test keys would mangle words)."""
-    for secret in secrets:
-        text = text.replace(secret, "***") if secret and len(secret) >= 8 else text
-    return text
 
 
 @dataclass
@@ -291,10 +140,9 @@ class LLM:
         if self.config.router is not None:
             self._validate_router()
             return
-        local = _local_module(self.config.model)
-        if local is not None:
-            local.check_model(self.config.model.split("/", 1)[1])  # missing weights, a crashing CPU: one line
-            local.register()
+        if embedded.is_embedded(self.config.model):  # missing weights, a crashing CPU: one line
+            embedded.check_model(self.config.model.split("/", 1)[1], self.config.threads)
+            embedded.register()
             return
         litellm = import_litellm()
         try:
@@ -303,7 +151,7 @@ class LLM:
             raise LLMConfigError(
                 f"unknown model {self.config.model!r}: litellm cannot route it "
                 f"(use a provider prefix such as 'openai/', 'anthropic/', 'ollama/'): "
-                f"{_scrub(str(exc).strip().splitlines()[0], self.api_key)}"
+                f"{scrub(str(exc).strip().splitlines()[0], self.api_key)}"
             ) from None
 
     def check_credentials(self, key_hint: str = "LLM.from_model(..., api_key=...)") -> None:
@@ -311,24 +159,10 @@ class LLM:
         no API key: before a run that will call the model creates anything or calls anything.
 
         Not part of :meth:`validate`, which also runs when a stored run is only read back. The
-        rules are :func:`missing_credentials`'s; a key given here (``api_key``) always does. A
-        router's deployments are checked one by one: each either names its key (``api_key``, a
-        variable checked by :meth:`validate`) or needs its provider's variable, as a single model
-        would. ``key_hint`` is the other way to give a key, for the message (a command-line flag)."""
-        if not self.uses_litellm or self.api_key:
-            return
-        spec = self.config.router
-        if spec is None:
-            missing = missing_credentials(self.config.model, self.config.api_base)
-            if missing:
-                raise _needs(self.config.model, missing, key_hint)
-            return
-        for i, d in enumerate(spec.model_list):
-            params = d["litellm_params"]
-            missing = [] if params.get("api_key") else missing_credentials(params["model"], params.get("api_base"))
-            if missing:
-                raise _needs(f"{spec.source}: model_list[{i}] ({params['model']})", missing,
-                             "api_key: os.environ/NAME in the router file")
+        rules are :func:`llmopt.llm.credentials.check_credentials`'s; a key given here (``api_key``)
+        always does. ``key_hint`` is the other way to give a key, for the message (a command-line flag)."""
+        if self.uses_litellm and not self.api_key:
+            check_credentials(self.config, key_hint)
 
     def _validate_router(self) -> None:
         """Every variable a deployment names is set, litellm can route every deployment, and litellm
@@ -348,7 +182,7 @@ class LLM:
         try:
             self._litellm_router()
         except Exception as exc:  # litellm's own checks: unknown settings, strategies, ...
-            detail = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            detail = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                             *self._secrets())
             raise LLMConfigError(f"{spec.source}: litellm's Router refused the configuration: {detail}") from None
 
@@ -364,7 +198,7 @@ class LLM:
 
     def supports_structured(self) -> bool:
         """Can this model be asked for output that follows a JSON schema?"""
-        if _local_module(self.config.model) is not None:
+        if embedded.is_embedded(self.config.model):
             return True  # llama.cpp grammars
         if not self.uses_litellm:
             return False
@@ -384,7 +218,7 @@ class LLM:
         reply costs), and is unknown if any deployment's is."""
         router = self.config.router
         priced = router.prices(self.config.model) if router is not None else ((self.config.model, None),)
-        costs = [0.0 if _local_module(m) is not None else token_cost(m, prompt_tokens, completion_tokens, own)
+        costs = [0.0 if embedded.is_embedded(m) else token_cost(m, prompt_tokens, completion_tokens, own)
                  for m, own in priced]
         return None if any(c is None for c in costs) else max(c for c in costs if c is not None)
 
@@ -545,7 +379,7 @@ class LLM:
         try:
             reply = await self._call(request)
         except Exception as exc:  # a failed call is data: the proposer records a FAILED trial
-            message = _scrub(f"{type(exc).__name__}: {exc}", *self._secrets())
+            message = scrub(f"{type(exc).__name__}: {exc}", *self._secrets())
             return Completion(seed=seed, text=None, error=message[:2000],
                               latency_s=time.perf_counter() - started, cache_key=key)
         done = Completion(seed=seed, text=reply.text, prompt_tokens=reply.prompt_tokens or 0,
@@ -556,14 +390,6 @@ class LLM:
             self.cache.put(key, self._entry(request, done))
         return done
 
-    def _keyless_server(self) -> bool:
-        """An OpenAI-compatible server of one's own (``openai/<name>`` at an ``api_base``) and no
-        key anywhere litellm would look: the OpenAI client would refuse to send the request."""
-        if not (self.config.api_base and self.config.model.startswith("openai/")) or os.environ.get("OPENAI_API_KEY"):
-            return False
-        litellm = import_litellm()
-        return not (getattr(litellm, "api_key", None) or getattr(litellm, "openai_key", None))
-
     def _keyed(self, request: dict[str, Any]) -> dict[str, Any]:
         """What the cache key hashes. A router's call is keyed by its model group and the models
         behind it, not by the server that answers: any deployment of one model gives the same kind
@@ -571,7 +397,7 @@ class LLM:
         An embedded model's structured call is keyed by the grammar llmopt makes of the schema too
         (:data:`llmopt.llm.grammar.GRAMMAR`): replies sampled under an older grammar are not this
         one's, so they are never served for it."""
-        if _local_module(self.config.model) is not None and "response_format" in request:
+        if embedded.is_embedded(self.config.model) and "response_format" in request:
             request = {**request, "grammar": GRAMMAR}
         if self.config.router is None:
             return request
@@ -583,8 +409,10 @@ class LLM:
         if self.config.router is not None:  # the Router's num_retries and timeout are the config's
             return await router_backend(self._litellm_router(), request)
         full = dict(request, num_retries=self.config.num_retries, timeout=self.config.timeout_s)
+        if embedded.is_embedded(self.config.model):  # not in the cache key: threads change no reply (LLMConfig)
+            full[embedded.THREADS_PARAM] = self.config.threads
         if self.api_key:
             full["api_key"] = self.api_key
-        elif self._keyless_server():
+        elif keyless_server(self.config):
             full["api_key"] = PLACEHOLDER_KEY
         return await litellm_backend(full)

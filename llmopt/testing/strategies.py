@@ -29,7 +29,7 @@ _SEED = st.integers(0, 2**32 - 1)
 
 
 class ContractViolation(AssertionError):
-    """A property of the problem contract that does not hold; ``prop`` names it."""
+    """A property of a contract (the problem's or the proposer's) that does not hold; ``prop`` names it."""
 
     def __init__(self, prop: str, detail: str) -> None:
         super().__init__(f"{prop}: {detail}")
