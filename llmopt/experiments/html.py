@@ -139,7 +139,7 @@ def stored_runs(collected: Collected, store: RunStore) -> list[RunRecord | None]
     for outcome in collected.outcomes:
         found = None
         if outcome.record is not None and outcome.record.id not in used:
-            found = outcome.record  # read from the store (stored.read_run): the outcome knows its run
+            found = store.find_run(outcome.record.name)  # the outcome knows its run; its status as of now
         elif outcome.result is not None:
             mine = _fingerprint(outcome.result.history)
             named = store.find_run(outcome.cell.name)
