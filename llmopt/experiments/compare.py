@@ -6,8 +6,10 @@ resumes whatever is unfinished and skips what is done (a finished run is reopene
 re-checked, and nothing is asked again), so an interrupted grid costs nothing twice. The tables
 are then computed from the store (:mod:`llmopt.experiments.tables`): one per problem, one row per
 configuration, with the problem's classical baselines and its optimum as rows of the same table;
-this module gives them each run's outcome and its spend on every axis (:class:`Spend`, read
-from the recorded trials and calls).
+this module gives them each run's outcome and its spend on every axis (:class:`Spend`), read by
+the one read path of stored runs (:mod:`llmopt.experiments.stored`): ``--no-run`` rebuilds no
+problem and runs no baseline, since a grid's run records its problem's facts and its baselines'
+values when it runs.
 """
 
 from __future__ import annotations
