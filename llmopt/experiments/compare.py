@@ -23,10 +23,19 @@ import numpy as np
 from llmopt.budget import StopReason
 from llmopt.experiments.grid import Cell, Grid, GridError
 from llmopt.experiments.measures import evals_until
-from llmopt.experiments.runs import UsageError, baseline_hook, execute, open_run, prepare_run, run_parser
+from llmopt.experiments.runs import (
+    RefusedOption,
+    UsageError,
+    baseline_hook,
+    execute,
+    open_run,
+    prepare_run,
+    run_parser,
+)
 from llmopt.history import TrialState
 from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem
+from llmopt.proposers import registry
 from llmopt.store import RunRecord, RunStore
 
 
@@ -48,6 +57,8 @@ def cell_argv(cell: Cell, parser: argparse.ArgumentParser) -> list[str]:
         action = actions.get(flag)
         if action is None:
             raise GridError(f"--{key}: unknown option of `llmopt run {cell.command}`")
+        if isinstance(action, RefusedOption):  # another proposer's option: one line, as on the command line
+            raise GridError(registry.unused_message(flag, action.spec, value))
         if value is None:
             continue
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
@@ -72,7 +83,7 @@ def parse_cell(cell: Cell, grid: Grid | None = None) -> argparse.Namespace:
     any bad option. (The store is the grid's, opened by :func:`collect`, not an option of the
     cell.) ``args.base_dir``: the grid file's directory, where the run reads relative paths."""
     try:
-        parser = run_parser(cell.command, _RaisingParser)
+        parser = run_parser(cell.command, _RaisingParser, str(cell.options.get("proposer") or registry.DEFAULT))
         args = parser.parse_args(cell_argv(cell, parser))
     except (GridError, UsageError) as exc:
         raise GridError(grid_message(grid, cell, str(exc))) from None

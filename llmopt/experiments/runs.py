@@ -17,20 +17,9 @@ from llmopt.executors import EXECUTORS, open_executor
 from llmopt.experiments.progress import RunProgress
 from llmopt.llm import LLMConfigError
 from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args, non_negative, non_negative_int, positive_int
-from llmopt.metaprompt import MetaPromptConfig
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
 from llmopt.problem import Problem
-from llmopt.proposers import (
-    STRUCTURED,
-    EvoPromptDE,
-    EvoPromptGA,
-    LLMProposer,
-    OptunaProposer,
-    Proposer,
-    RandomProposer,
-    SamplingProposer,
-)
-from llmopt.proposers.evoprompt import DONORS, INITS, POPULATION, SELECTIONS, TEMPERATURE
+from llmopt.proposers import Proposer, registry
 from llmopt.store import DEFAULT_STORE, RunStore
 
 
@@ -57,23 +46,16 @@ def baseline_hook(problem: str, attribute: str) -> Any:
     return getattr(baseline.load(), attribute, None) if baseline is not None else None
 
 
-#: The ``--proposer`` choices: OPRO, its LLM controls (independent samples; the latest solutions
-#: without scores), the random control, optuna's samplers, EvoPrompt's GA and DE.
-PROPOSERS = ("llm", "llm-iid", "llm-scs", "random", "optuna:tpe", "optuna:cmaes", "evoprompt-ga", "evoprompt-de")
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
+def add_run_arguments(p: argparse.ArgumentParser, proposer: str = registry.DEFAULT) -> None:
+    """The options of ``llmopt run``: the run's, the budget's, validation's, the model's, and those
+    of ``proposer`` (the chosen one's, from the registry). Every other proposer's options are
+    accepted by name only to be refused in one line (:class:`RefusedOption`), not shown."""
+    specs = registry.all_specs()
+    spec = specs.get(proposer) or specs[registry.DEFAULT]
     g = p.add_argument_group("run")
-    g.add_argument("--proposer", choices=PROPOSERS, default="llm",
-                   help="llm: OPRO; llm-iid: the same model sampled independently, no solutions or scores shown "
-                        "(the LLM control); llm-scs: the same model shown the latest --show solutions without their "
-                        "scores (sequential conditioned sampling); random: the random-search control; "
-                        "optuna:tpe, optuna:cmaes: optuna's TPE or "
-                        "CMA-ES sampler on the problem's search space, the classical black-box baselines (needs "
-                        "pip install -e '.[classical]' and a problem with a bounded search space, e.g. linreg; "
-                        "CMA-ES: one generation per step); "
-                        "evoprompt-ga, evoprompt-de: EvoPrompt's genetic algorithm and differential evolution with "
-                        "the model as operators, one generation per step (default: llm)")
+    g.add_argument("--proposer", choices=list(specs), default=registry.DEFAULT, metavar="NAME",
+                   help="where proposals come from: " + "; ".join(f"{n}: {s.help}" for n, s in specs.items())
+                        + f" (default {registry.DEFAULT}; `--proposer NAME --help` shows NAME's own options)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the instance and the run (default 0)")
     g.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite run store (default {DEFAULT_STORE})")
     g.add_argument("--name", help="run name in the store (default: <problem>-<proposer>-seed<S>)")
@@ -95,6 +77,18 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "(default none)")
     g.add_argument("--workers", type=positive_int, help="workers of the executor (default: the pool's own)")
     g.add_argument("--dask-scheduler", help="address of a running Dask scheduler (default: a LocalCluster)")
+    _add_budget_arguments(p)
+    _add_validation_arguments(p)
+    model = p.add_argument_group("model")
+    add_model_arguments(model, model_aliases=("--optimizer",))
+    if not spec.uses_llm:  # accepted (a grid's defaults may name a model for every row), not shown
+        for action in model._group_actions:
+            if "--local-threads" not in action.option_strings:  # a problem's model (a scorer) may use it
+                action.help = argparse.SUPPRESS
+    add_proposer_arguments(p, spec, specs)
+
+
+def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     b = p.add_argument_group("budget (the first limit reached stops the run)")
     b.add_argument("--steps", type=non_negative_int, default=50,
                    help="max steps; 0 scores only the starting solutions (default 50)")
@@ -109,6 +103,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "validations without a better validation score)")
     b.add_argument("--no-stop-when-solved", action="store_true",
                    help="keep going after the known optimum is proposed")
+
+
+def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
     v = p.add_argument_group("validation (overfitting; the problem needs a validation split, e.g. prompt's "
                              "--validation-fraction)")
     v.add_argument("--eval-every", type=positive_int, metavar="K",
@@ -119,53 +116,63 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--early-stop", choices=("validation",),
                    help="validation: stop when the best validation score has not improved in --patience "
                         "validations (needs --eval-every)")
-    m = p.add_argument_group("model")
-    add_model_arguments(m, model_aliases=("--optimizer",))
-    m.add_argument("--structured", choices=STRUCTURED, default="auto",
-                   help="structured output (the problem's JSON schema; a grammar for the embedded model): where "
-                        "supported (auto), always in OpenAI's json_schema style (on), in llama.cpp-server's "
-                        "json_object style, or never (off: the paper's free-text replies) (default auto)")
-    m.add_argument("--no-cache", action="store_true", help="do not serve replies from the store's cache")
-    c = p.add_argument_group("cost (each recorded with the run; the defaults are the paper's protocol)")
-    c.add_argument("--per-call", type=positive_int, default=1, metavar="K",
-                   help="answers asked for in one reply: K proposals share one call and its prompt (default 1)")
-    c.add_argument("--samples-per-request", type=positive_int, default=1, metavar="N",
-                   help="choices asked of one request (OpenAI's and vLLM's n: the prompt billed once; a server "
-                        "that ignores n is asked the rest one call each) (default 1)")
-    c.add_argument("--redraw-temperature", type=non_negative, metavar="T",
-                   help="temperature of a step's redraw rounds (the rounds that replace invalid and duplicate "
-                        "replies) (default: the model's --temperature)")
-    c.add_argument("--prompt-cache", action="store_true",
-                   help="mark the meta-prompt for the provider's prompt cache (Anthropic's cache_control; OpenAI "
-                        "caches prefixes by itself); cached prompt tokens are recorded and priced at the cached rate")
-    e = p.add_argument_group("evolution (--proposer evoprompt-ga / evoprompt-de; EvoPrompt's defaults)")
-    e.add_argument("--population", type=positive_int, default=POPULATION,
-                   help=f"population size: children per generation (default {POPULATION})")
-    e.add_argument("--selection", choices=SELECTIONS, default="wheel",
-                   help="GA parent selection: roulette wheel by score, tournament of two, or random (default wheel)")
-    e.add_argument("--donor", choices=DONORS, default="best",
-                   help="DE's third donor: the population's best, or a random member (default best)")
-    e.add_argument("--init", choices=INITS, default="evoprompt",
-                   help="initial population: the best half of the starting solutions and LLM paraphrases of them "
-                        "(step 1), or the starting solutions alone (default evoprompt)")
-    e.add_argument("--evolution-temperature", type=non_negative, default=TEMPERATURE, metavar="T",
-                   help=f"temperature of the operators' calls (default {TEMPERATURE}, EvoPrompt's)")
-    mp = p.add_argument_group("meta-prompt")
-    mp.add_argument("--show", type=non_negative_int,
-                    help="past solutions shown (default: the paper's for the problem, 20 for linreg, 10 for tsp)")
-    mp.add_argument("--order", choices=("worst_to_best", "best_to_worst", "random"), default="worst_to_best",
-                    help="order of the past solutions shown (default worst_to_best: the best last, as in the paper)")
-    mp.add_argument("--scores", choices=("exact", "rounded", "significant", "buckets", "hidden"),
-                    help="how their scores are shown: as computed, rounded to --decimals, to --score-digits significant "
-                         "digits of the shown scores' spread (more where two would print alike), as a bucket "
-                         "1..--buckets, or not at all (default: the problem's: rounded to integers for linreg, tsp "
-                         "and prompt, as in the paper; significant for a function; rounded with --decimals)")
-    mp.add_argument("--decimals", type=non_negative_int,
-                    help="decimals for --scores rounded (default: 0, the paper's integers)")
-    mp.add_argument("--score-digits", type=positive_int, default=3,
-                    help="significant digits for --scores significant (default 3)")
-    mp.add_argument("--buckets", type=positive_int, default=10, help="buckets for --scores buckets (default 10)")
-    mp.add_argument("--instruction", help="replace the closing instruction of the meta-prompt")
+
+
+class RefusedOption(argparse.Action):
+    """An option of another proposer than the chosen one: refused in one line when given (by
+    :func:`prepare_run`, as every bad setting is, before anything is created or spent)."""
+
+    def __init__(self, option_strings: list[str], dest: str, spec: registry.ProposerSpec, **kw: Any) -> None:
+        super().__init__(option_strings, dest, **kw)
+        self.spec = spec
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        refused = getattr(namespace, "refused_options", None) or []
+        refused.append(registry.unused_message(self.option_strings[0], self.spec, values or None))
+        namespace.refused_options = refused
+
+
+def _argtype(option: registry.Option) -> Any:
+    """argparse's type for ``option``: its converter, a bad word told in its own words."""
+    def convert(text: str) -> Any:
+        try:
+            return option.type(text)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = option.name
+    return convert
+
+
+def add_proposer_arguments(p: argparse.ArgumentParser, spec: registry.ProposerSpec,
+                           specs: dict[str, registry.ProposerSpec]) -> None:
+    """``spec``'s options in their own group; the other proposers' options, hidden and refused."""
+    own = [o for o in spec.options if o.cli]
+    group = p.add_argument_group(f"proposer {spec.name} (its own options; `--proposer NAME --help`: another's)")
+    for o in own:
+        if o.switch:
+            group.add_argument(o.flag, dest=o.key, action="store_true", help=o.help)
+        else:
+            group.add_argument(o.flag, dest=o.key, type=_argtype(o), default=o.default, choices=o.choices,
+                               metavar=o.metavar, help=o.help)
+    taken = set(p._option_string_actions)  # the public API has no lookup by flag
+    for other in {o.flag: o for s in specs.values() for o in s.options if o.cli}.values():
+        if other.flag not in taken:
+            taken.add(other.flag)
+            p.add_argument(other.flag, action=RefusedOption, spec=spec, nargs=0 if other.switch else None,
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def chosen_proposer(words: list[str]) -> str:
+    """The ``--proposer`` among command-line words (the last given), before they are parsed: the
+    parser shows and accepts that proposer's options. Not given: the default."""
+    chosen = registry.DEFAULT
+    for i, word in enumerate(words):
+        if word == "--proposer" and i + 1 < len(words):
+            chosen = words[i + 1]
+        elif word.startswith("--proposer="):
+            chosen = word.split("=", 1)[1]
+    return chosen
 
 
 def validate_top(text: str) -> int | None:
@@ -178,44 +185,25 @@ def validate_top(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}") from None
 
 
-def run_parser(command: str, parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
-    """The parser of ``llmopt run <command>`` alone (for grids, which build many runs)."""
+def run_parser(command: str, parser_class: type[argparse.ArgumentParser] = Parser,
+               proposer: str = registry.DEFAULT) -> argparse.ArgumentParser:
+    """The parser of ``llmopt run <command> --proposer <proposer>`` alone (for grids, which build many runs)."""
     eps = entry_points("llmopt.problems")
     if command not in eps:
         raise UsageError(f"unknown problem {command!r} (installed: {', '.join(sorted(eps))})")
     plugin = eps[command].load()
     parser = parser_class(prog=f"llmopt run {command}")
     plugin.add_arguments(parser.add_argument_group(command))
-    add_run_arguments(parser)
+    add_run_arguments(parser, proposer)
     parser.set_defaults(plugin=plugin, problem=command, command="run")
     return parser
 
 
 def make_proposer(args: argparse.Namespace, problem: Problem) -> Proposer:
-    if args.proposer == "random":
-        return RandomProposer()
-    if args.proposer.startswith("optuna:"):
-        return OptunaProposer(args.proposer.split(":", 1)[1])
-    llm = llm_from_args(args)
-    if args.proposer.startswith("evoprompt-"):
-        common = dict(population=args.population, init=args.init, temperature=args.evolution_temperature,
-                      use_store_cache=not args.no_cache)
-        if args.proposer == "evoprompt-ga":
-            return EvoPromptGA(llm, selection=args.selection, **common)
-        return EvoPromptDE(llm, donor=args.donor, **common)
-    shown = problem.default_shown if args.show is None else args.show
-    cost = dict(use_store_cache=not args.no_cache, structured=args.structured, per_call=args.per_call,
-                samples_per_request=args.samples_per_request, redraw_temperature=args.redraw_temperature,
-                prompt_cache=args.prompt_cache)
-    if args.proposer == "llm-iid" and args.show:
-        raise ValueError(f"--show {args.show}: llm-iid shows no solutions (llm-scs shows the latest --show)")
-    if args.proposer in ("llm-iid", "llm-scs"):
-        return SamplingProposer(llm, shown=0 if args.proposer == "llm-iid" else shown, seed=args.seed, **cost)
-    scores = args.scores or ("rounded" if args.decimals is not None else "auto")  # auto: the problem's
-    meta = MetaPromptConfig(max_shown=shown, order=args.order, scores=scores, decimals=args.decimals or 0,
-                            digits=args.score_digits, buckets=args.buckets, instruction=args.instruction,
-                            shuffle_seed=args.seed)
-    return LLMProposer(llm, meta, **cost)
+    """The proposer ``--proposer`` names, from its options (the registry's spec builds it)."""
+    spec = registry.get(args.proposer)
+    options = {o.key: getattr(args, o.key) for o in spec.options if o.cli and hasattr(args, o.key)}
+    return spec.build(options, llm_from_args(args) if spec.uses_llm else None, problem)
 
 
 def check_credentials(args: argparse.Namespace, problem: Problem, proposer: Proposer) -> None:
@@ -229,7 +217,7 @@ def check_credentials(args: argparse.Namespace, problem: Problem, proposer: Prop
         hook(args, problem)
 
 
-def check_proposer(problem: Problem, proposer: Proposer) -> None:
+def check_proposer(problem: Problem, proposer: Proposer, seed: int) -> None:
     """A proposer without a model is checked in full here, before any store is created: optuna
     installed, a problem it can search (ValueError, one line). A model's proposer is checked by
     :func:`check_credentials` here and by the optimizer (which validates every proposer) later."""
@@ -239,7 +227,7 @@ def check_proposer(problem: Problem, proposer: Proposer) -> None:
         proposer.validate()
     except ImportError as exc:  # an optional dependency (optuna): the message says how to install it
         raise ValueError(str(exc)) from None
-    proposer.prepare(problem)
+    proposer.bind(problem, seed)  # the optimizer binds it again to the same run
 
 
 def make_budget(args: argparse.Namespace) -> Budget:
@@ -270,13 +258,16 @@ def prepare_run(args: argparse.Namespace, calls: bool = True) -> tuple[Problem, 
 
     ``calls``: the run will call its models, so a model whose API key is not set is refused here,
     before any store is created (``False``: a stored run is only read back)."""
+    refused = getattr(args, "refused_options", None)
+    if refused:  # another proposer's option
+        raise UsageError(refused[0])
     try:
         problem = args.plugin.from_args(args)
         check_validation(args, problem)
         proposer = make_proposer(args, problem)
         if calls:
             check_credentials(args, problem, proposer)
-            check_proposer(problem, proposer)
+            check_proposer(problem, proposer, args.seed)
         budget = make_budget(args)
         preflight = getattr(args.plugin, "preflight", None)
         if preflight is not None:  # e.g. a cost estimate that may refuse the run

@@ -58,8 +58,19 @@ class Proposer(ABC):
     def validate(self) -> None:
         """Raise a clear error for unusable settings, before any budget is spent."""
 
+    #: The run's seed, from :meth:`bind` (None: not bound to a run yet).
+    seed: int | None = None
+
+    def bind(self, problem: Problem, seed: int) -> None:
+        """Bind to a run: its problem and seed, once, before the first ask (the optimizer calls it;
+        so may a check before the run, with the same problem and seed). Everything the proposer
+        draws derives from this seed (the trial numbers name the streams), so a proposer never
+        learns its run late. Subclasses that build seeded state (optuna's sampler) extend it."""
+        self.seed = int(seed)
+        self.prepare(problem)
+
     def prepare(self, problem: Problem) -> None:
-        """Adapt to the problem before the run (e.g. decide on structured output)."""
+        """Adapt to the problem before the run (e.g. decide on structured output); see :meth:`bind`."""
 
     def resuming(self, recorded: dict[str, Any]) -> None:
         """Before a resumed run is checked against its recorded configuration (``recorded``, this
