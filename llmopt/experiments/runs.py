@@ -53,7 +53,7 @@ def add_run_arguments(p: argparse.ArgumentParser, proposer: str = registry.DEFAU
     specs = registry.all_specs()
     spec = specs.get(proposer) or specs[registry.DEFAULT]
     g = p.add_argument_group("run")
-    g.add_argument("--proposer", choices=list(specs), default=registry.DEFAULT, metavar="NAME",
+    g.add_argument("--proposer", choices=list(specs), default=registry.DEFAULT,
                    help="where proposals come from: " + "; ".join(f"{n}: {s.help}" for n, s in specs.items())
                         + f" (default {registry.DEFAULT}; `--proposer NAME --help` shows NAME's own options)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the instance and the run (default 0)")
@@ -81,11 +81,21 @@ def add_run_arguments(p: argparse.ArgumentParser, proposer: str = registry.DEFAU
     _add_validation_arguments(p)
     model = p.add_argument_group("model")
     add_model_arguments(model, model_aliases=("--optimizer",))
-    if not spec.uses_llm:  # accepted (a grid's defaults may name a model for every row), not shown
-        for action in model._group_actions:
-            if "--local-threads" not in action.option_strings:  # a problem's model (a scorer) may use it
-                action.help = argparse.SUPPRESS
+    if not spec.uses_llm:
+        _hide_model_options(p, model)
     add_proposer_arguments(p, spec, specs)
+
+
+def _hide_model_options(p: argparse.ArgumentParser, model: Any) -> None:
+    """The optimizer's model options, for a proposer that calls no model: accepted (a grid's
+    defaults may name a model for every row), not shown; ``--local-threads`` stays (a problem's
+    own model, a scorer, runs on them). A group left with no shown option is dropped from the
+    usage line (argparse 3.11 cannot format one)."""
+    hidden = [a for a in model._group_actions if "--local-threads" not in a.option_strings]
+    for action in hidden:
+        action.help = argparse.SUPPRESS
+    p._mutually_exclusive_groups = [g for g in p._mutually_exclusive_groups
+                                    if not all(a in hidden for a in g._group_actions)]
 
 
 def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
