@@ -14,10 +14,10 @@ from openai_server import OpenAIServer
 from test_resume import run_script, snapshot
 
 from llmopt import Budget, LLMProposer, Optimizer, RunStore
-from llmopt.experiments.compare import cell_argv
+from llmopt.cli.run_options import cell_argv, run_parser
 from llmopt.experiments.grid import grid_from_dict
 from llmopt.experiments.report import steps_table
-from llmopt.experiments.runs import prepare_run, run_parser
+from llmopt.experiments.runs import prepare_run
 from llmopt.history import TrialState
 from llmopt.llm import LLM
 from llmopt.llm._litellm import import_litellm, reply_cost

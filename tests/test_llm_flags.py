@@ -18,12 +18,12 @@ from openai_server import OpenAIServer
 
 from llmopt import LLM, LLMConfigError
 from llmopt.cli import main
-from llmopt.experiments.compare import cell_argv
+from llmopt.cli.model_options import add_model_arguments
+from llmopt.cli.run_options import cell_argv, run_parser
 from llmopt.experiments.grid import Cell
-from llmopt.experiments.runs import run_parser
 from llmopt.llm import MemoryCache, cache_key
 from llmopt.llm._litellm import token_cost
-from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args
+from llmopt.llm.flags import key_hint, llm_from_args
 from problems.prompt_optimization.cli import estimate
 from problems.prompt_optimization.data import Example, Task
 from problems.prompt_optimization.problem import PromptOptimization

@@ -133,7 +133,7 @@ def test_a_grid_gets_the_same_refusal(tmp_path: Path, capsys) -> None:
 
 
 def test_the_shipped_grids_parse_with_every_option_their_proposer_has() -> None:
-    from llmopt.experiments.compare import parse_cell
+    from llmopt.cli.run_options import parse_cell
     from llmopt.experiments.grid import load_grid
 
     for path in sorted((ROOT / "experiments").glob("*.toml")):

@@ -18,6 +18,7 @@ from llmopt.budget import StopReason
 from llmopt.cli.compare import CompareCommand
 from llmopt.cli.plot import PlotCommand
 from llmopt.cli.report import ReportCommand
+from llmopt.cli.run_options import Parser, add_run_arguments, chosen_proposer
 from llmopt.experiments.report import (
     format_table,
     most_common_failure,
@@ -27,16 +28,7 @@ from llmopt.experiments.report import (
     steps_table,
     validations_report,
 )
-from llmopt.experiments.runs import (
-    Parser,
-    UsageError,
-    add_run_arguments,
-    chosen_proposer,
-    entry_points,
-    execute,
-    open_run,
-    prepare_run,
-)
+from llmopt.experiments.runs import UsageError, entry_points, execute, open_run, prepare_run
 from llmopt.history import TrialState
 from llmopt.llm import LLMConfigError
 from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Sequence
 
 from llmopt.budget import StopReason
+from llmopt.cli.run_options import parse_cell
 from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import (
     DEFAULT_SEEDS,
@@ -178,7 +179,7 @@ with the problem's baselines and optimum as rows.
         options = table_options(args)
         store = args.store or grid.store or DEFAULT_STORE
         try:
-            collected = collect(grid, store, run=not args.no_run, with_references=not args.no_references,
+            collected = collect(grid, store, run=not args.no_run, parse=parse_cell, with_references=not args.no_references,
                                 progress=not args.quiet)
         except KeyboardInterrupt:
             print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)

@@ -12,7 +12,6 @@ from the recorded trials and calls).
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import asdict, dataclass, field
@@ -23,73 +22,13 @@ import numpy as np
 from llmopt.budget import StopReason
 from llmopt.experiments.grid import Cell, Grid, GridError
 from llmopt.experiments.measures import evals_until
-from llmopt.experiments.runs import (
-    RefusedOption,
-    UsageError,
-    baseline_hook,
-    execute,
-    open_run,
-    prepare_run,
-    run_parser,
-)
+from llmopt.experiments.runs import UsageError, baseline_hook, execute, open_run, prepare_run
 from llmopt.history import TrialState
 from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem
-from llmopt.proposers import registry
 from llmopt.store import RunRecord, RunStore
 
-
-class _RaisingParser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so a bad grid cell is reported with its label."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise GridError(message)
-
-
-# --- from a cell to the arguments of one run -------------------------------------------------
-
-def cell_argv(cell: Cell, parser: argparse.ArgumentParser) -> list[str]:
-    """The ``llmopt run <problem>`` flags of a cell (TOML values to command-line words)."""
-    argv: list[str] = []
-    actions = parser._option_string_actions  # the public API has no lookup by flag
-    for key, value in cell.options.items():
-        flag = f"--{key}"
-        action = actions.get(flag)
-        if action is None:
-            raise GridError(f"--{key}: unknown option of `llmopt run {cell.command}`")
-        if isinstance(action, RefusedOption):  # another proposer's option: one line, as on the command line
-            raise GridError(registry.unused_message(flag, action.spec, value))
-        if value is None:
-            continue
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            if not isinstance(value, bool):
-                raise GridError(f"--{key}: a switch: true or false, got {value!r}")
-            if value != action.default:
-                argv.append(flag)
-            continue
-        if isinstance(value, bool):
-            raise GridError(f"--{key}: takes a value, got {value!r}")
-        values = value if isinstance(value, list) else [value]
-        if isinstance(action, argparse._AppendAction):
-            for v in values:
-                argv += [flag, str(v)]
-        else:
-            argv += [flag, *map(str, values)]
-    return argv + ["--seed", str(cell.seed), "--name", cell.name, "--quiet"]
-
-
-def parse_cell(cell: Cell, grid: Grid | None = None) -> argparse.Namespace:
-    """Parsed run arguments of a cell; a GridError names the option's key in the grid (or the cell) on
-    any bad option. (The store is the grid's, opened by :func:`collect`, not an option of the
-    cell.) ``args.base_dir``: the grid file's directory, where the run reads relative paths."""
-    try:
-        parser = run_parser(cell.command, _RaisingParser, str(cell.options.get("proposer") or registry.DEFAULT))
-        args = parser.parse_args(cell_argv(cell, parser))
-    except (GridError, UsageError) as exc:
-        raise GridError(grid_message(grid, cell, str(exc))) from None
-    args.base_dir = cell.base
-    return args
-
+# --- from a cell to the arguments of one run (parsed by llmopt.cli.run_options.parse_cell) ----------
 
 _FLAG = re.compile(r"(?:argument )?--([a-z0-9][a-z0-9-]*)")
 
@@ -287,6 +226,11 @@ def references(command: str, problem: Problem) -> list[Reference]:
 
 # --- running the grid -----------------------------------------------------------------------
 
+#: ``parse(cell, grid)``: a cell's options as the settings of one run (a namespace; a GridError, in
+#: the grid's words, on a bad option).
+CellParser = Callable[[Cell, "Grid | None"], Any]
+
+
 @dataclass
 class Collected:
     grid: Grid
@@ -295,12 +239,13 @@ class Collected:
     stopped: StopReason | None = None
 
 
-def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = True,
+def collect(grid: Grid, store_path: str, *, run: bool, parse: CellParser, with_references: bool = True,
             log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
             progress: bool = False) -> Collected:
     """Run (``run=True``) or only read back every cell of the grid, in order; ``progress``: each
-    run shows its progress bar (on stderr, after the line saying which cell it is)."""
-    parsed = [(cell, parse_cell(cell, grid)) for cell in grid.cells()]  # every cell's options checked first,
+    run shows its progress bar (on stderr, after the line saying which cell it is). ``parse``: a
+    cell's options as a run's settings (the command line's parser: ``llmopt.cli.run_options.parse_cell``)."""
+    parsed = [(cell, parse(cell, grid)) for cell in grid.cells()]  # every cell's options checked first,
     prepared = [(cell, args, _prepared(grid, cell, args, run)) for cell, args in parsed]  # then models and keys
     out = Collected(grid, [], {})
     with RunStore(store_path, readonly=not run) as store:  # only reading: nothing created or written
@@ -332,7 +277,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
     return out
 
 
-def _prepared(grid: Grid, cell: Cell, args: argparse.Namespace, calls: bool) -> Any:
+def _prepared(grid: Grid, cell: Cell, args: Any, calls: bool) -> Any:
     """:func:`prepare_run` of a cell, its errors in the grid's words (:func:`grid_message`)."""
     try:
         return prepare_run(args, calls=calls)

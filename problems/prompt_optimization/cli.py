@@ -8,11 +8,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from llmopt.cli.model_options import add_model_arguments
 from llmopt.experiments.progress import Bar
 from llmopt.experiments.report import format_table
 from llmopt.experiments.runs import baseline_hook
 from llmopt.history import TrialState
-from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args
+from llmopt.llm.flags import key_hint, llm_from_args
 from llmopt.proposers import EvolutionProposer, EvoPromptDE
 from llmopt.proposers.evoprompt_templates import de_prompt, ga_prompt, words
 from llmopt.seeding import stream
