@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from llmopt.history import SolutionHistory
 from llmopt.llm.client import ResponseCache
-from llmopt.problem import ParseError, Problem
+from llmopt.problem import CallCost, ParseError, Problem
 
 #: Called as each LLM call finishes: (trial number, model, completion); a proposer whose calls
 #: each have their own prompt (not the step's meta-prompt) passes it as the keyword ``prompt``.
@@ -79,6 +79,12 @@ class Proposer(ABC):
 
     def uses_llm(self) -> bool:
         return False
+
+    def step_cost(self, problem: Problem, proposals: int, max_rounds: int) -> CallCost | None:
+        """Upper bound of the model requests one step makes (``proposals`` asked, redrawn up to
+        ``max_rounds``), with a typical request's tokens, for the estimate before a run; None: the
+        proposer calls no model. Times a problem's :meth:`Problem.evaluation_cost`, it is the run's."""
+        return None
 
     #: Whether the optimizer may draw again (``max_rounds``) to replace a step's invalid and
     #: duplicate proposals. An evolutionary proposer's generation is one draw per member: a child

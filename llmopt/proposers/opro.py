@@ -10,13 +10,14 @@ so a resumed round makes the same calls with the same seeds (served from the cac
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Literal
 
-from llmopt.history import SolutionHistory
+from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
 from llmopt.metaprompt import SCORES, MetaPromptConfig, build_meta_prompt, build_sampling_prompt
-from llmopt.problem import Problem
+from llmopt.problem import CallCost, Problem
 from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
 from llmopt.seeding import derive_seed
 
@@ -102,6 +103,17 @@ class LLMProposer(Proposer):
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
         return build_meta_prompt(problem, history, self.metaprompt, seed=self.seed or 0, per_call=self.per_call)
+
+    def step_cost(self, problem: Problem, proposals: int, max_rounds: int) -> CallCost | None:
+        """Every round's replies (``per_call`` answers each) at max tokens; the prompt: this
+        proposer's own for a full history of the problem's typical solutions."""
+        text = problem.typical_text()
+        shown = [Trial(number=i, step=0, state=TrialState.COMPLETE, source="estimate", text=text, key=i, value=float(i))
+                 for i in range(self.metaprompt.max_shown)]
+        prompt = self.begin_step(problem, SolutionHistory(problem.direction, shown), 1) or ""
+        calls = max_rounds * math.ceil(proposals / self.per_call)
+        return CallCost("optimizer", self.llm, calls, calls * self.llm.count_tokens(prompt),
+                        calls * self.llm.config.max_tokens)
 
     def messages(self, prompt: str) -> list[dict[str, Any]]:
         """The chat messages of a step: the system prompt if any, then the meta-prompt. With
