@@ -181,3 +181,18 @@ def test_a_proposer_from_an_installed_package_runs_from_python(tmp_path: Path, m
     assert result.steps == 2 and {t.source for t in result.history} == {"start", "toy"}
     with pytest.raises(ValueError, match="--width 2: not an option of --proposer toy-random"):
         llmopt.minimize(lambda v: 0.0, SPACE, proposer="toy-random", proposer_options={"width": 2}, progress=False)
+
+
+def test_a_broken_plugin_is_named_in_one_line_and_does_not_take_the_others_down(tmp_path: Path, capsys,
+                                                                                  monkeypatch) -> None:
+    info = tmp_path / "brokenprop-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenprop\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[llmopt.proposers]\nbroken = no_such_module_for_llmopt:SPEC\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["run", "linreg", "--proposer", "broken", "--store", str(tmp_path / "b.db"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "proposer 'broken' (no_such_module_for_llmopt:SPEC) cannot be loaded: ModuleNotFoundError" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "b.db").exists()
+    assert main(["run", "linreg", "--proposer", "random", "--steps", "1", "--store", str(tmp_path / "r.db"),
+                 "--quiet"]) == 0

@@ -32,7 +32,7 @@ def add_run_arguments(p: argparse.ArgumentParser, proposer: str = registry.DEFAU
     specs = registry.all_specs()
     spec = specs.get(proposer) or specs[registry.DEFAULT]
     g = p.add_argument_group("run")
-    g.add_argument("--proposer", choices=list(specs), default=registry.DEFAULT,
+    g.add_argument("--proposer", choices=registry.names(), default=registry.DEFAULT,
                    help="where proposals come from: " + "; ".join(f"{n}: {s.help}" for n, s in specs.items())
                         + f" (default {registry.DEFAULT}; `--proposer NAME --help` shows NAME's own options)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the instance and the run (default 0)")

@@ -131,26 +131,24 @@ def differential(o: Options, llm: LLM | None, problem: Problem) -> Proposer:
 # --- the specs (the entry points of pyproject.toml name these) -------------------------------------
 LLM_OPRO = ProposerSpec(
     "llm", opro, uses_llm=True, options=(STRUCTURED_OPTION, NO_CACHE, *COST, *METAPROMPT),
-    help="OPRO: the model shown the best solutions so far with their scores")
+    help="OPRO (the best solutions so far shown with their scores)")
 LLM_IID = ProposerSpec(
     "llm-iid", independent, uses_llm=True, options=(STRUCTURED_OPTION, NO_CACHE, *COST),
     hints={key: "llm-iid shows no solutions (llm-scs shows the latest --show)" for key in ("show", "shown")},
-    help="the same model sampled independently, no solutions or scores shown (the LLM control)")
+    help="the LLM control: independent samples, nothing shown")
 LLM_SCS = ProposerSpec(
     "llm-scs", conditioned, uses_llm=True, options=(STRUCTURED_OPTION, NO_CACHE, *COST, SHOW),
-    help="the same model shown the latest --show solutions without their scores (sequential conditioned sampling)")
+    help="the latest --show solutions shown without scores")
 RANDOM = ProposerSpec(
     "random", lambda o, llm, problem: RandomProposer(), help="the random-search control")
 TPE = ProposerSpec(
     "optuna:tpe", lambda o, llm, problem: OptunaProposer("tpe"),
-    help="optuna's TPE sampler on the problem's search space (pip install -e '.[classical]'; a problem with a "
-         "bounded search space, e.g. linreg)")
+    help="optuna's TPE on a bounded search space (pip install -e '.[classical]')")
 CMAES = ProposerSpec(
-    "optuna:cmaes", lambda o, llm, problem: OptunaProposer("cmaes"),
-    help="optuna's CMA-ES sampler on the problem's search space, one generation per step")
+    "optuna:cmaes", lambda o, llm, problem: OptunaProposer("cmaes"), help="optuna's CMA-ES, a generation per step")
 EVOPROMPT_GA = ProposerSpec(
     "evoprompt-ga", genetic, uses_llm=True, options=(*EVOLUTION, SELECTION),
-    help="EvoPrompt's genetic algorithm with the model as its operators, one generation per step")
+    help="EvoPrompt's GA, the model as operators, a generation per step")
 EVOPROMPT_DE = ProposerSpec(
     "evoprompt-de", differential, uses_llm=True, options=(*EVOLUTION, DONOR),
-    help="EvoPrompt's differential evolution with the model as its operators, one generation per step")
+    help="EvoPrompt's DE, the model as operators, a generation per step")

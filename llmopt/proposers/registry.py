@@ -165,12 +165,23 @@ def get(name: str) -> ProposerSpec:
     if ep is None:
         raise ValueError(f"unknown proposer {name!r}: a proposer must be one of {', '.join(names())} "
                          f"(the {GROUP} entry points), or a Proposer from Python")
-    spec = ep.load()
+    try:
+        spec = ep.load()
+    except Exception as exc:  # a broken plugin: said in one line, naming it
+        raise ValueError(f"proposer {name!r} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}") from None
     if not isinstance(spec, ProposerSpec):
         raise ValueError(f"proposer {name!r}: entry point {ep.value} is not a ProposerSpec")
     return spec if spec.name == name else replace(spec, name=name)  # the registered name is the name
 
 
 def all_specs() -> dict[str, ProposerSpec]:
-    """Every registered spec by name (the command line hides the other proposers' options with it)."""
-    return {name: get(name) for name in names()}
+    """Every registered spec that loads, by name (the command line lists them, and refuses the other
+    proposers' options with them): a broken plugin does not take the command line down with it;
+    naming it (:func:`get`) says why it cannot be used."""
+    out = {}
+    for name in names():
+        try:
+            out[name] = get(name)
+        except ValueError:
+            continue
+    return out
