@@ -33,7 +33,7 @@ def entry_points(group: str) -> dict[str, Any]:
 
 def baseline_hook(problem: str, attribute: str) -> Any:
     """``attribute`` of the baseline registered for ``problem`` in the ``llmopt.baselines`` group
-    (e.g. ``references``, ``INSTRUCTIONS``), or None: baselines attach themselves to problems,
+    (e.g. ``references``), or None: baselines attach themselves to problems,
     which never import them."""
     baseline = entry_points("llmopt.baselines").get(problem)
     return getattr(baseline.load(), attribute, None) if baseline is not None else None
