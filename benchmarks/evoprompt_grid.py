@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmopt.cli.compare import assignments  # noqa: E402
+from llmopt.cli.run_options import parse_cell  # noqa: E402
 from llmopt.experiments.compare import cell_problem, collect  # noqa: E402
 from llmopt.experiments.grid import load_grid  # noqa: E402
 from llmopt.experiments.measures import BudgetMismatch, check_equal  # noqa: E402
@@ -109,7 +110,7 @@ def score_outcomes(collected: Any, store_path: str, test_examples: int | None
         cache = store.cache()
         for outcome in collected.outcomes:
             result = outcome.result
-            problem = outcome.live or cell_problem(collected.grid, outcome.cell)  # read back: rebuilt to score
+            problem = outcome.live or cell_problem(collected.grid, outcome.cell, parse_cell)  # read back: rebuilt to score
             if result is None or result.best is None:
                 continue
             problem.scorer.llm = problem.scorer.llm.with_cache(cache)  # collect()'s store is closed: this one
@@ -144,7 +145,7 @@ def main() -> int:
     settings = {k.replace("_", "-"): v for k, v in assignments(args.set, "--set").items()}
     grid = load_grid(args.grid).with_overrides(seeds=tuple(args.seeds) if args.seeds else None, defaults=settings)
     store_path = args.store or grid.store or "runs.db"
-    collected = collect(grid, store_path, run=not args.no_run, with_references=False, progress=False)
+    collected = collect(grid, store_path, run=not args.no_run, parse=parse_cell, with_references=False, progress=False)
     by_row, starts, test_calls = score_outcomes(collected, store_path, args.test_examples)
     try:
         check_budgets(by_row)

@@ -32,9 +32,10 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmopt.cli import main as llmopt  # noqa: E402
+from llmopt.cli.run_options import run_parser  # noqa: E402
 from llmopt.experiments.measures import BudgetMismatch, check_equal  # noqa: E402
 from llmopt.experiments.report import format_table, markdown_table  # noqa: E402
-from llmopt.experiments.runs import prepare_run, run_parser  # noqa: E402
+from llmopt.experiments.runs import prepare_run  # noqa: E402
 from llmopt.history import SolutionHistory, Trial, TrialState  # noqa: E402
 from llmopt.problem import Direction  # noqa: E402
 from llmopt.store import RunStore  # noqa: E402

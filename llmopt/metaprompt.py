@@ -41,9 +41,7 @@ class MetaPromptConfig:
     buckets: int = 10  # for scores="buckets"
     bucket_range: tuple[float, float] | None = None  # None: the range of the shown scores
     instruction: str | None = None  # replaces the default closing instruction
-    shuffle_seed: int = 0  # for order="random"
     structured: bool = False  # answer format for structured output (set by the proposer)
-    per_call: int = 1  # answers asked for in one reply (set by the proposer)
 
     def __post_init__(self) -> None:
         if self.max_shown < 0:
@@ -60,13 +58,9 @@ class MetaPromptConfig:
             raise ValueError(f"buckets must be >= 1, got {self.buckets}")
         if self.bucket_range is not None and not self.bucket_range[0] < self.bucket_range[1]:
             raise ValueError(f"bucket_range must be (low, high) with low < high, got {self.bucket_range}")
-        if self.per_call < 1:
-            raise ValueError(f"per_call must be >= 1, got {self.per_call}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if self.per_call == 1:
-            del out["per_call"]  # runs recorded before per_call existed still resume
         if self.scores != "significant":
             del out["digits"]  # nor do runs recorded before digits existed need it
         return out
@@ -134,15 +128,15 @@ def order_sentence(problem: Problem, config: MetaPromptConfig) -> str:
             f"where {better} values are better.")
 
 
-def closing_instruction(problem: Problem, config: MetaPromptConfig) -> str:
+def closing_instruction(problem: Problem, config: MetaPromptConfig, per_call: int = 1) -> str:
     if config.instruction is not None:
         return config.instruction
     better = "lower" if problem.direction is Direction.MINIMIZE else "higher"
-    if config.per_call > 1:
-        own = problem.closing_instruction_many(config.per_call)
+    if per_call > 1:
+        own = problem.closing_instruction_many(per_call)
         if own is not None:
             return own
-        return (f"Give me {config.per_call} new {problem.solution_plural} that are different from all "
+        return (f"Give me {per_call} new {problem.solution_plural} that are different from all "
                 f"{problem.solution_plural} above and from each other, and have {problem.value_noun}s {better} "
                 "than any of the above.")
     own = problem.closing_instruction()
@@ -154,28 +148,31 @@ def closing_instruction(problem: Problem, config: MetaPromptConfig) -> str:
     )
 
 
-def shown_trials(history: SolutionHistory, config: MetaPromptConfig) -> list[Trial]:
-    """The exemplars in the order they appear in the prompt."""
+def shown_trials(history: SolutionHistory, config: MetaPromptConfig, seed: int = 0) -> list[Trial]:
+    """The exemplars in the order they appear in the prompt (``seed``: the run's, for ``order="random"``)."""
     trials = history.top_k(config.max_shown)  # worst-to-best
     if config.order == "best_to_worst":
         return trials[::-1]
     if config.order == "random":
-        rng = stream(config.shuffle_seed, "metaprompt-order", len(history))
+        rng = stream(seed, "metaprompt-order", len(history))
         return [trials[i] for i in rng.permutation(len(trials))]
     return trials
 
 
-def answer_format(problem: Problem, config: MetaPromptConfig) -> str:
+def answer_format(problem: Problem, config: MetaPromptConfig, per_call: int = 1) -> str:
     """How to write the answer(s): the problem's format, structured or not, for one or ``per_call``."""
-    if config.per_call > 1:
-        return problem.answers_format(config.per_call, config.structured)
+    if per_call > 1:
+        return problem.answers_format(per_call, config.structured)
     return problem.structured_answer_format() if config.structured else problem.answer_format()
 
 
-def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPromptConfig) -> str:
-    """Render the meta-prompt. Same inputs, same string: it is recorded with every step."""
+def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPromptConfig, *, seed: int = 0,
+                      per_call: int = 1) -> str:
+    """Render the meta-prompt. Same inputs, same string: it is recorded with every step. ``seed``:
+    the run's (a random order, the problem's context draws); ``per_call``: answers asked for in one
+    reply (the proposer's)."""
     config = config.for_problem(problem)
-    trials = shown_trials(history, config)
+    trials = shown_trials(history, config, seed)
     values = [float(t.value) for t in trials if t.value is not None and math.isfinite(t.value)]
     low, high = (min(values), max(values)) if values else (0.0, 0.0)
     decimals = significant_decimals(values, config.digits) if config.scores == "significant" else None
@@ -186,8 +183,8 @@ def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPr
     head = problem.describe()
     if problem.states_order:
         head = f"{head} {order_sentence(problem, config)}"
-    context = problem.context(stream(config.shuffle_seed, "metaprompt-context", len(history)))
-    tail = f"{closing_instruction(problem, config)} {answer_format(problem, config)}".strip()
+    context = problem.context(stream(seed, "metaprompt-context", len(history)))
+    tail = f"{closing_instruction(problem, config, per_call)} {answer_format(problem, config, per_call)}".strip()
     return "\n\n".join(part for part in (head, exemplars, context, tail) if part)
 
 
@@ -210,12 +207,13 @@ def sampling_instruction(problem: Problem, count: int, conditioned: bool) -> str
     return f"Give me one {noun} whose {value} is as {way} as possible."
 
 
-def build_sampling_prompt(problem: Problem, history: SolutionHistory, config: MetaPromptConfig) -> str:
+def build_sampling_prompt(problem: Problem, history: SolutionHistory, config: MetaPromptConfig, *, seed: int = 0,
+                          per_call: int = 1) -> str:
     """The prompt of ``llm-iid`` (``config.max_shown == 0``: the same text at every step) and ``llm-scs``
     (the ``max_shown`` latest solutions, oldest first, without scores). It opens with the problem's
     :meth:`~llmopt.problem.Problem.operator_context` (the task without OPRO's talk of past solutions
     and scores); its context (prompt optimization's examples) is drawn once per run, from
-    ``shuffle_seed`` (the run seed), so independent samples share one prompt; then the request and the
+    ``seed`` (the run's), so independent samples share one prompt; then the request and the
     problem's answer format, as OPRO's."""
     shown = recent_trials(history, config.max_shown)
     head = problem.operator_context().strip()
@@ -223,6 +221,6 @@ def build_sampling_prompt(problem: Problem, history: SolutionHistory, config: Me
     if shown:
         lead = f"Below are the latest {problem.solution_plural} proposed, oldest first, without their {problem.value_noun}s."
         exemplars = lead + "\n\n" + "\n\n".join(problem.render(t.text or "", None) for t in shown)
-    context = problem.context(stream(config.shuffle_seed, "sampling-context"))
-    tail = f"{sampling_instruction(problem, config.per_call, bool(shown))} {answer_format(problem, config)}".strip()
+    context = problem.context(stream(seed, "sampling-context"))
+    tail = f"{sampling_instruction(problem, per_call, bool(shown))} {answer_format(problem, config, per_call)}".strip()
     return "\n\n".join(part for part in (head, exemplars, context, tail) if part)

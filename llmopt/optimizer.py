@@ -120,7 +120,7 @@ class Optimizer:
         self.validation = ValidationScheduler(settings, problem, self.history, record=self._record_validation,
                                               account=self._account_validation, out_of_spend=self._out_of_spend)
         self.proposer.validate()  # unknown model etc.: fail before anything is written or spent
-        self.proposer.prepare(problem)
+        self.proposer.bind(problem, self.seed)  # its problem and seed, once, before the first ask
         self._step, self._next_number = 0, 0
         self._open: _OpenStep | None = None  # the step whose proposals are not all recorded yet
         self._replaying = False  # the open step was loaded from the store: its proposer has not begun it

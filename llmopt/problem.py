@@ -51,6 +51,24 @@ def json_objects(text: str) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class CallCost:
+    """The model calls of one unit of work, bounded (every reply at its max tokens): scoring one
+    solution (a problem's scorer, :meth:`Problem.evaluation_cost`) or one step (a proposer's,
+    ``Proposer.step_cost``). The estimate before a run multiplies them by the budget's counts and
+    prices them with the model's ``token_cost``."""
+
+    role: str  # "scorer", "validation", "optimizer"
+    llm: Any  # the LLM that makes the calls (its model names the row; its token_cost prices it)
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+    def times(self, count: int) -> "CallCost":
+        return CallCost(self.role, self.llm, self.calls * count, self.prompt_tokens * count,
+                        self.completion_tokens * count)
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """A score, with the LLM calls made to compute it (a scorer model's, for prompt optimization).
 
@@ -290,6 +308,18 @@ class Problem(ABC, Generic[S]):
     @abstractmethod
     def random_solution(self, rng: np.random.Generator) -> S:
         """One draw of the random-search control."""
+
+    # --- cost estimates before a run ------------------------------------------------------------
+    def evaluation_cost(self, split: str = "train") -> CallCost | None:
+        """Upper bound of the model calls that scoring one solution on ``split`` ("train", or
+        "validation") makes, for the estimate before a run; None: scoring calls no model."""
+        return None
+
+    def typical_text(self) -> str:
+        """A solution's text as long as a typical proposal, for estimating the tokens of prompts that
+        show solutions: the longest starting solution's (a problem may know better)."""
+        texts = [self.encode(s) for s in self.initial_solutions(np.random.default_rng(0))]
+        return max(texts, key=len, default="")
 
     def search_space(self) -> dict[str, Any] | None:
         """A bounded JSON schema of the solutions' JSON form (:meth:`to_json`), or None (no such form).

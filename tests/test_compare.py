@@ -20,7 +20,7 @@ from test_interrupts import spawn
 
 from llmopt import RunStore
 from llmopt.cli import main
-from llmopt.experiments.compare import parse_cell
+from llmopt.cli.run_options import parse_cell
 from llmopt.experiments.grid import Grid, GridError, grid_from_dict, load_grid
 from llmopt.experiments.stats import summarize
 from llmopt.experiments.tables import format_summary

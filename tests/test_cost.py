@@ -14,10 +14,10 @@ from openai_server import OpenAIServer
 from test_resume import run_script, snapshot
 
 from llmopt import Budget, LLMProposer, Optimizer, RunStore
-from llmopt.experiments.compare import cell_argv
+from llmopt.cli.run_options import cell_argv, run_parser
 from llmopt.experiments.grid import grid_from_dict
 from llmopt.experiments.report import steps_table
-from llmopt.experiments.runs import prepare_run, run_parser
+from llmopt.experiments.runs import prepare_run
 from llmopt.history import TrialState
 from llmopt.llm import LLM
 from llmopt.llm._litellm import import_litellm, reply_cost
@@ -68,7 +68,7 @@ def test_per_call_is_recorded_and_the_papers_protocol_is_unchanged(tmp_path: Pat
     assert "per_call" not in paper.config() and "per_call" not in paper.config()["metaprompt"]
     four = LLMProposer(ScriptedLLM(["[1, 2]"], cycle=True), per_call=4, redraw_temperature=1.5)
     assert four.config()["per_call"] == 4 and four.config()["redraw_temperature"] == 1.5
-    assert four.metaprompt.per_call == 4
+    assert "per_call" not in four.config()["metaprompt"] and four.per_call == 4  # recorded once, on the proposer
     with pytest.raises(ValueError, match="per_call must be in 1..64"):
         LLMProposer(ScriptedLLM(["x"]), per_call=0)
 
@@ -102,7 +102,7 @@ def test_per_call_meta_prompt_asks_for_k() -> None:
     opt = Optimizer(problem, LLMProposer(ScriptedLLM(["[1, 2]"], cycle=True)))
     opt.start()
     one = build_meta_prompt(problem, opt.history, MetaPromptConfig())
-    four = build_meta_prompt(problem, opt.history, MetaPromptConfig(per_call=4))
+    four = build_meta_prompt(problem, opt.history, MetaPromptConfig(), per_call=4)
     assert "Give me a new (w, b) pair" in one and "Give me 4 new pairs" in four
     assert one.split("\n\n")[:-1] == four.split("\n\n")[:-1]  # only the closing request differs
 

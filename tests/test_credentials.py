@@ -13,7 +13,8 @@ from openai_server import OpenAIServer
 
 from llmopt import LLM, Budget, LLMProposer, Optimizer, StopReason
 from llmopt.cli import main
-from llmopt.experiments.runs import prepare_run, run_parser
+from llmopt.cli.run_options import run_parser
+from llmopt.experiments.runs import prepare_run
 from llmopt.llm import client as llm_module
 from problems.linear_regression.problem import LinearRegression
 

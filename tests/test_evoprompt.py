@@ -319,7 +319,6 @@ name = "evo"
 seeds = 2
 [defaults]
 steps = 3
-population = 4
 no-stop-when-solved = true
 model = "openai/evo"
 api-base = "{server.api_base}"
@@ -327,8 +326,10 @@ api-key-env = "EVO_KEY"
 [problems.linreg]
 [configs.ga]
 proposer = "evoprompt-ga"
+population = 4
 [configs.de]
 proposer = "evoprompt-de"
+population = 4
 [configs.random]
 proposer = "random"
 """)

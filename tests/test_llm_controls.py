@@ -34,7 +34,7 @@ def run(proposer: SamplingProposer, steps: int = 3, **kw) -> tuple[Optimizer, Sc
 
 def test_independent_samples_see_one_prompt_with_no_solution_and_no_score() -> None:
     llm = ScriptedLLM(few_pairs, model="local/x")
-    opt, _ = run(SamplingProposer(llm, seed=4, structured="off"), proposals_per_step=4)
+    opt, _ = run(SamplingProposer(llm, structured="off"), proposals_per_step=4)
     prompts = {c.prompt for c in opt.proposer.llm.calls}
     (prompt,) = prompts
     assert prompts == {"Now you will help me minimize a function with two input variables w, b.\n\n"
@@ -48,12 +48,13 @@ def test_independent_samples_see_one_prompt_with_no_solution_and_no_score() -> N
     assert {t.state for t in mine} == {TrialState.COMPLETE, TrialState.DUPLICATE}  # repeats recorded, then redrawn
     assert len({t.key for t in mine if t.state is TrialState.COMPLETE}) == 3  # the script's three pairs, no more
     assert opt.proposer.describe(opt.problem) == "llm-iid local/x" and opt.proposer.label == "llm-iid"
-    assert opt.config()["proposer"]["sampling"] == {"shown": 0, "context_seed": 4}
+    assert opt.config()["proposer"]["sampling"] == {"shown": 0}  # its context's seed is the run's, recorded once
+    assert opt.proposer.seed == 4 and opt.config()["seed"] == 4
 
 
 def test_sequential_conditioned_sampling_shows_the_latest_solutions_without_scores() -> None:
     llm = ScriptedLLM(linreg_script, model="local/x")
-    opt, _ = run(SamplingProposer(llm, shown=3, seed=4, structured="off"), steps=2)
+    opt, _ = run(SamplingProposer(llm, shown=3, structured="off"), steps=2)
     last = opt.proposer.llm.calls[-1].prompt
     scored = sorted((t for t in opt.history if t.state is TrialState.COMPLETE and t.step < 2), key=lambda t: t.number)
     shown = re.findall(r"input:\n(w=-?\d+, b=-?\d+)", last)
@@ -68,7 +69,7 @@ def test_a_prompt_problems_control_opens_without_talk_of_previous_instructions()
     task = load_task("bbh/sports_understanding", max_train=10)
     problem = PromptOptimization(task, Scorer(ScriptedLLM(lambda p: "yes", model="local/s", temperature=0.0)))
     llm = ScriptedLLM(lambda p, s: f"<INS>Think {s % 5}.</INS>", model="local/x")
-    opt = Optimizer(problem, SamplingProposer(llm, seed=1, structured="off"), seed=1,
+    opt = Optimizer(problem, SamplingProposer(llm, structured="off"), seed=1,
                     budget=Budget(max_steps=1), proposals_per_step=2)
     opt.run()
     prompt = llm.calls[0].prompt

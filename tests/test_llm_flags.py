@@ -18,12 +18,13 @@ from openai_server import OpenAIServer
 
 from llmopt import LLM, LLMConfigError
 from llmopt.cli import main
-from llmopt.experiments.compare import cell_argv
+from llmopt.cli.model_options import add_model_arguments
+from llmopt.cli.run_options import cell_argv, run_parser
 from llmopt.experiments.grid import Cell
-from llmopt.experiments.runs import run_parser
 from llmopt.llm import MemoryCache, cache_key
 from llmopt.llm._litellm import token_cost
-from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args
+from llmopt.llm.flags import key_hint, llm_from_args
+from llmopt.proposers import LLMProposer
 from problems.prompt_optimization.cli import estimate
 from problems.prompt_optimization.data import Example, Task
 from problems.prompt_optimization.problem import PromptOptimization
@@ -192,7 +193,7 @@ def test_a_reply_and_the_estimate_are_priced_by_the_same_lookup() -> None:
     assert LLM.from_model("openai/my-own-server-model").token_cost(1000, 100) is None  # unknown, never $0
 
     problem = PromptOptimization(Task("toy", "bool", tuple(QUESTIONS), ()), Scorer(llm))
-    optimizer = type("P", (), {"llm": LLM.from_model("openai/gpt-4o"), "metaprompt": type("M", (), {"max_shown": 20})})
+    optimizer = LLMProposer(LLM.from_model("openai/gpt-4o"))
     rows = estimate(problem, optimizer, steps=2, proposals=2, max_rounds=1)
     assert [r.role for r in rows] == ["scorer", "optimizer"]
     for r, model in zip(rows, ("openai/gpt-4o-mini", "openai/gpt-4o")):

@@ -51,8 +51,8 @@ def test_best_to_worst() -> None:
 
 
 def test_random_order_is_a_seeded_permutation() -> None:
-    config = MetaPromptConfig(order="random", shuffle_seed=3)
-    # The order is stream(shuffle seed, "metaprompt-order", len(history)).permutation(4) of the
+    config = MetaPromptConfig(order="random")
+    # The order is stream(run seed, "metaprompt-order", len(history)).permutation(4) of the
     # worst-to-best list: [3, 1, 2, 0] for seed 3 and a history of 6 trials, written out here so
     # that the recorded meta-prompts of earlier runs stay the ones a resumed run renders.
     expected = (
@@ -60,9 +60,9 @@ def test_random_order_is_a_seeded_permutation() -> None:
         + block([("w=15, b=14", "58"), ("w=12, b=11", "5001"), ("w=16, b=14", "2500"), ("w=18, b=15", "10386334")])
         + f"\n\n{TAIL}"
     )
-    assert build_meta_prompt(PROBLEM, history(), config) == expected
+    assert build_meta_prompt(PROBLEM, history(), config, seed=3) == expected
     others = {tuple(line for line in build_meta_prompt(PROBLEM, history(), MetaPromptConfig(
-        order="random", shuffle_seed=s)).splitlines() if line.startswith("w=")) for s in range(10)}
+        order="random"), seed=s).splitlines() if line.startswith("w=")) for s in range(10)}
     assert len(others) > 1  # the seed matters
 
 

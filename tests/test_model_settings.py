@@ -15,7 +15,8 @@ import pytest
 from llmopt import Budget, LLMProposer, Optimizer, RunStore
 from llmopt.cli import main
 from llmopt.experiments import functions
-from llmopt.experiments.runs import UsageError, prepare_run, run_parser
+from llmopt.cli.run_options import run_parser
+from llmopt.experiments.runs import UsageError, prepare_run
 from llmopt.llm import LLM, LLMConfig, LLMConfigError, MemoryCache
 from llmopt.llm import embedded as local
 from llmopt.testing import ScriptedLLM
@@ -90,7 +91,8 @@ def test_two_embedded_models_with_other_threads_do_not_interfere(no_probe: None,
 def test_evoprompt_refuses_a_temperature_it_would_replace(no_probe: None, tmp_path: Path, capsys) -> None:
     """EvoPrompt's calls sample at --evolution-temperature: a --temperature was silently dropped."""
     for value in ("0.7", "1.0"):  # also the default's value, given explicitly
-        args = run_parser("linreg").parse_args(["--proposer", "evoprompt-ga", "--temperature", value])
+        args = run_parser("linreg", proposer="evoprompt-ga").parse_args(["--proposer", "evoprompt-ga", "--temperature",
+                                                                           value])
         with pytest.raises(UsageError, match=r"^--temperature does not apply to evoprompt-ga: its calls sample at "
                                              r"--evolution-temperature$"):
             prepare_run(args, calls=False)
@@ -100,10 +102,10 @@ def test_evoprompt_refuses_a_temperature_it_would_replace(no_probe: None, tmp_pa
     err = capsys.readouterr().err
     assert "--temperature does not apply to evoprompt-de" in err and len(err.strip().splitlines()) == 1
     assert not store.exists()
-    given = prepare_run(run_parser("linreg").parse_args(["--proposer", "evoprompt-ga", "--evolution-temperature",
-                                                         "0.3"]), calls=False)[1]
+    given = prepare_run(run_parser("linreg", proposer="evoprompt-ga").parse_args(
+        ["--proposer", "evoprompt-ga", "--evolution-temperature", "0.3"]), calls=False)[1]
     assert given.llm.config.temperature == 0.3
     default = prepare_run(run_parser("linreg").parse_args(["--structured", "off"]), calls=False)[1]
     assert default.llm.config.temperature == 1.0  # not given: the model's default, as before
     with pytest.raises(ValueError, match="^llm_settings temperature does not apply to evoprompt-ga"):
-        functions.make_proposer("evoprompt-ga", "local/smollm2", temperature=0.7)
+        functions.make_proposer("evoprompt-ga", "local/smollm2", LinearRegression(seed=0), temperature=0.7)

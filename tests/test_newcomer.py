@@ -52,6 +52,7 @@ def test_plot_draws_the_runs_of_an_ordinary_store(tmp_path: Path, capsys) -> Non
 
 
 def test_a_plotted_title_names_the_seeds_that_were_run(tmp_path: Path, capsys) -> None:
+    from llmopt.cli.run_options import parse_cell
     from llmopt.experiments.compare import collect
     from llmopt.experiments.grid import load_grid
     from llmopt.experiments.plot import best_so_far_figure, proposals_figure
@@ -60,7 +61,7 @@ def test_a_plotted_title_names_the_seeds_that_were_run(tmp_path: Path, capsys) -
     grid.write_text('seeds = 3\n[defaults]\nproposer = "random"\nsteps = 2\n[problems.linreg]\n[configs.random]\n')
     assert main(["compare", str(grid), "--seeds", "2", "--store", store]) == 0  # seeds 0 and 1 of 0, 1, 2
     capsys.readouterr()
-    collected = collect(load_grid(grid), store, run=False)
+    collected = collect(load_grid(grid), store, run=False, parse=parse_cell)
     title = best_so_far_figure(collected, "linreg", "step").axes[0].get_title()
     assert title.endswith("; seeds 0, 1)"), title
     assert "by step (seeds 0, 1)" in proposals_figure(collected, "linreg").axes[0].get_title()
@@ -88,7 +89,8 @@ def test_a_grids_store_plotted_without_its_grid_keeps_the_grids_labels(tmp_path:
 def test_a_zero_count_is_a_usage_error_before_anything_runs(tmp_path: Path, capsys, flag: str) -> None:
     store = tmp_path / "r.db"
     with pytest.raises(SystemExit) as exit_:
-        main(["run", "linreg", "--proposer", "random", "--store", str(store), flag, "0"])
+        proposer = "llm" if flag == "--buckets" else "random"  # --buckets: an option of the meta-prompt's proposer
+        main(["run", "linreg", "--proposer", proposer, "--store", str(store), flag, "0"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"{flag}: must be >= 1, got 0" in err and len(err.strip().splitlines()) == 1

@@ -87,13 +87,13 @@ def test_meta_prompt_figure_3_style_and_positions() -> None:
 
 def test_exemplars_change_with_the_step_and_are_seeded() -> None:
     problem, _ = make_problem()
-    config = MetaPromptConfig(shuffle_seed=5)
+    config = MetaPromptConfig()
     h1, h2 = history(("A.", 10.0)), history(("A.", 10.0), ("B.", 20.0))
-    shown = [re.findall(r"Is (\d+) even", build_meta_prompt(problem, h, config)) for h in (h1, h2)]
-    # stream(shuffle seed, "metaprompt-context", len(history)) picks 3 of the 8 training questions
+    shown = [re.findall(r"Is (\d+) even", build_meta_prompt(problem, h, config, seed=5)) for h in (h1, h2)]
+    # stream(run seed, "metaprompt-context", len(history)) picks 3 of the 8 training questions
     # (shown in training order), written out: a resumed run must render the recorded prompts again
     assert shown == [["2", "6", "8"], ["4", "5", "8"]]
-    other = build_meta_prompt(problem, h1, MetaPromptConfig(shuffle_seed=6))
+    other = build_meta_prompt(problem, h1, MetaPromptConfig(), seed=6)
     assert re.findall(r"Is (\d+) even", other) == ["3", "6", "8"]  # the seed matters
 
 

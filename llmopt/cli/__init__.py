@@ -18,6 +18,7 @@ from llmopt.budget import StopReason
 from llmopt.cli.compare import CompareCommand
 from llmopt.cli.plot import PlotCommand
 from llmopt.cli.report import ReportCommand
+from llmopt.cli.run_options import Parser, add_run_arguments, chosen_proposer
 from llmopt.experiments.report import (
     format_table,
     most_common_failure,
@@ -27,7 +28,7 @@ from llmopt.experiments.report import (
     steps_table,
     validations_report,
 )
-from llmopt.experiments.runs import Parser, UsageError, add_run_arguments, entry_points, execute, open_run, prepare_run
+from llmopt.experiments.runs import UsageError, entry_points, execute, open_run, prepare_run
 from llmopt.history import TrialState
 from llmopt.llm import LLMConfigError
 from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError
@@ -54,7 +55,9 @@ def _version() -> str:
         return "(not installed)"
 
 
-def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argparse.ArgumentParser:
+def build_parser(parser_class: type[argparse.ArgumentParser] = Parser, proposer: str = "llm") -> argparse.ArgumentParser:
+    """The ``llmopt`` parser; ``llmopt run`` shows and accepts the options of ``proposer`` (the
+    one the command line names, see :func:`chosen_proposer`), and refuses the other proposers'."""
     parser = parser_class(prog="llmopt", description="LLM-driven black-box optimization (OPRO).")
     parser.add_argument("--version", action="version", version=f"llmopt {_version()}",
                         help="print llmopt's version and exit")
@@ -62,7 +65,7 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = Parser) -> argpar
     run = sub.add_parser("run", help="run OPRO (or the random control) on a problem")
     for name, plugin, pp in plugin_commands(run, "llmopt.problems"):
         plugin.add_arguments(pp.add_argument_group(name))
-        add_run_arguments(pp)
+        add_run_arguments(pp, proposer)
     baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
     for _, plugin, bp in plugin_commands(baselines, "llmopt.baselines"):
         plugin.add_arguments(bp)
@@ -150,8 +153,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(proposer=chosen_proposer(words))
     args = parser.parse_args(words)
     args.command_line = shlex.join(["llmopt", *words])  # recorded with a run: its resume hint, whole
     try:

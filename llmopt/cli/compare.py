@@ -8,6 +8,7 @@ import sys
 from typing import Any, Sequence
 
 from llmopt.budget import StopReason
+from llmopt.cli.run_options import parse_cell
 from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import (
     DEFAULT_SEEDS,
@@ -21,8 +22,8 @@ from llmopt.experiments.grid import (
 )
 from llmopt.experiments.plot import write_figures
 from llmopt.experiments.report import format_table, markdown_table
-from llmopt.experiments.runs import PROPOSERS
 from llmopt.experiments.tables import TableOptions, parse_budget, parse_gap, tables
+from llmopt.proposers import registry
 from llmopt.store import DEFAULT_STORE
 
 
@@ -150,7 +151,7 @@ with the problem's baselines and optimum as rows.
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="an `llmopt run` option for every run, e.g. steps=10 (repeatable)")
         p.add_argument("--problems", nargs="+", metavar="PROBLEM", help="problems, with their default options")
-        p.add_argument("--proposers", nargs="+", choices=PROPOSERS,
+        p.add_argument("--proposers", nargs="+", choices=registry.names(),
                        help="proposers, for a grid from flags (default: llm random; optuna:tpe and optuna:cmaes "
                             "are the rows tpe and cmaes; llm-iid and llm-scs, the LLM controls, a row per model)")
         p.add_argument("--models", nargs="+", help="litellm model strings for the llm proposer")
@@ -178,7 +179,7 @@ with the problem's baselines and optimum as rows.
         options = table_options(args)
         store = args.store or grid.store or DEFAULT_STORE
         try:
-            collected = collect(grid, store, run=not args.no_run, with_references=not args.no_references,
+            collected = collect(grid, store, run=not args.no_run, parse=parse_cell, with_references=not args.no_references,
                                 progress=not args.quiet)
         except KeyboardInterrupt:
             print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from llmopt.cli.compare import CompareCommand, grid_from_args
+from llmopt.cli.run_options import parse_cell
 from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import parse_seeds
 from llmopt.experiments.grouping import collect_runs
@@ -84,7 +85,7 @@ def selected_runs(args: argparse.Namespace) -> tuple[Collected, str]:
     store = args.store or grid.store or DEFAULT_STORE
     if not Path(store).exists():
         raise ValueError(f"no store at {store}: run `llmopt compare` first")
-    collected = collect(grid, store, run=False, with_references=not args.no_references)
+    collected = collect(grid, store, run=False, parse=parse_cell, with_references=not args.no_references)
     if not any(o.result is not None for o in collected.outcomes):
         raise ValueError(f"no run of grid {grid.name!r} in {store}: run `llmopt compare` first")
     return collected, store

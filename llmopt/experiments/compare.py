@@ -14,7 +14,6 @@ values when it runs.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -24,7 +23,7 @@ from llmopt.budget import StopReason
 from llmopt.experiments.grid import Cell, Grid, GridError
 from llmopt.experiments.measures import evals_until
 from llmopt.experiments.report import proposer_name
-from llmopt.experiments.runs import UsageError, baseline_hook, execute, open_run, prepare_run, run_parser
+from llmopt.experiments.runs import UsageError, baseline_hook, execute, open_run, prepare_run
 from llmopt.experiments.stored import AXES as AXES
 from llmopt.experiments.stored import ProblemFacts, StoredResult, StoredRun, read_run, record_facts
 from llmopt.experiments.stored import Reference as Reference
@@ -36,56 +35,7 @@ from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem
 from llmopt.store import RunRecord, RunStore
 
-
-class _RaisingParser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so a bad grid cell is reported with its label."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise GridError(message)
-
-
-# --- from a cell to the arguments of one run -------------------------------------------------
-
-def cell_argv(cell: Cell, parser: argparse.ArgumentParser) -> list[str]:
-    """The ``llmopt run <problem>`` flags of a cell (TOML values to command-line words)."""
-    argv: list[str] = []
-    actions = parser._option_string_actions  # the public API has no lookup by flag
-    for key, value in cell.options.items():
-        flag = f"--{key}"
-        action = actions.get(flag)
-        if action is None:
-            raise GridError(f"--{key}: unknown option of `llmopt run {cell.command}`")
-        if value is None:
-            continue
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            if not isinstance(value, bool):
-                raise GridError(f"--{key}: a switch: true or false, got {value!r}")
-            if value != action.default:
-                argv.append(flag)
-            continue
-        if isinstance(value, bool):
-            raise GridError(f"--{key}: takes a value, got {value!r}")
-        values = value if isinstance(value, list) else [value]
-        if isinstance(action, argparse._AppendAction):
-            for v in values:
-                argv += [flag, str(v)]
-        else:
-            argv += [flag, *map(str, values)]
-    return argv + ["--seed", str(cell.seed), "--name", cell.name, "--quiet"]
-
-
-def parse_cell(cell: Cell, grid: Grid | None = None) -> argparse.Namespace:
-    """Parsed run arguments of a cell; a GridError names the option's key in the grid (or the cell) on
-    any bad option. (The store is the grid's, opened by :func:`collect`, not an option of the
-    cell.) ``args.base_dir``: the grid file's directory, where the run reads relative paths."""
-    try:
-        parser = run_parser(cell.command, _RaisingParser)
-        args = parser.parse_args(cell_argv(cell, parser))
-    except (GridError, UsageError) as exc:
-        raise GridError(grid_message(grid, cell, str(exc))) from None
-    args.base_dir = cell.base
-    return args
-
+# --- from a cell to the arguments of one run (parsed by llmopt.cli.run_options.parse_cell) ----------
 
 _FLAG = re.compile(r"(?:argument )?--([a-z0-9][a-z0-9-]*)")
 
@@ -225,6 +175,10 @@ def references(command: str, problem: Problem) -> list[Reference]:
 #: A grid cell's instance, rebuilt, with its references (their solutions too): what drawing a solution needs.
 Instance = Callable[[Cell], tuple[Problem, list[Reference]]]
 
+#: ``parse(cell, grid)``: a cell's options as the settings of one run (a namespace; a GridError, in
+#: the grid's words, on a bad option).
+CellParser = Callable[[Cell, "Grid | None"], Any]
+
 
 @dataclass
 class Collected:
@@ -235,19 +189,20 @@ class Collected:
     instance: Instance | None = field(default=None, repr=False)  # None: runs of a store, no grid to rebuild from
 
 
-def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = True,
+def collect(grid: Grid, store_path: str, *, run: bool, parse: CellParser, with_references: bool = True,
             log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
             progress: bool = False) -> Collected:
     """Run (``run=True``) or only read back every cell of the grid, in order; ``progress``: each
-    run shows its progress bar (on stderr, after the line saying which cell it is). Reading
+    run shows its progress bar (on stderr, after the line saying which cell it is). ``parse``: a
+    cell's options as a run's settings (the command line's parser: ``llmopt.cli.run_options.parse_cell``). Reading
     rebuilds no problem (see :mod:`llmopt.experiments.stored`), except for runs stored without
     their facts (an older llmopt's), which ``log`` names."""
-    parsed = [(cell, parse_cell(cell, grid)) for cell in grid.cells()]  # every cell's options checked first
+    parsed = [(cell, parse(cell, grid)) for cell in grid.cells()]  # every cell's options checked first
     if not run:
-        return read_grid(grid, store_path, parsed, with_references=with_references, log=log)
+        return read_grid(grid, store_path, parsed, parse, with_references=with_references, log=log)
     prepared = [(cell, args, _prepared(grid, cell, args, True)) for cell, args in parsed]  # then models and keys
     live: dict[tuple[str, int], tuple[Problem, list[Reference]]] = {}
-    out = Collected(grid, [], {}, instance=lambda cell: live.get((cell.problem, cell.seed)) or cell_instance(grid, cell))
+    out = Collected(grid, [], {}, instance=lambda cell: live.get((cell.problem, cell.seed)) or cell_instance(grid, cell, parse))
     with RunStore(store_path) as store:
         for i, (cell, args, (problem, proposer, budget)) in enumerate(prepared, 1):
             if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):
@@ -262,7 +217,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, with_references: bool = T
     return out
 
 
-def _run_cell(store: RunStore, cell: Cell, args: argparse.Namespace, prepared: tuple[Problem, Any, Any], tag: str,
+def _run_cell(store: RunStore, cell: Cell, args: Any, prepared: tuple[Problem, Any, Any], tag: str,
               refs: list[Reference] | None, log: Callable[[str], None], progress: bool) -> Outcome:
     """Run (or resume) one cell and record its facts with it (see :func:`record_facts`)."""
     problem, proposer, budget = prepared
@@ -279,7 +234,7 @@ def _run_cell(store: RunStore, cell: Cell, args: argparse.Namespace, prepared: t
                    budget=budget_text(asdict(budget)), record=opt.run_record, live=problem)
 
 
-def _prepared(grid: Grid, cell: Cell, args: argparse.Namespace, calls: bool) -> Any:
+def _prepared(grid: Grid, cell: Cell, args: Any, calls: bool) -> Any:
     """:func:`prepare_run` of a cell, its errors in the grid's words (:func:`grid_message`)."""
     try:
         return prepare_run(args, calls=calls)
@@ -287,24 +242,24 @@ def _prepared(grid: Grid, cell: Cell, args: argparse.Namespace, calls: bool) -> 
         raise GridError(grid_message(grid, cell, str(exc))) from None
 
 
-def cell_problem(grid: Grid, cell: Cell) -> Problem:
+def cell_problem(grid: Grid, cell: Cell, parse: CellParser) -> Problem:
     """A cell's problem, rebuilt from its options (a TSP instance's optimum solved again): only for what
     needs the problem itself (drawing a solution, scoring on a held-out split, an older store's runs)."""
-    return _prepared(grid, cell, parse_cell(cell, grid), False)[0]
+    return _prepared(grid, cell, parse(cell, grid), False)[0]
 
 
-def cell_instance(grid: Grid, cell: Cell) -> tuple[Problem, list[Reference]]:
+def cell_instance(grid: Grid, cell: Cell, parse: CellParser) -> tuple[Problem, list[Reference]]:
     """:func:`cell_problem` and its references (their solutions too: the baselines are run again)."""
-    problem = cell_problem(grid, cell)
+    problem = cell_problem(grid, cell, parse)
     return problem, references(cell.command, problem)
 
 
 # --- reading the grid -----------------------------------------------------------------------
 
-def read_grid(grid: Grid, store_path: str, parsed: list[tuple[Cell, argparse.Namespace]], *,
+def read_grid(grid: Grid, store_path: str, parsed: list[tuple[Cell, Any]], parse: CellParser, *,
               with_references: bool = True, log: Callable[[str], None] = print) -> Collected:
     """Every cell of the grid as stored (:func:`read_run`), in order; nothing is created or written."""
-    out = Collected(grid, [], {}, instance=lambda cell: cell_instance(grid, cell))
+    out = Collected(grid, [], {}, instance=lambda cell: cell_instance(grid, cell, parse))
     older: list[str] = []
     with RunStore(store_path, readonly=True) as store:
         for cell, args in parsed:
@@ -337,7 +292,7 @@ def _stored_outcome(cell: Cell, stored: StoredRun) -> Outcome:
                    budget=budget_text(stored.budget), record=stored.record)
 
 
-def _rebuilt_outcome(grid: Grid, cell: Cell, args: argparse.Namespace, store: RunStore,
+def _rebuilt_outcome(grid: Grid, cell: Cell, args: Any, store: RunStore,
                      with_references: bool) -> tuple[Outcome, list[Reference] | None]:
     """A run stored without facts, read as an older llmopt did: its problem and optimizer rebuilt."""
     problem, proposer, budget = _prepared(grid, cell, args, False)

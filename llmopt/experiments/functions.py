@@ -31,51 +31,38 @@ from llmopt.llm import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL
 from llmopt.metaprompt import MetaPromptConfig
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
-from llmopt.proposers import LLMProposer, OptunaProposer, Proposer, RandomProposer, SamplingProposer
-from llmopt.proposers.evoprompt import PROPOSERS as EVOLUTION
+from llmopt.problem import Problem
+from llmopt.proposers import Proposer, registry
 from llmopt.store import RunStore
 
 DEFAULT_DESCRIPTION = "Help me {verb} a function of the input below. I have some inputs and the function values at them."
-
-#: The LLM controls: independent samples, and the latest solutions shown without scores.
-SAMPLERS = ("llm-iid", "llm-scs")
 
 #: Keywords of :func:`minimize` that go to the :class:`Budget` (``steps`` is its ``max_steps``).
 BUDGET_KEYWORDS = ("max_evals", "max_calls", "max_tokens", "max_usd", "max_seconds", "target", "patience",
                    "stop_when_solved")
 
 
-def make_proposer(proposer: str | Proposer, model: str | LLM, *, structured: str = "auto", seed: int = 0,
+def make_proposer(proposer: str | Proposer, model: str | LLM, problem: Problem, *, structured: str = "auto",
                   metaprompt: MetaPromptConfig | None = None, proposer_options: dict[str, Any] | None = None,
                   **llm_settings: Any) -> Proposer:
-    """``"llm"`` (OPRO with ``model``; ``proposer_options``: LLMProposer's keywords such as
-    ``per_call``), ``"llm-iid"`` / ``"llm-scs"`` (its controls: :class:`SamplingProposer`,
-    ``proposer_options`` its keywords, ``shown`` for llm-scs), ``"evoprompt-ga"`` /
-    ``"evoprompt-de"`` (``proposer_options``: ``population``, ``init``, ``temperature``,
-    ``selection`` / ``donor``), ``"random"``, ``"optuna:<algorithm>"``, or a Proposer as is."""
+    """A registered proposer by name (``"llm"``, ``"llm-iid"``, ``"random"``, ``"optuna:tpe"``, a
+    plugin's...; see :mod:`llmopt.proposers.registry`), built from ``proposer_options`` (its own
+    options, ``per_call`` or ``per-call``; one it does not have is refused), or a Proposer as is.
+    ``structured`` and ``metaprompt`` are options of the proposers that have them."""
     if isinstance(proposer, Proposer):
         return proposer
-    if proposer == "random":
-        return RandomProposer()
-    if proposer.startswith("optuna:"):
-        return OptunaProposer(proposer.split(":", 1)[1])
-    if proposer not in ("llm", *SAMPLERS) and proposer not in EVOLUTION:
-        raise ValueError("proposer must be 'llm', 'llm-iid', 'llm-scs', 'random', 'optuna:tpe', 'optuna:cmaes', "
-                         f"'evoprompt-ga', 'evoprompt-de' or a Proposer, got {proposer!r}")
-    if proposer in EVOLUTION and "temperature" in llm_settings:  # never silently replaced
-        raise ValueError(f"llm_settings temperature does not apply to {proposer}: give proposer_options temperature")
-    llm = model if isinstance(model, LLM) else LLM.from_model(model, **llm_settings)
-    llm.check_credentials()  # a hosted model without its key: refused before anything is spent
-    if proposer in EVOLUTION:  # proposer_options: population, init, temperature, selection (GA), donor (DE)
-        return EVOLUTION[proposer](llm, **(proposer_options or {}))
-    if proposer in SAMPLERS:  # proposer_options: shown (llm-scs, default 20), and the cost options
-        options = dict(proposer_options or {})
-        shown = options.pop("shown", 0 if proposer == "llm-iid" else 20)
-        if proposer == "llm-iid" and shown:
-            raise ValueError(f"proposer_options shown={shown}: llm-iid shows no solutions (use 'llm-scs')")
-        return SamplingProposer(llm, shown=shown, seed=seed, structured=structured, **options)  # type: ignore[arg-type]
-    meta = metaprompt or MetaPromptConfig(shuffle_seed=seed)
-    return LLMProposer(llm, meta, structured=structured, **(proposer_options or {}))  # type: ignore[arg-type]
+    spec = registry.get(proposer)
+    spec.check_model_settings(llm_settings, lambda k: f"llm_settings {k}")
+    options = dict(proposer_options or {})
+    if structured != "auto" and spec.option("structured") is not None:
+        options.setdefault("structured", structured)
+    if metaprompt is not None:
+        options["metaprompt"] = metaprompt  # refused in one line by a proposer without a meta-prompt
+    llm = None
+    if spec.uses_llm:
+        llm = model if isinstance(model, LLM) else LLM.from_model(model, **llm_settings)
+        llm.check_credentials()  # a hosted model without its key: refused before anything is spent
+    return spec.build(options, llm, problem)
 
 
 def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direction: str,
@@ -94,7 +81,7 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
     problem_name = options.pop("problem_name", "function")  # ``name`` is the run's, as everywhere else
     problem = FunctionProblem(objective, schema, description=description or DEFAULT_DESCRIPTION.format(verb=verb),
                               direction=direction, name=problem_name, **options)
-    chosen = make_proposer(proposer, model, structured=structured, seed=seed, metaprompt=metaprompt,
+    chosen = make_proposer(proposer, model, problem, structured=structured, metaprompt=metaprompt,
                            proposer_options=proposer_options, **(llm_settings or {}))
     own_store = store is not None and not isinstance(store, RunStore)
     run_store = RunStore(os.fspath(store)) if own_store else store  # type: ignore[arg-type]
@@ -126,15 +113,16 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     """Minimize ``objective(value)`` over the JSON values ``schema`` admits; returns the :class:`RunResult`.
 
     Keywords: ``description`` (opens the meta-prompt), ``model`` (default: the embedded model,
-    offline), ``proposer`` ("llm", "llm-iid", "llm-scs", "evoprompt-ga", "evoprompt-de", "random",
-    "optuna:tpe", "optuna:cmaes" or a Proposer), ``steps``
+    offline), ``proposer`` (a registered name: "llm", "llm-iid", "llm-scs", "evoprompt-ga",
+    "evoprompt-de", "random", "optuna:tpe", "optuna:cmaes", a plugin's; or a Proposer), ``steps``
     (default 50), ``seed``, ``store`` (a SQLite path or RunStore: the run is kept and resumable;
     default: none), ``name``, ``resume`` (refused when the objective's code changed since the run
     began, unless ``accept_changed_objective=True``), ``proposals_per_step``, ``max_rounds``, the budget's
     ``max_evals``, ``max_calls``, ``max_tokens``, ``max_usd``, ``max_seconds``, ``target``,
     ``patience`` (or ``budget=Budget(...)``), ``structured``, ``metaprompt``, ``llm_settings`` (for
-    ``LLM.from_model``: temperature, api_base, ...), ``proposer_options`` (for ``LLMProposer``: the
-    cost options ``per_call``, ``samples_per_request``, ``redraw_temperature``, ``prompt_cache``),
+    ``LLM.from_model``: temperature, api_base, ...), ``proposer_options`` (the proposer's own options,
+    as ``llmopt run --proposer NAME --help`` lists them: ``per_call``, ``samples_per_request``,
+    ``population``, ...; one the proposer does not have is refused),
     ``progress`` (default True: a progress bar on stderr, as the command line draws), and
     FunctionProblem's ``initial``,
     ``num_starts``, ``random_solution``, ``optimum``, ``name`` of the problem via ``problem_name``.

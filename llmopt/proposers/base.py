@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from llmopt.history import SolutionHistory
 from llmopt.llm.client import ResponseCache
-from llmopt.problem import ParseError, Problem
+from llmopt.problem import CallCost, ParseError, Problem
 
 #: Called as each LLM call finishes: (trial number, model, completion); a proposer whose calls
 #: each have their own prompt (not the step's meta-prompt) passes it as the keyword ``prompt``.
@@ -58,8 +58,19 @@ class Proposer(ABC):
     def validate(self) -> None:
         """Raise a clear error for unusable settings, before any budget is spent."""
 
+    #: The run's seed, from :meth:`bind` (None: not bound to a run yet).
+    seed: int | None = None
+
+    def bind(self, problem: Problem, seed: int) -> None:
+        """Bind to a run: its problem and seed, once, before the first ask (the optimizer calls it;
+        so may a check before the run, with the same problem and seed). Everything the proposer
+        draws derives from this seed (the trial numbers name the streams), so a proposer never
+        learns its run late. Subclasses that build seeded state (optuna's sampler) extend it."""
+        self.seed = int(seed)
+        self.prepare(problem)
+
     def prepare(self, problem: Problem) -> None:
-        """Adapt to the problem before the run (e.g. decide on structured output)."""
+        """Adapt to the problem before the run (e.g. decide on structured output); see :meth:`bind`."""
 
     def resuming(self, recorded: dict[str, Any]) -> None:
         """Before a resumed run is checked against its recorded configuration (``recorded``, this
@@ -68,6 +79,12 @@ class Proposer(ABC):
 
     def uses_llm(self) -> bool:
         return False
+
+    def step_cost(self, problem: Problem, proposals: int, max_rounds: int) -> CallCost | None:
+        """Upper bound of the model requests one step makes (``proposals`` asked, redrawn up to
+        ``max_rounds``), with a typical request's tokens, for the estimate before a run; None: the
+        proposer calls no model. Times a problem's :meth:`Problem.evaluation_cost`, it is the run's."""
+        return None
 
     #: Whether the optimizer may draw again (``max_rounds``) to replace a step's invalid and
     #: duplicate proposals. An evolutionary proposer's generation is one draw per member: a child

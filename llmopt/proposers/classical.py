@@ -164,13 +164,21 @@ class OptunaProposer(Proposer):
         self.redraws = algorithm != "cmaes"  # see prepare
         self._popsize: int | None = None  # CMA-ES's population (None: no numeric dimension, or TPE)
         self._problem: Problem | None = None
+        self._direction = "minimize"
         self._distributions: dict[str, Any] = {}  # the problem's, from prepare (a new run keeps them)
         self._reset(None)
 
+    def bind(self, problem: Problem, seed: int) -> None:
+        """The run's problem (its search space, from :meth:`prepare`) and seed: the sampler is built
+        here, seeded with ``derive_seed(seed, "optuna", algorithm)``, before the first ask."""
+        super().bind(problem, seed)
+        self._direction = problem.direction.value
+        self._reset(None)
+
     def _reset(self, history: SolutionHistory | None) -> None:
+        """A fresh study for the history of a run (the bound seed's sampler; none before :meth:`bind`)."""
         self._history = history
-        self._study: Any = None
-        self._seed: int | None = None
+        self._study: Any = None if self.seed is None else self._new_study()
         self._asked: dict[int, Any] = {}  # llmopt trial number -> optuna trial (asked, maybe told)
         self._done: set[int] = set()  # trial numbers told or added to the study (or skipped for good)
         self._synced_to = 0  # every step below this is told
@@ -190,7 +198,7 @@ class OptunaProposer(Proposer):
 
     @property
     def study(self) -> Any:
-        """The run's optuna study (None before the first proposal), to read (optuna's plots, the
+        """The run's optuna study (None before :meth:`bind`), to read (optuna's plots, the
         trials' records), never to ask or tell: the proposer replays the history into it."""
         return self._study
 
@@ -242,24 +250,17 @@ class OptunaProposer(Proposer):
                 "no redraws (proposals_per_step and max_rounds unused)")
 
     # --- the study ------------------------------------------------------------------------
-    def _ensure_study(self, problem: Problem, seed: int) -> Any:
-        if self._study is not None:
-            if seed != self._seed:
-                raise ValueError(f"{type(self).__name__} serves one run: seed {seed} after seed {self._seed}")
-            return self._study
+    def _new_study(self) -> Any:
+        """An in-memory study whose sampler takes the bound run seed when built."""
         optuna = _import_optuna()
         _quiet(optuna)
-        if not self._distributions:
-            self.prepare(problem)
-        sampler_seed = derive_seed(seed, "optuna", self.algorithm)
+        sampler_seed = derive_seed(int(self.seed), "optuna", self.algorithm)  # type: ignore[arg-type]
         if self.algorithm == "tpe":
             sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=TPE_CONSTANT_LIAR)
         else:
             sampler = cma_sampler(optuna, seed=sampler_seed, warn_independent_sampling=False)
-        self._study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sampler,
-                                          direction=problem.direction.value)
-        self._seed = seed
-        return self._study
+        return optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sampler,
+                                   direction=self._direction)
 
     def _ask(self, number: int) -> Any:
         trial = self._study.ask(self._distributions)
@@ -277,7 +278,7 @@ class OptunaProposer(Proposer):
         if history is not self._history:  # a new run (or the first step): a new study
             self._reset(history)
         self._target, self._problem = step, problem
-        if self._study is not None:  # the first step's study is made in propose (it needs the run seed)
+        if self._study is not None:
             self._sync(problem)
         return None
 
@@ -383,7 +384,8 @@ class OptunaProposer(Proposer):
     # --- asking ------------------------------------------------------------------------------
     def propose(self, problem: Problem, prompt: str | None, numbers: list[int], seed: int,
                 on_call: CallHook | None = None) -> list[Proposal]:
-        self._ensure_study(problem, seed)
+        if self._study is None:
+            raise ValueError(f"{type(self).__name__}: bind(problem, seed) before the first ask (the optimizer does)")
         self._sync(problem)
         wanted = set(numbers)
         out = []

@@ -45,7 +45,7 @@ import numpy as np
 
 from llmopt.history import SolutionHistory, Trial
 from llmopt.llm.client import LLM, Completion, ResponseCache
-from llmopt.problem import Direction, Problem
+from llmopt.problem import CallCost, Direction, Problem
 from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
 from llmopt.proposers.evoprompt_templates import Words, child_text, de_prompt, ga_prompt, paraphrase_prompt, words
 from llmopt.seeding import derive_seed, stream
@@ -115,6 +115,18 @@ class EvolutionProposer(Proposer):
 
     def uses_llm(self) -> bool:
         return True
+
+    def step_cost(self, problem: Problem, proposals: int, max_rounds: int) -> CallCost | None:
+        """One operator request per child (``population`` a generation, no redraws), each as long as
+        this proposer's longest operator prompt over the problem's typical solutions."""
+        prompt = self.operator_prompt(words(problem), problem.typical_text())
+        calls = self.population
+        return CallCost("optimizer", self.llm, calls, calls * self.llm.count_tokens(prompt),
+                        calls * self.llm.config.max_tokens)
+
+    def operator_prompt(self, w: Words, text: str) -> str:
+        """The operator's prompt over solutions like ``text`` (GA's crossover and mutation)."""
+        return ga_prompt(w, text, text)
 
     def validate(self) -> None:
         self.llm.validate()
@@ -291,6 +303,9 @@ class EvoPromptDE(EvolutionProposer):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "donor": self.donor}
+
+    def operator_prompt(self, w: Words, text: str) -> str:
+        return de_prompt(w, text, text, text, text)
 
     def children(self) -> int:
         members = len(self._members)

@@ -10,13 +10,14 @@ so a resumed round makes the same calls with the same seeds (served from the cac
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Literal
 
-from llmopt.history import SolutionHistory
+from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
 from llmopt.metaprompt import SCORES, MetaPromptConfig, build_meta_prompt, build_sampling_prompt
-from llmopt.problem import Problem
+from llmopt.problem import CallCost, Problem
 from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
 from llmopt.seeding import derive_seed
 
@@ -24,6 +25,12 @@ from llmopt.seeding import derive_seed
 #: (llama.cpp server style), off (free text, as in the paper).
 Structured = Literal["auto", "on", "json_schema", "json_object", "off"]
 STRUCTURED = ("auto", "on", "json_schema", "json_object", "off")
+
+def _drop_if(recorded: dict[str, Any], key: str, value: Any) -> None:
+    """Remove ``key`` from ``recorded`` if it holds ``value`` (a setting recorded elsewhere now)."""
+    if key in recorded and recorded[key] == value:
+        del recorded[key]
+
 
 class LLMProposer(Proposer):
     """OPRO: render the meta-prompt once per step, sample one reply per proposal."""
@@ -43,7 +50,7 @@ class LLMProposer(Proposer):
         if redraw_temperature is not None and not 0.0 <= redraw_temperature <= 2.0:
             raise ValueError(f"redraw_temperature must be in [0, 2], got {redraw_temperature}")
         self.llm = llm
-        self.metaprompt = replace(metaprompt or MetaPromptConfig(), per_call=per_call)
+        self.metaprompt = metaprompt or MetaPromptConfig()
         self._scores_left_to_problem = self.metaprompt.scores == "auto"
         self.system_prompt = system_prompt
         self.use_store_cache = use_store_cache
@@ -61,8 +68,14 @@ class LLMProposer(Proposer):
 
     def resuming(self, recorded: dict[str, Any]) -> None:
         """Scores left to the problem (``scores="auto"``) are shown as the run recorded them: a run
-        from before a problem's default display changed resumes with its own."""
+        from before a problem's default display changed resumes with its own. A run recorded while
+        the meta-prompt's config also held the run seed and ``per_call`` (each recorded twice) had
+        them equal to the run's: they are dropped from ``recorded`` where they are (a run whose
+        shuffle seed was not its run seed is then refused as different settings)."""
         shown = recorded.get("metaprompt") or {}
+        _drop_if(shown, "shuffle_seed", self.seed if self.seed is not None else 0)
+        _drop_if(shown, "per_call", self.per_call)
+        _drop_if(recorded.get("sampling") or {}, "context_seed", self.seed if self.seed is not None else 0)
         if self._scores_left_to_problem and shown.get("scores") in SCORES:
             self.metaprompt = replace(self.metaprompt, scores=shown["scores"], decimals=shown.get("decimals", 0),
                                       digits=shown.get("digits", MetaPromptConfig.digits))
@@ -89,7 +102,18 @@ class LLMProposer(Proposer):
         self.metaprompt = replace(self.metaprompt.for_problem(problem), structured=self._format is not None)
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
-        return build_meta_prompt(problem, history, self.metaprompt)
+        return build_meta_prompt(problem, history, self.metaprompt, seed=self.seed or 0, per_call=self.per_call)
+
+    def step_cost(self, problem: Problem, proposals: int, max_rounds: int) -> CallCost | None:
+        """Every round's replies (``per_call`` answers each) at max tokens; the prompt: this
+        proposer's own for a full history of the problem's typical solutions."""
+        text = problem.typical_text()
+        shown = [Trial(number=i, step=0, state=TrialState.COMPLETE, source="estimate", text=text, key=i, value=float(i))
+                 for i in range(self.metaprompt.max_shown)]
+        prompt = self.begin_step(problem, SolutionHistory(problem.direction, shown), 1) or ""
+        calls = max_rounds * math.ceil(proposals / self.per_call)
+        return CallCost("optimizer", self.llm, calls, calls * self.llm.count_tokens(prompt),
+                        calls * self.llm.config.max_tokens)
 
     def messages(self, prompt: str) -> list[dict[str, Any]]:
         """The chat messages of a step: the system prompt if any, then the meta-prompt. With
@@ -183,13 +207,13 @@ class SamplingProposer(LLMProposer):
     optimizer.
     """
 
-    def __init__(self, llm: LLM, *, shown: int = 0, seed: int = 0, system_prompt: str | None = None,
+    def __init__(self, llm: LLM, *, shown: int = 0, system_prompt: str | None = None,
                  use_store_cache: bool = True, structured: Structured = "auto", per_call: int = 1,
                  samples_per_request: int = 1, redraw_temperature: float | None = None,
                  prompt_cache: bool = False) -> None:
         if isinstance(shown, bool) or not isinstance(shown, int) or shown < 0:
             raise ValueError(f"shown must be an integer >= 0 (latest solutions shown without scores), got {shown!r}")
-        meta = MetaPromptConfig(max_shown=shown, scores="hidden", shuffle_seed=int(seed))
+        meta = MetaPromptConfig(max_shown=shown, scores="hidden")
         super().__init__(llm, meta, system_prompt=system_prompt, use_store_cache=use_store_cache,
                          structured=structured, per_call=per_call, samples_per_request=samples_per_request,
                          redraw_temperature=redraw_temperature, prompt_cache=prompt_cache)
@@ -208,10 +232,10 @@ class SamplingProposer(LLMProposer):
         return f"{self.kind} {self.llm.model}{shown}"
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
-        return build_sampling_prompt(problem, history, self.metaprompt)
+        return build_sampling_prompt(problem, history, self.metaprompt, seed=self.seed or 0, per_call=self.per_call)
 
     def config(self) -> dict[str, Any]:
         out = super().config()
         del out["metaprompt"]
-        out["sampling"] = {"shown": self.metaprompt.max_shown, "context_seed": self.metaprompt.shuffle_seed}
+        out["sampling"] = {"shown": self.metaprompt.max_shown}  # its context's seed: the run's, recorded once
         return out

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from llmopt.cli.model_options import add_model_arguments
+from llmopt.experiments.estimate import check_estimate, estimate, print_estimate
 from llmopt.experiments.progress import Bar
 from llmopt.experiments.report import format_table
-from llmopt.experiments.runs import baseline_hook
 from llmopt.history import TrialState
-from llmopt.llm.flags import add_model_arguments, key_hint, llm_from_args
-from llmopt.proposers import EvolutionProposer, EvoPromptDE
-from llmopt.proposers.evoprompt_templates import de_prompt, ga_prompt, words
+from llmopt.llm.flags import key_hint, llm_from_args
 from llmopt.seeding import stream
 from llmopt.store.sqlite import DEFAULT_STORE, RunStore, StoreError, Usage
 from llmopt.validation import chosen, validation_scores
 from problems.prompt_optimization.data import DataError, Example, Task, load_task
+from problems.prompt_optimization.instructions import FIXED_INSTRUCTIONS
 from problems.prompt_optimization.problem import RACE_DELTA, RACE_FIRST, STYLES, PromptOptimization
-from problems.prompt_optimization.scorer import POSITIONS, Scorer, scorer_prompt
+from problems.prompt_optimization.scorer import POSITIONS, Scorer
 
 TRANSFER = ("multiarith", "aqua")
 SCORER = "scorer-"  # the scorer's model options: --scorer, --scorer-api-base, ... (llmopt.llm.flags)
@@ -64,89 +63,6 @@ def make_task(args: argparse.Namespace, name: str | None = None) -> Task:
 
 def make_scorer(args: argparse.Namespace) -> Scorer:
     return Scorer(llm_from_args(args, SCORER, temperature=0.0), args.position)
-
-
-# --- cost estimate ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Estimate:
-    role: str
-    model: str
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    usd: float | None  # None: litellm has no price for the model (LLM.token_cost: the price of its replies)
-
-
-def estimate(problem: PromptOptimization, proposer: Any, steps: int, proposals: int, max_rounds: int,
-             max_evals: int | None = None, eval_every: int | None = None,
-             validate_top: int | None = 3) -> list[Estimate]:
-    """Upper bounds of a run's calls and tokens (every instruction new, every reply max length),
-    priced as the calls will be (:meth:`LLM.token_cost`: the price map that prices the replies);
-    with ``eval_every``, also the validation's (each validation's top instructions all new)."""
-    scored = len(problem.initial) + steps * proposals
-    if max_evals is not None:
-        scored = min(scored, max_evals)
-    validated = 0
-    if eval_every is not None and problem.task.validation:
-        validations = steps // eval_every + 1
-        validated = scored if validate_top is None else min(scored, validations * validate_top)
-    train = problem.task.train
-    sample = [train[i] for i in stream(0, "estimate").choice(len(train), size=min(20, len(train)), replace=False)]
-    scorer = problem.scorer.llm
-    typical = "Let's think step by step and answer the question carefully."
-    per_prompt = sum(scorer.count_tokens(scorer_prompt(typical, ex.question, problem.position)) for ex in sample)
-    per_prompt = math.ceil(per_prompt / len(sample))
-    calls = scored * len(train)
-    p_tok, c_tok = calls * per_prompt, calls * scorer.config.max_tokens
-    out = [Estimate("scorer", scorer.model, calls, p_tok, c_tok, scorer.token_cost(p_tok, c_tok))]
-    if validated:
-        calls = validated * len(problem.task.validation)
-        p_tok, c_tok = calls * per_prompt, calls * scorer.config.max_tokens
-        out.append(Estimate("validation", scorer.model, calls, p_tok, c_tok, scorer.token_cost(p_tok, c_tok)))
-    llm = getattr(proposer, "llm", None)
-    if isinstance(proposer, EvolutionProposer):  # one operator request per child, no redraws; DE's is the longest
-        w = words(problem)
-        meta = de_prompt(w, *[typical] * 4) if isinstance(proposer, EvoPromptDE) else ga_prompt(w, typical, typical)
-        opt_calls = steps * proposer.population
-    elif llm is not None:
-        shown = min(proposer.metaprompt.max_shown, scored)
-        exemplars = "\n".join(f"input:\nQ: <INS>\n{ex.question}\nA:\nGround truth answer:\n{ex.answer}"
-                              for ex in sample[:problem.exemplars])
-        meta = f"{problem.describe()}\n" + f"text:\n{typical}\nscore:\n50\n" * shown + exemplars + \
-            problem.closing_instruction() + problem.answer_format()
-        opt_calls = steps * proposals * max_rounds
-    if llm is not None:
-        p_tok, c_tok = opt_calls * llm.count_tokens(meta), opt_calls * llm.config.max_tokens
-        out.append(Estimate("optimizer", llm.model, opt_calls, p_tok, c_tok, llm.token_cost(p_tok, c_tok)))
-    return out
-
-
-def _usd(value: float | None) -> str:
-    return "unknown price" if value is None else f"${value:.4f}"
-
-
-def print_estimate(rows: Sequence[Estimate], file: Any = None) -> None:
-    file = file or sys.stderr
-    print("estimate (upper bound: every instruction new, every reply at max tokens):", file=file)
-    for r in rows:
-        print(f"  {r.role:9s} {r.model}: <= {r.calls} calls, <= {r.prompt_tokens + r.completion_tokens} tokens "
-              f"({r.prompt_tokens} prompt + {r.completion_tokens} completion), <= {_usd(r.usd)}", file=file)
-
-
-def check_estimate(rows: Sequence[Estimate], max_calls: int | None, max_usd: float | None) -> None:
-    """Refuse a run whose estimate exceeds the given limits, before any call."""
-    calls = sum(r.calls for r in rows)
-    if max_calls is not None and calls > max_calls:
-        raise ValueError(f"the run may make up to {calls} calls, more than --max-calls {max_calls}: raise the limit, "
-                         "or lower --steps, --proposals or --max-train")
-    if max_usd is not None:
-        unknown = [r.model for r in rows if r.usd is None]
-        if unknown:
-            raise ValueError(f"--max-usd {max_usd} cannot be checked: litellm has no price for {', '.join(unknown)}")
-        usd = sum(r.usd or 0.0 for r in rows)
-        if usd > max_usd:
-            raise ValueError(f"the run may cost up to ${usd:.4f}, more than --max-usd {max_usd}: raise the limit, "
-                             "or lower --steps, --proposals or --max-train")
 
 
 # --- llmopt run prompt -----------------------------------------------------------------------
@@ -198,7 +114,7 @@ class CLI:
     def preflight(args: argparse.Namespace, problem: PromptOptimization, proposer: Any, budget: Any) -> None:
         steps = budget.max_steps if budget.max_steps is not None else 10**6
         rows = estimate(problem, proposer, steps, args.proposals or 1, args.max_rounds or 1, budget.max_evals,
-                        getattr(args, "eval_every", None), getattr(args, "validate_top", 3))
+                        getattr(args, "eval_every", None), getattr(args, "validate_top", 3))  # generic: see llmopt
         if not args.quiet:
             validation = f", {len(problem.task.validation)} validation" if problem.task.validation else ""
             print(f"task {problem.task.name}: {len(problem.task.train)} training examples "
@@ -336,10 +252,8 @@ def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def fixed_instructions() -> dict[str, str]:
-    """The fixed instructions every result is compared with: the ``INSTRUCTIONS`` of the ``prompt``
-    entry of the ``llmopt.baselines`` group (baselines attach themselves; problems never import
-    them), or none if no such baseline is installed."""
-    return dict(baseline_hook("prompt", "INSTRUCTIONS") or {})
+    """The fixed instructions every result is compared with (:mod:`.instructions`)."""
+    return dict(FIXED_INSTRUCTIONS)
 
 
 def sample_examples(examples: Sequence[Example], limit: int | None, seed: int) -> tuple[Example, ...]:

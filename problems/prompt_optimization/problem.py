@@ -17,6 +17,7 @@ found by content (whitespace-normalised text).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal, Sequence
 
@@ -24,9 +25,10 @@ import numpy as np
 
 from llmopt.experiments.stats import wilson
 from llmopt.history import SolutionHistory
-from llmopt.problem import Direction, Evaluation, ParseError, Problem, json_objects
+from llmopt.problem import CallCost, Direction, Evaluation, ParseError, Problem, json_objects
+from llmopt.seeding import stream
 from problems.prompt_optimization.data import Example, Task
-from problems.prompt_optimization.scorer import Position, Scorer
+from problems.prompt_optimization.scorer import Position, Scorer, scorer_prompt
 
 Style = Literal["ins", "brackets"]
 STYLES: tuple[str, ...] = ("ins", "brackets")
@@ -66,6 +68,9 @@ def race_looks(total: int, first: int = RACE_FIRST) -> list[int]:
 def normalise(instruction: str) -> str:
     return " ".join(instruction.split())
 
+
+#: An instruction as long as a typical proposal, for the estimate before a run.
+TYPICAL_INSTRUCTION = "Let's think step by step and answer the question carefully."
 
 class PromptOptimization(Problem[str]):
     name = "prompt"
@@ -288,6 +293,23 @@ class PromptOptimization(Problem[str]):
 
     def score_on(self, solution: str, examples: Sequence[Example]) -> float:
         return 100.0 * self.scorer.score(solution, examples, self.task.kind).accuracy
+
+    # --- cost estimates (llmopt.experiments.estimate) -----------------------------------------------
+    def typical_text(self) -> str:
+        """An instruction as long as a typical proposal (the starting ones may be empty)."""
+        return TYPICAL_INSTRUCTION
+
+    def evaluation_cost(self, split: str = "train") -> CallCost | None:
+        """One scorer call per example of ``split``, each prompt as long as the mean over up to 20
+        training examples with a typical instruction, each reply at the scorer's max tokens."""
+        train, examples = self.task.train, self.task.validation if split == "validation" else self.task.train
+        llm = self.scorer.llm
+        picks = stream(0, "estimate").choice(len(train), size=min(20, len(train)), replace=False)
+        per_prompt = math.ceil(sum(llm.count_tokens(scorer_prompt(TYPICAL_INSTRUCTION, train[i].question,
+                                                                  self.position)) for i in picks) / len(picks))
+        calls = len(examples)
+        return CallCost("scorer" if split == "train" else split, llm, calls, calls * per_prompt,
+                        calls * llm.config.max_tokens)
 
     def initial_solutions(self, rng: np.random.Generator) -> list[str]:
         return list(self.initial)
