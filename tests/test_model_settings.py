@@ -14,8 +14,8 @@ import pytest
 
 from llmopt import Budget, LLMProposer, Optimizer, RunStore
 from llmopt.cli import main
-from llmopt.experiments import functions
 from llmopt.cli.run_options import run_parser
+from llmopt.experiments import functions
 from llmopt.experiments.runs import UsageError, prepare_run
 from llmopt.llm import LLM, LLMConfig, LLMConfigError, MemoryCache
 from llmopt.llm import embedded as local

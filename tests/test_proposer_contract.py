@@ -26,7 +26,6 @@ from llmopt.testing import ContractViolation, ProposerContract, check_proposer
 from llmopt.testing import proposer_contract as contract
 from llmopt.testing.proposer_contract import ProposerCase
 
-
 # --- the built-in proposers, each built by the registry as `--proposer NAME` builds it -------------
 #: Options where the defaults would make the contract slow or trivial (module-level factories: the
 #: new-process check pickles them).
@@ -67,6 +66,14 @@ def test_every_built_in_proposer_passes_the_contract(name: str, pool: Executor, 
     contract.check_seed_matters(case)
     contract.check_resume(case, tmp_path / "resume")
     contract.check_same_seed_in_new_process(case, pool)
+
+
+def random_search(llm: LLM) -> Proposer:
+    return RandomProposer()
+
+
+def opro(llm: LLM) -> Proposer:
+    return LLMProposer(llm)
 
 
 class TestRandomSearchContract(ProposerContract):

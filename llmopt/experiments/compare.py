@@ -194,7 +194,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, parse: CellParser, with_r
             progress: bool = False) -> Collected:
     """Run (``run=True``) or only read back every cell of the grid, in order; ``progress``: each
     run shows its progress bar (on stderr, after the line saying which cell it is). ``parse``: a
-    cell's options as a run's settings (the command line's parser: ``llmopt.cli.run_options.parse_cell``). Reading
+    cell's options as a run's settings (the command line's: ``llmopt.cli.run_options.parse_cell``). Reading
     rebuilds no problem (see :mod:`llmopt.experiments.stored`), except for runs stored without
     their facts (an older llmopt's), which ``log`` names."""
     parsed = [(cell, parse(cell, grid)) for cell in grid.cells()]  # every cell's options checked first
@@ -202,7 +202,8 @@ def collect(grid: Grid, store_path: str, *, run: bool, parse: CellParser, with_r
         return read_grid(grid, store_path, parsed, parse, with_references=with_references, log=log)
     prepared = [(cell, args, _prepared(grid, cell, args, True)) for cell, args in parsed]  # then models and keys
     live: dict[tuple[str, int], tuple[Problem, list[Reference]]] = {}
-    out = Collected(grid, [], {}, instance=lambda cell: live.get((cell.problem, cell.seed)) or cell_instance(grid, cell, parse))
+    out = Collected(grid, [], {},
+                    instance=lambda cell: live.get((cell.problem, cell.seed)) or cell_instance(grid, cell, parse))
     with RunStore(store_path) as store:
         for i, (cell, args, (problem, proposer, budget)) in enumerate(prepared, 1):
             if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):

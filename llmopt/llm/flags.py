@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 from llmopt.llm.client import LLM
-from llmopt.llm.embedded import DEFAULT_MODEL, is_embedded
+from llmopt.llm.embedded import is_embedded
 from llmopt.llm.errors import LLMConfigError
 
 
