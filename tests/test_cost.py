@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from fakes import many_script, scripted_llm
+from harness import run_script, snapshot
 from openai_server import OpenAIServer
-from test_resume import run_script, snapshot
 
 from llmopt import Budget, LLMProposer, Optimizer, RunStore
 from llmopt.experiments.compare import cell_argv
@@ -108,10 +108,9 @@ def test_per_call_meta_prompt_asks_for_k() -> None:
 
 
 @pytest.mark.parametrize("kill_at", [5, 23, 61])
-def test_per_call_and_n_resume_identically_after_a_kill(tmp_path: Path, kill_at: int) -> None:
+def test_per_call_and_n_resume_identically_after_a_kill(tmp_path: Path, reference_run, kill_at: int) -> None:
     options = ("--per-call", "4", "--samples-per-request", "2", "--redraw-temperature", "1.5")
-    reference = tmp_path / "ref.db"
-    assert run_script(reference, *options).returncode == 0
+    reference, _ = reference_run(*options)  # one uninterrupted run for the three kill points
     store = tmp_path / "runs.db"
     killed = run_script(store, *options, "--kill-at", str(kill_at))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
