@@ -8,6 +8,10 @@ session (``embedded_model``), each reference run once per session and options (`
 Hypothesis profiles (``HYPOTHESIS_PROFILE``, default ``ci``): ``ci`` has no deadline (a loaded
 2-core machine is not a failing test) and no example database (nothing written into the checkout);
 ``dev`` caps the tests that do not set their own count at 20 examples, for a quick local loop.
+
+Tiers: the README's command runs everything (CI). ``-m "not slow"`` is a quick tier for
+developers: it leaves out the tests marked ``slow`` (by hand, or here for using the embedded
+model, llama.cpp's server or child-process reference runs).
 """
 
 from __future__ import annotations
@@ -39,12 +43,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--live", action="store_true", help="run tests that call hosted models (needs API keys)")
 
 
+#: a test that uses one of these is slow (the quick tier, ``-m "not slow"``, leaves it out)
+SLOW_FIXTURES = frozenset({"embedded_model", "llama_server", "reference_run"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--live"):
-        return
+    """Mark the tests of the embedded model and of child-process runs slow; skip live ones unless --live."""
     skip = pytest.mark.skip(reason="live hosted-model test: pass --live (and set the API key) to run")
     for item in items:
-        if "live" in item.keywords:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if "live" in item.keywords and not config.getoption("--live"):
             item.add_marker(skip)
 
 

@@ -346,7 +346,7 @@ def test_cost_options_go_through_grids_and_the_command_line() -> None:
     assert prompt_args.race == 2 and prompt_args.race_delta == 0.1
 
 
-def test_the_embedded_model_reads_prompt_cache_blocks() -> None:
+def test_the_embedded_model_reads_prompt_cache_blocks(embedded_model) -> None:
     proposer = LLMProposer(LLM.from_model("local/smollm2", max_tokens=12), prompt_cache=True, system_prompt="Be brief.")
     messages = proposer.messages("Give two integers as [w, b].")
     assert all(isinstance(m["content"], list) for m in messages)

@@ -49,9 +49,9 @@ def dead_api_base() -> str:
 
 
 @pytest.fixture()
-def servers():
-    with OpenAIServer(linreg_script) as a, OpenAIServer(linreg_script) as b:
-        yield a, b
+def servers(openai_server) -> tuple[OpenAIServer, OpenAIServer]:
+    """Two loopback servers: two deployments of one model."""
+    return openai_server(linreg_script), openai_server(linreg_script)
 
 
 def run_linreg(router: str, store: str, *extra: str, name: str = "r") -> int:
