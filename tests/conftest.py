@@ -45,14 +45,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 #: a test that uses one of these is slow (the quick tier, ``-m "not slow"``, leaves it out)
 SLOW_FIXTURES = frozenset({"embedded_model", "llama_server", "reference_run"})
+#: the tests of the embedded model share one worker under pytest-xdist (one model load a session)
+MODEL_FIXTURES = frozenset({"embedded_model", "llama_server"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests of the embedded model and of child-process runs slow; skip live ones unless --live."""
+    """Mark the tests of the embedded model and of child-process runs slow (and put the model's on
+    one xdist worker, with ``--dist loadgroup``); skip live ones unless --live."""
     skip = pytest.mark.skip(reason="live hosted-model test: pass --live (and set the API key) to run")
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & used:
             item.add_marker(pytest.mark.slow)
+        if MODEL_FIXTURES & used or getattr(getattr(item, "module", None), "__name__", "") == "test_local":
+            item.add_marker(pytest.mark.xdist_group("embedded-model"))
         if "live" in item.keywords and not config.getoption("--live"):
             item.add_marker(skip)
 
