@@ -56,9 +56,12 @@ def arm_kill(at: str | int, store_class: Any, writes: Iterable[str] = WRITES) ->
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """A child's environment: a random hash seed (so same-seed runs are compared across
-    processes that hash strings differently) and no litellm network look-up of prices."""
-    return dict(os.environ, PYTHONHASHSEED="random", LITELLM_LOCAL_MODEL_COST_MAP="True", **(extra or {}))
+    """A child's environment: this checkout's code first (not whatever an editable install points
+    at), a random hash seed (so same-seed runs are compared across processes that hash strings
+    differently) and no litellm network look-up of prices."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # this checkout's llmopt
+    return dict(os.environ, PYTHONHASHSEED="random", LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=path,
+                **(extra or {}))
 
 
 def run_script(store: Path, *args: str, script: Path = FAKE_RUN, timeout: float = 120) -> subprocess.CompletedProcess:
