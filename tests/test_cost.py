@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from fakes import many_script, scripted_llm
+from harness import run_script, snapshot
 from openai_server import OpenAIServer
-from test_resume import run_script, snapshot
 
 from llmopt import Budget, LLMProposer, Optimizer, RunStore
 from llmopt.cli.run_options import cell_argv, run_parser
@@ -108,10 +108,9 @@ def test_per_call_meta_prompt_asks_for_k() -> None:
 
 
 @pytest.mark.parametrize("kill_at", [5, 23, 61])
-def test_per_call_and_n_resume_identically_after_a_kill(tmp_path: Path, kill_at: int) -> None:
+def test_per_call_and_n_resume_identically_after_a_kill(tmp_path: Path, reference_run, kill_at: int) -> None:
     options = ("--per-call", "4", "--samples-per-request", "2", "--redraw-temperature", "1.5")
-    reference = tmp_path / "ref.db"
-    assert run_script(reference, *options).returncode == 0
+    reference, _ = reference_run(*options)  # one uninterrupted run for the three kill points
     store = tmp_path / "runs.db"
     killed = run_script(store, *options, "--kill-at", str(kill_at))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -347,7 +346,7 @@ def test_cost_options_go_through_grids_and_the_command_line() -> None:
     assert prompt_args.race == 2 and prompt_args.race_delta == 0.1
 
 
-def test_the_embedded_model_reads_prompt_cache_blocks() -> None:
+def test_the_embedded_model_reads_prompt_cache_blocks(embedded_model) -> None:
     proposer = LLMProposer(LLM.from_model("local/smollm2", max_tokens=12), prompt_cache=True, system_prompt="Be brief.")
     messages = proposer.messages("Give two integers as [w, b].")
     assert all(isinstance(m["content"], list) for m in messages)

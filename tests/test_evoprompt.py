@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from datadir import data_dir
 from fakes import evo_script, scripted_llm
+from harness import run_script
 from openai_server import OpenAIServer
-from test_prompt_problem import TASK, scorer_script
-from test_resume import run_script
+from toys import TASK, scorer_script
 
 import llmopt
 from llmopt import Budget, Optimizer, RunStore
@@ -284,9 +284,9 @@ def test_a_bad_reply_is_an_invalid_trial_and_a_failed_call_a_failed_one(tmp_path
 
 @pytest.mark.parametrize("proposer", ["evoprompt-ga", "evoprompt-de"])
 @pytest.mark.parametrize("kill_at", [7, 23, 48])
-def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, proposer: str, kill_at: int) -> None:
-    reference = tmp_path / "ref.db"
-    assert run_script(reference, "--proposer", proposer).returncode == 0
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, reference_run, proposer: str,
+                                                         kill_at: int) -> None:
+    reference, _ = reference_run("--proposer", proposer)  # one uninterrupted run per proposer
     store = tmp_path / "runs.db"
     killed = run_script(store, "--proposer", proposer, "--kill-at", str(kill_at))
     assert killed.returncode == -signal.SIGKILL, killed.stderr

@@ -4,7 +4,6 @@ naming the input; configuration errors are one line before any call; nothing is 
 from __future__ import annotations
 
 import re
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,9 @@ from llmopt.cli import main
 from problems.prompt_optimization.data import DataError, load_aqua, load_bbh, load_gsm8k, load_multiarith
 from problems.tsp.instances import TSPLIBError, read_tour, read_tsplib
 
-FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# tmp_path is shared by a test's examples on purpose: each writes (and reads) one file there
+FUZZ = settings(max_examples=1000, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 ROOT = Path(__file__).resolve().parents[1]
 
 numbers = st.one_of(st.integers(-10**30, 10**30).map(str), st.floats(allow_nan=True).map(repr),
@@ -36,8 +37,8 @@ tsplib_lines = st.one_of(
 tsplib_files = st.lists(tsplib_lines, max_size=30).map("\n".join)
 
 
-def _write(text: str | bytes, name: str) -> Path:
-    folder = Path(tempfile.mkdtemp())
+def _write(folder: Path, text: str | bytes, name: str) -> Path:
+    """Each example overwrites one file in the test's own tmp_path (removed by pytest)."""
     path = folder / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
     return path
@@ -46,8 +47,8 @@ def _write(text: str | bytes, name: str) -> Path:
 @FUZZ
 @given(tsplib_files)
 @example("TYPE : ")  # found by this test: an empty TYPE was an IndexError
-def test_tsplib_reader_raises_only_tsplib_errors_naming_the_file(text: str) -> None:
-    path = _write(text, "fuzz.tsp")
+def test_tsplib_reader_raises_only_tsplib_errors_naming_the_file(tmp_path: Path, text: str) -> None:
+    path = _write(tmp_path, text, "fuzz.tsp")
     try:
         instance = read_tsplib(path)
     except TSPLIBError as exc:
@@ -60,8 +61,8 @@ def test_tsplib_reader_raises_only_tsplib_errors_naming_the_file(text: str) -> N
 @given(st.lists(st.one_of(st.sampled_from(["TOUR_SECTION", "DIMENSION : 4", "-1", "EOF", "TYPE : TOUR"]),
                           st.lists(numbers, min_size=1, max_size=3).map(" ".join), st.text(max_size=20)),
                 max_size=15).map("\n".join))
-def test_tour_reader_raises_only_tsplib_errors(text: str) -> None:
-    path = _write(text, "fuzz.opt.tour")
+def test_tour_reader_raises_only_tsplib_errors(tmp_path: Path, text: str) -> None:
+    path = _write(tmp_path, text, "fuzz.opt.tour")
     try:
         read_tour(path, 4)
     except TSPLIBError as exc:
@@ -83,7 +84,7 @@ shaped = st.one_of(
 
 @pytest.mark.parametrize("loader,name", [(load_gsm8k, "g.tsv"), (load_gsm8k, "g.jsonl"), (load_bbh, "t.json"),
                                          (load_multiarith, "m.json"), (load_aqua, "a.json")])
-def test_loaders_raise_only_data_errors_naming_the_file(loader, name: str) -> None:
+def test_loaders_raise_only_data_errors_naming_the_file(tmp_path: Path, loader, name: str) -> None:
     import json
 
     @FUZZ
@@ -91,7 +92,7 @@ def test_loaders_raise_only_data_errors_naming_the_file(loader, name: str) -> No
                      st.lists(shaped.map(json.dumps), max_size=4).map("\n".join),
                      st.lists(st.lists(st.text(max_size=15), max_size=4).map("\t".join), max_size=4).map("\n".join)))
     def check(content: str | bytes) -> None:
-        path = _write(content, name)
+        path = _write(tmp_path, content, name)
         try:
             examples = loader(path)
         except DataError as exc:

@@ -27,7 +27,7 @@ def test_weights_come_from_the_installed_package() -> None:
         model_path("gpt-5")
 
 
-def test_embedded_model_runs_opro_with_structured_output(tmp_path) -> None:
+def test_embedded_model_runs_opro_with_structured_output(tmp_path, embedded_model) -> None:
     store = RunStore(tmp_path / "r.db")
     opt, result = run(store, "structured", LLM.from_model(DEFAULT_MODEL, max_tokens=48))
     assert result.stop_reason is StopReason.MAX_STEPS and result.usage.calls >= 16
@@ -46,7 +46,7 @@ def test_embedded_model_runs_opro_with_structured_output(tmp_path) -> None:
     assert [(t.state, t.raw) for t in again.history] == [(t.state, t.raw) for t in result.history]
 
 
-def test_structured_off_is_the_papers_free_text(tmp_path) -> None:
+def test_structured_off_is_the_papers_free_text(tmp_path, embedded_model) -> None:
     store = RunStore(tmp_path / "r.db")
     opt, result = run(store, "free", LLM.from_model(DEFAULT_MODEL, max_tokens=48), steps=1, structured="off")
     assert opt.proposer.config()["response_format"] is None
@@ -57,13 +57,13 @@ def test_structured_off_is_the_papers_free_text(tmp_path) -> None:
     assert len(replies) == result.usage.calls and not all(r.lstrip().startswith("{") for r in replies)
 
 
-def test_a_per_call_seed_fixes_the_sample() -> None:
+def test_a_per_call_seed_fixes_the_sample(embedded_model) -> None:
     llm = LLM.from_model(DEFAULT_MODEL, max_tokens=24)
     texts = [c.text for c in llm.complete(MESSAGES, [11, 11, 12, 13])]
     assert texts[0] == texts[1] and len(set(texts)) >= 2
 
 
-def test_the_grammar_keeps_the_embedded_models_numbers_in_the_schemas_bounds() -> None:
+def test_the_grammar_keeps_the_embedded_models_numbers_in_the_schemas_bounds(embedded_model) -> None:
     """A prompt that begs for values out of bounds: the grammar bounds the integer, the number and the
     enum (llama-cpp-python's own grammar bounded only the enum)."""
     schema = {"type": "object", "required": ["n", "t", "kind"], "additionalProperties": False, "properties": {
@@ -92,7 +92,7 @@ def test_opro_against_llama_cpp_server_on_loopback(tmp_path, llama_server: str) 
     assert texts[0] == texts[1]
 
 
-def test_llmopt_run_linreg_defaults_to_the_embedded_model(tmp_path, capsys) -> None:
+def test_llmopt_run_linreg_defaults_to_the_embedded_model(tmp_path, capsys, embedded_model) -> None:
     from llmopt.cli import main
 
     store = tmp_path / "r.db"
@@ -104,14 +104,14 @@ def test_llmopt_run_linreg_defaults_to_the_embedded_model(tmp_path, capsys) -> N
 
 
 
-def test_a_cancelled_call_queued_behind_the_engine_never_generates() -> None:
+def test_a_cancelled_call_queued_behind_the_engine_never_generates(embedded_model) -> None:
     """Ctrl-C (or a timeout) cancels the awaiting task, not its thread: the thread must see it
     and drop the call, instead of generating a reply nobody reads while the run waits for it."""
     import asyncio
 
     from llmopt.llm import embedded as local
 
-    eng = local.engine("smollm2")
+    eng = embedded_model
     provider = local._provider_class()()
     before = eng.busy_s
 
@@ -134,12 +134,10 @@ def test_a_cancelled_call_queued_behind_the_engine_never_generates() -> None:
 # --- any x86-64 CPU (issue 12: AMX segfault), and samples independent of call order -------------
 
 
-def test_models_load_without_llama_cpps_extra_buffer_types() -> None:
+def test_models_load_without_llama_cpps_extra_buffer_types(embedded_model) -> None:
     """The AMX kernels (an extra buffer type of a native build on such CPUs) segfault on the first
     generation; the engine loads with them off, on every CPU, so no machine takes that path."""
-    from llmopt.llm import embedded as local
-
-    assert local.engine("smollm2").llama().model_params.use_extra_bufts is False
+    assert embedded_model.llama().model_params.use_extra_bufts is False
 
 
 def test_the_readme_path_generates_in_a_fresh_process(tmp_path) -> None:
@@ -194,12 +192,12 @@ def test_a_passed_probe_is_remembered_on_disk(tmp_path, monkeypatch) -> None:
         local.check_runs(path, 2, command=[sys.executable, "-c", "raise SystemExit(3)"])
 
 
-def test_samples_do_not_depend_on_the_order_calls_arrive_in() -> None:
+def test_samples_do_not_depend_on_the_order_calls_arrive_in(embedded_model) -> None:
     """The engine serves concurrent calls in arrival order and keeps the last prompt's KV cache; a
     sample for (prompt, seed) must still be the same whichever calls came before it."""
     from llmopt.llm import embedded as local
 
-    eng = local.engine("smollm2")
+    eng = embedded_model
     shared = ("Below are some previous pairs (w, b) and their losses; lower is better. " * 8)  # > 64 tokens
     prompts = {  # a and b share whole chunks of the prompt cache, c is a and more
         "a": [{"role": "user", "content": shared + "Write a new pair of integers like [12, 40]."}],
@@ -222,20 +220,25 @@ def test_samples_do_not_depend_on_the_order_calls_arrive_in() -> None:
     fresh.close()
 
 
-def test_same_seed_same_run_in_fresh_stores_and_processes(tmp_path) -> None:
-    """Two seed-0 runs of `llmopt run linreg` with the embedded model, each in its own process with
-    a new store and no cache, propose the same trials (8 concurrent calls a step, in any order)."""
+def test_same_seed_same_run_in_fresh_stores_and_processes(tmp_path, embedded_model) -> None:
+    """Two seed-0 runs of `llmopt run linreg` with the embedded model, one in a new process and one
+    in this one (whose engine has served other prompts before), each with a new store and no cache,
+    propose the same trials (8 concurrent calls a step, in any order)."""
     import subprocess
     import sys
 
-    def run_in_a_new_process(store) -> list[tuple]:
-        cmd = [sys.executable, "-m", "llmopt.cli", "run", "linreg", "--steps", "1", "--max-rounds", "1",
-               "--store", str(store), "--quiet", "--max-output-tokens", "48"]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-1500:]
+    from llmopt.cli import main
+
+    argv = ["run", "linreg", "--steps", "1", "--max-rounds", "1", "--quiet", "--max-output-tokens", "48"]
+
+    def trials(store) -> list[tuple]:
         with RunStore(store) as s:
             rows = s.trials(s.get_run("linreg-llm-seed0").id)
             return [(r.number, r.state, r.raw, r.value) for r in rows]
 
-    first, second = run_in_a_new_process(tmp_path / "a.db"), run_in_a_new_process(tmp_path / "b.db")
+    done = subprocess.run([sys.executable, "-m", "llmopt.cli", *argv, "--store", str(tmp_path / "a.db")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert main([*argv, "--store", str(tmp_path / "b.db")]) == 0
+    first, second = trials(tmp_path / "a.db"), trials(tmp_path / "b.db")
     assert len(first) == 5 + 8 and first == second

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from fakes import linreg_script
 from openai_server import OpenAIServer
 
 from llmopt import LLM, Budget, LLMProposer, Optimizer, RunStore, StopReason, TrialState
@@ -15,9 +14,8 @@ SECRET = "sk-llmopt-TEST-SECRET-0123456789"
 
 
 @pytest.fixture()
-def server():
-    with OpenAIServer(linreg_script) as s:
-        yield s
+def server(linreg_server) -> OpenAIServer:
+    return linreg_server
 
 
 def optimizer(server: OpenAIServer, store: RunStore, name: str, steps: int = 2, **llm_kw) -> Optimizer:

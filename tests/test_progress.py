@@ -50,7 +50,7 @@ def test_each_call_is_reported_as_it_completes_before_its_step_ends(tmp_path: Pa
 
 
 def test_scorer_calls_are_reported_while_a_solution_is_scored() -> None:
-    from test_prompt_problem import make_problem, optimizer_script
+    from toys import make_problem, optimizer_script
 
     problem, _ = make_problem()
     llm, _ = scripted_llm(optimizer_script, model="fake/optimizer")

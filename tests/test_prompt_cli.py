@@ -38,10 +38,9 @@ def serve(prompt: str, seed: int) -> str:
 
 
 @pytest.fixture()
-def server(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv(KEY_ENV, "sk-fake-key-for-loopback-000")
-    with OpenAIServer(serve) as s:
-        yield s
+def server(openai_server) -> OpenAIServer:
+    """A loopback server replying with ``serve`` (its fake key in $LLMOPT_TEST_FAKE_KEY)."""
+    return openai_server(serve)
 
 
 def http_args(server: OpenAIServer) -> list[str]:
@@ -121,7 +120,7 @@ def test_no_data_directory_reads_the_packaged_copy(monkeypatch: pytest.MonkeyPat
     assert f"data directory {tmp_path / 'gone'} ($LLMOPT_DATA) does not exist" in capsys.readouterr().err
 
 
-def test_embedded_model_scores_and_optimizes(tmp_path: Path, capsys) -> None:
+def test_embedded_model_scores_and_optimizes(tmp_path: Path, capsys, embedded_model) -> None:
     """The default models end to end: SmolLM2 proposes and scores (a few examples, one step)."""
     store = str(tmp_path / "p.db")
     assert main(["run", "prompt", "--task", "bbh/navigate", "--data-dir", DATA, "--max-train", "3", "--steps", "1",

@@ -11,37 +11,15 @@ import re
 import pytest
 from fakes import scripted_llm
 from hypothesis import strategies as st
+from toys import QUESTIONS, TASK, TEST, TRAIN, make_problem, optimizer_script, scorer_script  # noqa: F401
 
 from llmopt import Budget, LLMProposer, Optimizer, ParseError, RunStore, StopReason
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.metaprompt import MetaPromptConfig, build_meta_prompt
 from llmopt.testing import ProblemContract
-from problems.prompt_optimization.data import Example, Task
+from problems.prompt_optimization.data import Task
 from problems.prompt_optimization.problem import PromptOptimization
 from problems.prompt_optimization.scorer import Scorer, scorer_prompt
-
-QUESTIONS = [(f"Is {n} even?\nOptions:\n- Yes\n- No", "Yes" if n % 2 == 0 else "No") for n in range(1, 13)]
-TRAIN = tuple(Example(f"toy:{i}", q, a) for i, (q, a) in enumerate(QUESTIONS[:8]))
-TEST = tuple(Example(f"toy:{i + 8}", q, a) for i, (q, a) in enumerate(QUESTIONS[8:]))
-TASK = Task("toy", "bool", TRAIN, TEST)
-
-
-def scorer_script(prompt: str, seed: int) -> str:
-    """A scorer that answers right only when told to 'check parity'; otherwise always 'No'."""
-    n = int(re.search(r"Is (\d+) even", prompt).group(1))
-    if "check parity" in prompt.lower():
-        return "Yes" if n % 2 == 0 else "No"
-    return "No, I do not think so."
-
-
-def optimizer_script(prompt: str, seed: int) -> str:
-    return ["<INS>Check parity.</INS>", "Sure! <INS>Be careful.</INS>", "no tags\nat all",
-            "<INS>Check parity, then answer.</INS>"][seed % 4]
-
-
-def make_problem(**kw) -> tuple[PromptOptimization, object]:
-    llm, backend = scripted_llm(scorer_script, model="fake/scorer", temperature=0.0)
-    return PromptOptimization(TASK, Scorer(llm), **kw), backend
 
 
 def history(*pairs: tuple[str, float]) -> SolutionHistory:

@@ -32,7 +32,7 @@ def test_the_snippet_is_under_ten_lines() -> None:
 
 
 @pytest.mark.slow
-def test_the_readme_snippet_runs_as_written_on_the_embedded_model(capsys) -> None:
+def test_the_readme_snippet_runs_as_written_on_the_embedded_model(capsys, embedded_model) -> None:
     namespace: dict = {"__name__": "readme_byop"}
     exec(compile(snippet(), "README.md (bring your own problem)", "exec"), namespace)  # the model runs: ~1 min
     printed = capsys.readouterr().out.strip()

@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from llmopt import RunStore
-
-SCRIPT = Path(__file__).parent / "scripts" / "fake_run.py"
-FIELDS = ("number", "step", "state", "source", "text", "value", "raw", "error", "duplicate_of")
-
-
-def run_script(store: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONHASHSEED="random")
-    return subprocess.run([sys.executable, str(SCRIPT), "--store", str(store), *args], capture_output=True,
-                          text=True, timeout=120, env=env)
-
-
-def snapshot(store_path: Path, name: str = "run") -> tuple[list[tuple], list[tuple], dict]:
-    with RunStore(store_path) as store:
-        run = store.get_run(name)
-        trials = [tuple(getattr(t, f) for f in FIELDS) for t in store.trials(run.id)]
-        calls = [(c.number, c.seed, c.prompt_tokens, c.completion_tokens) for c in store.calls(run.id)]
-        return trials, calls, {"status": run.status, "stop": run.stop_reason}
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> tuple:
-    path = tmp_path_factory.mktemp("ref") / "ref.db"
-    done = run_script(path)
-    assert done.returncode == 0, done.stderr
-    return snapshot(path)
+from harness import run_script, snapshot
 
 
 @pytest.mark.parametrize("kill_at", [3, 9, 40, 77, 131, 160])
@@ -55,9 +27,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, referen
     assert run == ref_run == {"status": "finished", "stop": "max_steps"}
 
 
-def test_resume_twice_after_finishing_changes_nothing(tmp_path: Path, reference: tuple) -> None:
+def test_resume_twice_after_finishing_changes_nothing(tmp_path: Path, reference_run, reference: tuple) -> None:
     store = tmp_path / "runs.db"
-    assert run_script(store).returncode == 0
+    shutil.copyfile(reference_run()[0], store)  # a finished run (the reference's own process made it)
     assert run_script(store, "--resume").returncode == 0
     assert snapshot(store)[0] == reference[0]
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from datadir import data_dir
 from fakes import linreg_script
+from harness import assert_one_line_error
 from openai_server import OpenAIServer
 
 from llmopt import RunStore
@@ -49,9 +50,9 @@ def dead_api_base() -> str:
 
 
 @pytest.fixture()
-def servers():
-    with OpenAIServer(linreg_script) as a, OpenAIServer(linreg_script) as b:
-        yield a, b
+def servers(openai_server) -> tuple[OpenAIServer, OpenAIServer]:
+    """Two loopback servers: two deployments of one model."""
+    return openai_server(linreg_script), openai_server(linreg_script)
 
 
 def run_linreg(router: str, store: str, *extra: str, name: str = "r") -> int:
@@ -159,8 +160,7 @@ def test_bad_configs_are_one_line_before_any_request(name: str, content: Any, me
     path = _materialize(tmp_path, name, content, servers)
     assert run_linreg(path, str(tmp_path / "runs.db")) == 2
     err = capsys.readouterr().err
-    assert message in err and path in err, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert_one_line_error(err, message, path)
     assert not servers[0].requests and not servers[1].requests
 
 

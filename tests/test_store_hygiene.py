@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fakes import scripted_llm
+from harness import assert_one_line_error
 
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore, StoreError
 from llmopt.cli import build_parser, main
@@ -29,7 +30,7 @@ def run_random(store: Path | str, *extra: str) -> int:
 
 def error_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert_one_line_error(err)
     return err
 
 

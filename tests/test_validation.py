@@ -8,15 +8,15 @@ among its worst on validation.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+import harness
 import pytest
 from datadir import data_dir
+from harness import VALIDATION_RUN
 from openai_server import OpenAIServer
 from validation_toy import NO_VALIDATION, PLAN, START, optimizer_llm, toy_problem
 
@@ -222,13 +222,8 @@ def test_resume_keeps_validation_settings_but_may_change_the_patience(tmp_path: 
 
 # --- a killed run loses nothing and repeats nothing ---------------------------------------------------
 
-SCRIPT = Path(__file__).parent / "scripts" / "validation_run.py"
-
-
 def run_script(store: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONHASHSEED="random")
-    return subprocess.run([sys.executable, str(SCRIPT), "--store", str(store), *args], capture_output=True,
-                          text=True, timeout=120, env=env)
+    return harness.run_script(store, *args, script=VALIDATION_RUN)
 
 
 def snapshot(path: Path) -> dict:
@@ -243,11 +238,10 @@ def snapshot(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> tuple[dict, str]:
-    path = tmp_path_factory.mktemp("ref") / "ref.db"
-    done = run_script(path)
-    assert done.returncode == 0, done.stderr
-    return snapshot(path), done.stdout
+def reference(reference_run) -> tuple[dict, str]:
+    """The uninterrupted validation run (one per session): its snapshot and what it printed."""
+    path, out = reference_run(script=VALIDATION_RUN)
+    return snapshot(path), out
 
 
 @pytest.mark.parametrize("kill_at", ["finish_step:1", "finish_step:3", "finish_step:5", "add_validation:2",
@@ -309,11 +303,10 @@ def http_server_script() -> tuple:
 
 
 @pytest.fixture()
-def http(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv(KEY_ENV, "sk-fake-key-for-loopback-000")
+def http(openai_server) -> tuple:
+    """The loopback server of http_server_script (its key in $LLMOPT_TEST_FAKE_KEY) and the task."""
     serve, task = http_server_script()
-    with OpenAIServer(serve) as server:
-        yield server, task
+    return openai_server(serve), task
 
 
 def model_args(server: OpenAIServer) -> list[str]:

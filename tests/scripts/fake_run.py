@@ -8,32 +8,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fakes import evo_script, linreg_script, many_script, scripted_llm  # noqa: E402
+from harness import arm_kill  # noqa: E402
 
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore  # noqa: E402
 from llmopt.proposers import EvoPromptDE, EvoPromptGA  # noqa: E402
 from problems.linear_regression.problem import LinearRegression  # noqa: E402
-
-
-def arm_kill(at: int) -> None:
-    writes = {"n": 0}
-
-    def wrap(method):
-        def inner(self, *args, **kwargs):
-            out = method(self, *args, **kwargs)
-            writes["n"] += 1
-            if writes["n"] == at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return out
-        return inner
-
-    for name in ("add_trial", "add_call", "begin_step", "finish_step"):
-        setattr(RunStore, name, wrap(getattr(RunStore, name)))
 
 
 def main() -> None:
@@ -51,7 +35,7 @@ def main() -> None:
     ap.add_argument("--redraw-temperature", type=float)
     args = ap.parse_args()
     if args.kill_at:
-        arm_kill(args.kill_at)
+        arm_kill(args.kill_at, RunStore, ("add_trial", "add_call", "begin_step", "finish_step"))
     script = evo_script if args.proposer.startswith("evoprompt") else many_script if args.per_call > 1 else linreg_script
     llm, _ = scripted_llm(script, latency_s=args.latency)
     cost = dict(per_call=args.per_call, samples_per_request=args.samples_per_request,

@@ -8,38 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [TESTS, os.path.dirname(TESTS)]  # tests/validation_toy.py; this checkout's llmopt
 
+from harness import arm_kill  # noqa: E402
 from validation_toy import optimizer_llm, toy_problem  # noqa: E402
 
 from llmopt import Budget, LLMProposer, Optimizer, RunStore  # noqa: E402
-
-WRITES = ("add_trial", "add_call", "begin_step", "finish_step", "add_validation")
-
-
-def arm_kill(at: str) -> None:
-    """``N``: die at the N-th write of any kind; ``METHOD:N``: at the N-th call of that one (e.g.
-    ``finish_step:3``, the write that finishes step 2), after the write."""
-    method_name, _, count = at.rpartition(":")
-    limit = int(count)
-    writes = {"n": 0}
-
-    def wrap(name, method):
-        def inner(self, *args, **kwargs):
-            out = method(self, *args, **kwargs)
-            if not method_name or name == method_name:
-                writes["n"] += 1
-                if writes["n"] == limit:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            return out
-        return inner
-
-    for name in WRITES:
-        setattr(RunStore, name, wrap(name, getattr(RunStore, name)))
 
 
 def main() -> None:
@@ -52,7 +29,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     if args.kill_at:
-        arm_kill(args.kill_at)
+        arm_kill(args.kill_at, RunStore)
     problem, _ = toy_problem()
     store = RunStore(args.store)
     opt = Optimizer(problem, LLMProposer(optimizer_llm(), structured="off"), seed=0, store=store, name="run",
