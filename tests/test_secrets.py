@@ -51,9 +51,11 @@ def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path) -> None:
         for argv in commands:
             done = subprocess.run([sys.executable, "-m", "llmopt.cli", *argv, "--store", str(store)], env=env,
                                   capture_output=True, text=True, timeout=300, cwd=ROOT)
-            # a round whose every call hit a 'leak' stops the run by llm_failure, which exits 1
-            assert done.returncode == 0 or (done.returncode == 1 and "stopped by llm_failure" in done.stderr), \
-                done.stderr
+            # a round whose every call hit a 'leak' stops the run by llm_failure, and a prompt run whose
+            # every scoring met one (the scorer has no retries; which requests leak depends on the order
+            # they arrive in) fails with 'every evaluation failed': both exit 1, by design
+            failed_by_design = "stopped by llm_failure" in done.stderr or "every evaluation failed" in done.stderr
+            assert done.returncode == 0 or (done.returncode == 1 and failed_by_design), done.stderr
             outputs.append(done.stdout + done.stderr)
         assert any({k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {KEY}"
                    for h in server.headers)  # the key was really sent
