@@ -12,6 +12,7 @@ import pytest
 
 from llmopt import RunStore
 from llmopt.cli import main
+from llmopt.cli.run_options import parse_cell
 from llmopt.experiments import compare
 from llmopt.experiments.grid import load_grid
 from llmopt.experiments.grouping import collect_runs
@@ -45,7 +46,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, compare.C
     folder = tmp_path_factory.mktemp("grid")
     grid, store = folder / "rd.toml", folder / "rd.db"
     grid.write_text(GRID)
-    collected = compare.collect(load_grid(grid), str(store), run=True, log=lambda line: None)
+    collected = compare.collect(load_grid(grid), str(store), run=True, parse=parse_cell, log=lambda line: None)
     return grid, store, collected
 
 
@@ -62,7 +63,7 @@ def test_reading_a_grid_rebuilds_no_problem_and_gives_the_tables_of_the_run(ran,
     grid, store, live = ran
     _no_rebuilding(monkeypatch)
     lines: list[str] = []
-    read = compare.collect(load_grid(grid), str(store), run=False, log=lines.append)
+    read = compare.collect(load_grid(grid), str(store), run=False, parse=parse_cell, log=lines.append)
     assert lines == []
     assert _rows(read) == _rows(live)
     assert [o.record.name for o in read.outcomes] == [o.cell.name for o in live.outcomes]
@@ -94,7 +95,7 @@ def test_a_store_without_facts_is_read_by_rebuilding_and_says_so_in_one_line(ran
     db.commit()
     db.close()
     lines: list[str] = []
-    read = compare.collect(load_grid(grid), str(old), run=False, log=lines.append)
+    read = compare.collect(load_grid(grid), str(old), run=False, parse=parse_cell, log=lines.append)
     assert len(lines) == 1 and re.search(r"2 run\(s\) of grid 'rd' .* stored without the facts", lines[0])
     assert _rows(read) == _rows(live)
     with sqlite3.connect(old) as db:  # read only: the table was not added back
