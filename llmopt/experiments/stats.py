@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from llmopt.problem import Direction
 
@@ -55,6 +54,8 @@ def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[
     two order statistics around the middle, it always contains the sample median, whatever the
     skew. None when no such interval exists (fewer than 6 values at 95%: even the smallest and the
     largest cover the median with less than 95% probability)."""
+    from scipy import stats  # here, not at import: scipy.stats costs a second on every llmopt command
+
     xs = np.sort(np.asarray(finite(values), dtype=float))
     if len(xs) < 2:
         return None
@@ -77,6 +78,8 @@ def summarize(values: Sequence[float | None]) -> Summary | None:
 def median_band(curves: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pointwise median of curves (rows: runs, columns: x) and a percentile-bootstrap band of the
     median (scipy, vectorized over the columns); with one run the band is the line."""
+    from scipy import stats  # here, not at import: scipy.stats costs a second on every llmopt command
+
     median = np.median(curves, axis=0)
     if curves.shape[0] < 2:
         return median, median.copy(), median.copy()
@@ -91,6 +94,8 @@ def median_band(curves: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.
 
 def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """The Wilson score interval of a success rate (scipy's ``binomtest``); None for no trials."""
+    from scipy import stats  # here, not at import: scipy.stats costs a second on every llmopt command
+
     if n <= 0:
         return None
     ci = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
@@ -148,6 +153,8 @@ def compare_to_control(values: Sequence[float], control: Sequence[float], direct
     when the runs are paired (the same seeds, hence the same instances and starting points, in the
     same order), else Mann-Whitney U. None when either side has no value (or, paired, the lengths
     differ). Identical samples give p = 1."""
+    from scipy import stats  # here, not at import: scipy.stats costs a second on every llmopt command
+
     x, y = np.asarray(values, dtype=float), np.asarray(control, dtype=float)
     if len(x) == 0 or len(y) == 0 or (paired and len(x) != len(y)):
         return None
