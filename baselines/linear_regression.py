@@ -10,8 +10,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats
-
 from llmopt.experiments.compare import Reference
 from llmopt.experiments.report import format_table
 from problems.linear_regression.cli import CLI as ProblemCLI
@@ -27,6 +25,8 @@ class LeastSquares:
 
 def least_squares(problem: LinearRegression) -> LeastSquares:
     """The real-valued optimum (closed form, via scipy)."""
+    from scipy import stats  # here: every llmopt command loads this baseline's entry point
+
     fit = stats.linregress(problem.x, problem.y)
     w, b = float(fit.slope), float(fit.intercept)
     residual = problem.y - (problem.x * w + b)
