@@ -9,9 +9,9 @@ run can do, a grid can compare.
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Any
 
+from llmopt import plugins
 from llmopt.budget import Budget
 from llmopt.executors import open_executor
 from llmopt.experiments.progress import RunProgress
@@ -28,7 +28,7 @@ class UsageError(Exception):
 
 
 def entry_points(group: str) -> dict[str, Any]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
+    return plugins.entry_points(group)
 
 
 def baseline_hook(problem: str, attribute: str) -> Any:

@@ -15,6 +15,7 @@ import importlib.metadata
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from llmopt import plugins
 from llmopt.proposers.base import Proposer
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def unused_message(name: str, spec: ProposerSpec, value: Any = None) -> str:
 
 
 def entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=GROUP)}
+    return plugins.entry_points(GROUP)
 
 
 def names() -> list[str]:
