@@ -28,9 +28,10 @@ from llmopt.experiments.report import (
     steps_table,
     validations_report,
 )
-from llmopt.experiments.runs import UsageError, entry_points, execute, open_run, prepare_run
+from llmopt.experiments.runs import UsageError, execute, open_run, prepare_run
 from llmopt.history import TrialState
 from llmopt.llm import LLMConfigError
+from llmopt.plugins import entry_points
 from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError
 
 

@@ -13,7 +13,8 @@ from llmopt.cli.model_options import add_model_arguments, non_negative, non_nega
 from llmopt.executors import EXECUTORS
 from llmopt.experiments.compare import grid_message
 from llmopt.experiments.grid import Cell, Grid, GridError
-from llmopt.experiments.runs import UsageError, entry_points
+from llmopt.experiments.runs import UsageError
+from llmopt.plugins import entry_points
 from llmopt.proposers import registry
 from llmopt.store import DEFAULT_STORE
 

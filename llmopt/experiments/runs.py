@@ -27,15 +27,11 @@ class UsageError(Exception):
     """Bad command-line input: printed as one line, exit status 2."""
 
 
-def entry_points(group: str) -> dict[str, Any]:
-    return plugins.entry_points(group)
-
-
 def baseline_hook(problem: str, attribute: str) -> Any:
     """``attribute`` of the baseline registered for ``problem`` in the ``llmopt.baselines`` group
     (e.g. ``references``), or None: baselines attach themselves to problems,
     which never import them."""
-    baseline = entry_points("llmopt.baselines").get(problem)
+    baseline = plugins.entry_points("llmopt.baselines").get(problem)
     return getattr(baseline.load(), attribute, None) if baseline is not None else None
 
 
