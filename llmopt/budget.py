@@ -66,7 +66,7 @@ class Spent:
     (budget, snapshot) and can be tested on numbers alone, without a run."""
 
     steps: int = 0
-    evaluations: int = 0  # scored solutions, those being scored included
+    evaluations: int = 0  # solutions scored, being scored, or whose scoring failed (a killed evaluation was paid for)
     calls: int = 0
     tokens: int = 0
     usd: float = 0.0

@@ -142,6 +142,13 @@ class SolutionHistory:
                 out.append((trial.step, best))
         return out
 
+    def evaluated(self) -> int:
+        """Solutions whose scoring was attempted: the scored ones and those whose scoring failed (a
+        crashed or killed evaluation was paid for, so the evaluation budget counts it); an LLM call
+        that failed or a reply that did not decode is not an evaluation."""
+        return sum(1 for t in self._trials if t.state is TrialState.COMPLETE
+                   or (t.state is TrialState.FAILED and t.text is not None))
+
     def counts(self) -> dict[str, int]:
         out = {state.value: 0 for state in TrialState}
         for trial in self._trials:

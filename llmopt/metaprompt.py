@@ -41,6 +41,10 @@ class MetaPromptConfig:
     buckets: int = 10  # for scores="buckets"
     bucket_range: tuple[float, float] | None = None  # None: the range of the shown scores
     instruction: str | None = None  # replaces the default closing instruction
+    #: Show each exemplar's feedback (its evaluation's text: the exception and its line, the check
+    #: that failed) under its score; off by default, so the paper's meta-prompts stay word for word.
+    feedback: bool = False
+    feedback_chars: int = 600  # the most of one exemplar's feedback shown
     structured: bool = False  # answer format for structured output (set by the proposer)
 
     def __post_init__(self) -> None:
@@ -54,6 +58,8 @@ class MetaPromptConfig:
             raise ValueError(f"decimals must be >= 0, got {self.decimals}")
         if not 1 <= self.digits <= MAX_DECIMALS:
             raise ValueError(f"digits must be in 1..{MAX_DECIMALS}, got {self.digits}")
+        if not 0 < self.feedback_chars <= 20_000:
+            raise ValueError(f"feedback_chars must be in 1..20000, got {self.feedback_chars}")
         if self.buckets < 1:
             raise ValueError(f"buckets must be >= 1, got {self.buckets}")
         if self.bucket_range is not None and not self.bucket_range[0] < self.bucket_range[1]:
@@ -63,6 +69,8 @@ class MetaPromptConfig:
         out = asdict(self)
         if self.scores != "significant":
             del out["digits"]  # nor do runs recorded before digits existed need it
+        if not self.feedback:  # runs recorded before feedback existed resume unchanged
+            del out["feedback"], out["feedback_chars"]
         return out
 
     def for_problem(self, problem: Problem) -> "MetaPromptConfig":
@@ -159,6 +167,17 @@ def shown_trials(history: SolutionHistory, config: MetaPromptConfig, seed: int =
     return trials
 
 
+def feedback_of(trial: Trial, config: MetaPromptConfig) -> str:
+    """The lines an exemplar's feedback adds under it (``config.feedback``; "" when off or none)."""
+    text = trial.metrics.get("feedback") if config.feedback else None
+    if not isinstance(text, str) or not text.strip():
+        return ""
+    text = text.strip()
+    if len(text) > config.feedback_chars:
+        text = text[:config.feedback_chars].rstrip() + " [...]"
+    return f"\nfeedback:\n{text}"
+
+
 def answer_format(problem: Problem, config: MetaPromptConfig, per_call: int = 1) -> str:
     """How to write the answer(s): the problem's format, structured or not, for one or ``per_call``."""
     if per_call > 1:
@@ -178,7 +197,7 @@ def build_meta_prompt(problem: Problem, history: SolutionHistory, config: MetaPr
     decimals = significant_decimals(values, config.digits) if config.scores == "significant" else None
     exemplars = "\n\n".join(
         problem.render(t.text or "", format_value(float(t.value), config, low, high, decimals))  # type: ignore[arg-type]
-        for t in trials
+        + feedback_of(t, config) for t in trials
     )
     head = problem.describe()
     if problem.states_order:

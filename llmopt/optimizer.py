@@ -365,7 +365,7 @@ class Optimizer:
 
     def _spent(self) -> Spent:
         """What the limits count, now (the goals' fields are left out: :meth:`stop_reason` adds them)."""
-        evaluations = self.history.counts()[TrialState.COMPLETE.value] + len(self._pending)
+        evaluations = self.history.evaluated() + len(self._pending)
         u = self._usage
         return Spent(steps=self._step, evaluations=evaluations, calls=u.calls, tokens=u.tokens, usd=u.cost_usd,
                      seconds=self.elapsed_s, uses_llm=self._uses_llm(), solved_step=self._solved_step,
@@ -448,7 +448,8 @@ class Optimizer:
             return
         for item, model, completion in done.calls:
             self._on_call(candidate.number, model, completion, "scorer", item)
-        self.tell(candidate, value, error=failed_calls(done, "scorer"), metrics=done.metrics)
+        metrics = done.metrics if done.feedback is None else {**done.metrics, "feedback": done.feedback}
+        self.tell(candidate, value, error=failed_calls(done, "scorer"), metrics=metrics)
 
     def result(self, reason: tuple[StopReason, str] | None = None) -> RunResult:
         reason = reason or self.stop_reason() or (StopReason.INTERRUPTED, "not finished")

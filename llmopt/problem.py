@@ -79,6 +79,10 @@ class Evaluation:
     value: float
     calls: tuple[tuple[int, str, Any], ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)  # recorded with the trial (e.g. a race cut short)
+    #: Text for the model on why the solution scored as it did (an exception and its line, a check
+    #: that failed, examples an instruction got wrong): recorded with the trial (its
+    #: ``metrics["feedback"]``) and shown beside it in the meta-prompt with ``--feedback``.
+    feedback: str | None = None
 
 
 class Direction(str, enum.Enum):
@@ -307,7 +311,11 @@ class Problem(ABC, Generic[S]):
 
     @abstractmethod
     def random_solution(self, rng: np.random.Generator) -> S:
-        """One draw of the random-search control."""
+        """One draw of the random-search control (a problem with none sets ``can_draw = False``)."""
+
+    #: Whether :meth:`random_solution` draws (False: the problem has no random draw, as programs
+    #: have none: the random control refuses it in one line and the contract checks starts only).
+    can_draw: bool = True
 
     # --- cost estimates before a run ------------------------------------------------------------
     def evaluation_cost(self, split: str = "train") -> CallCost | None:
@@ -380,3 +388,10 @@ class Problem(ABC, Generic[S]):
     def metrics(self, history: Any) -> dict[str, Any]:
         """Problem-specific summary numbers of a finished run (steps to optimum, gap, ...)."""
         return {}
+
+    def revise(self, text: str, parent: S | None) -> S:
+        """The solution a reply makes of ``parent``, the solution the proposer showed the model as the
+        one to change (None: none was). By default the reply stands alone (:meth:`decode`); a problem
+        whose replies may be edits of a parent (a program's SEARCH/REPLACE blocks) applies them.
+        Raises :class:`ParseError` only."""
+        return self.decode(text)

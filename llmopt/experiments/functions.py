@@ -83,28 +83,39 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
                               direction=direction, name=problem_name, **options)
     chosen = make_proposer(proposer, model, problem, structured=structured, metaprompt=metaprompt,
                            proposer_options=proposer_options, **(llm_settings or {}))
+    return run_problem(problem, chosen, budget, seed=seed, store=store, name=name, resume=resume,
+                       proposals_per_step=proposals_per_step, max_rounds=max_rounds, progress=progress,
+                       accept_changed_objective=accept_changed_objective)
+
+
+def run_problem(problem: Problem, proposer: Proposer, budget: Budget, *, seed: int = 0,
+                store: str | os.PathLike[str] | RunStore | None = None, name: str | None = None, resume: bool = False,
+                proposals_per_step: int = 8, max_rounds: int = 3, progress: bool = True, executor: Any = None,
+                accept_changed_objective: bool = False) -> RunResult:
+    """One run of any problem from Python, with its store opened and closed here when given as a path
+    (what :func:`minimize` and :func:`llmopt.experiments.programs.evolve` share)."""
     own_store = store is not None and not isinstance(store, RunStore)
     run_store = RunStore(os.fspath(store)) if own_store else store  # type: ignore[arg-type]
     try:
         if run_store is not None and name is None:
-            name = default_run_name(problem, chosen, seed)
-        opt = Optimizer(problem, chosen, seed=seed, budget=budget, proposals_per_step=proposals_per_step,
+            name = default_run_name(problem, proposer, seed)
+        opt = Optimizer(problem, proposer, seed=seed, budget=budget, proposals_per_step=proposals_per_step,
                         max_rounds=max_rounds, store=run_store, name=name, resume=resume,
                         accept_changed_objective=accept_changed_objective)
-        return _run_with_progress(opt, progress)
+        return _run_with_progress(opt, progress, executor)
     finally:
         if own_store:
             run_store.close()  # type: ignore[union-attr]
 
 
-def _run_with_progress(opt: Optimizer, enabled: bool) -> RunResult:
+def _run_with_progress(opt: Optimizer, enabled: bool, executor: Any = None) -> RunResult:
     """Run to a stop with the command line's progress bar on stderr (a minute of embedded-model
     calls is not a silent wait), unless ``enabled`` is False."""
     bar = RunProgress(opt.budget.max_steps, enabled=enabled)
     bar.attach(opt)
     bar(opt, force=True)
     try:
-        return opt.run(on_step=bar)
+        return opt.run(on_step=bar, executor=executor)
     finally:
         bar.close()
 

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Sequence
 from llmopt.experiments.compare import Collected, Outcome
 from llmopt.experiments.plot import write_figures
 from llmopt.experiments.tables import TableOptions, tables
+from llmopt.programs.source import diff
 from llmopt.store import RunRecord, RunStore
 
 STYLE = """
@@ -247,6 +248,30 @@ def _reply_cell(trial: dict[str, Any]) -> str:
     return "".join(parts) or '<span class="muted">-</span>'
 
 
+def lineage_html(trials: list[dict[str, Any]], best: int) -> str:
+    """The best solution in full and its lineage, each ancestor's diff to its child, for solutions
+    that span lines (a program's); "" for one-line solutions or a best without parents."""
+    by_number = {t["number"]: t for t in trials}
+    chain, number = [], best
+    while number in by_number and number not in chain and len(chain) < 50:
+        chain.append(number)
+        parents = json.loads(by_number[number].get("parents") or "[]")
+        number = parents[0] if parents else None
+    text = by_number.get(best, {}).get("text") or ""
+    if "\n" not in text.strip() or len(chain) < 2:
+        return ""
+    steps = []
+    for child, parent in zip(chain, chain[1:]):
+        change = diff(by_number[parent]["text"] or "", by_number[child]["text"] or "",
+                      names=(f"#{parent}", f"#{child}"))
+        value = _number(by_number[child]["value"])
+        steps.append(f'<details><summary>#{parent} &rarr; #{child} (value {esc(value)})</summary>'
+                     f'<pre class="diff">{esc(change or "(no change)")}</pre></details>')
+    lineage = " &larr; ".join(f"#{n}" for n in chain)
+    return (f'<div class="lineage"><h5>best solution #{best} in full</h5><pre class="prompt">{esc(text)}</pre>'
+            f'<p class="muted">lineage: {lineage}</p>{"".join(steps)}</div>')
+
+
 def _run_details(index: int, outcome: Outcome, run: RunRecord, store: RunStore) -> str:
     """One run's closed <details>: per step its meta-prompt (each distinct prompt once) and trials (with
     their parents and each call's own prompt, for an evolutionary proposer's run)."""
@@ -266,6 +291,8 @@ def _run_details(index: int, outcome: Outcome, run: RunRecord, store: RunStore) 
     body = [f'<p class="muted">stopped by {esc(_status(run, store))}: {esc(run.stop_detail or "")}</p>',
             f'<details class="config"><summary>recorded configuration</summary>'
             f"<pre>{esc(json.dumps(run.config, indent=1, sort_keys=True))}</pre></details>"]
+    if best is not None:
+        body.append(lineage_html(trials, best.number))
     first_step_of: dict[str, int] = {}
     for step in sorted(set(steps) | set(by_step)):
         prompt = steps.get(step, {}).get("prompt")

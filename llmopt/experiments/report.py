@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem, gap_pct
+from llmopt.programs.source import diff
 from llmopt.store.sqlite import RunRecord, RunStore, Usage
 from llmopt.validation import chosen, evaluations, validation_scores
 
@@ -217,7 +218,9 @@ def step_detail(store: RunStore, run: RunRecord, step: int) -> str:
     out = [f"step {step} of run {run.name}"]
     if steps[step].prompt:
         out += ["", "--- prompt of the step ---", steps[step].prompt]
-    for t in store.trials(run.id):
+    trials = store.trials(run.id)
+    texts = {t.number: t.text for t in trials}
+    for t in trials:
         if t.step != step:
             continue
         score = "" if t.value is None else f" {t.value:.6g}"
@@ -230,9 +233,24 @@ def step_detail(store: RunStore, run: RunRecord, step: int) -> str:
             out += ["reply:", t.raw]
         elif t.text is not None:
             out += ["solution:", t.text]
+        out += _changes(t, texts)
         if t.error:
             out += [f"error: {t.error}"]
     return "\n".join(out)
+
+
+def _changes(trial: Trial, texts: dict[int, str | None]) -> list[str]:
+    """What a trial changed of its first parent (a unified diff, for solutions that span lines: a
+    program's), and its evaluation's feedback."""
+    out = []
+    parent = texts.get(trial.parents[0]) if trial.parents else None
+    if parent is not None and trial.text is not None and "\n" in parent + trial.text:
+        change = diff(parent, trial.text, names=(f"#{trial.parents[0]}", f"#{trial.number}"))
+        out += [f"diff against #{trial.parents[0]}:", change.rstrip("\n") or "(no change)"]
+    feedback = trial.metrics.get("feedback")
+    if isinstance(feedback, str) and feedback.strip():
+        out += ["feedback:", feedback.strip()]
+    return out
 
 
 def _best(values: list[float], direction: Direction) -> float | None:

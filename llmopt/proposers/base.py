@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from llmopt.history import SolutionHistory
+from llmopt.history import SolutionHistory, Trial
 from llmopt.llm.client import ResponseCache
 from llmopt.problem import CallCost, ParseError, Problem
 
@@ -122,10 +122,16 @@ class Proposer(ABC):
         return {"kind": self.kind}
 
 
-def decode_reply(problem: Problem, number: int, source: str, text: str) -> Proposal:
-    """Decode one reply; a reply that does not decode is an INVALID proposal, never an exception."""
+def decode_reply(problem: Problem, number: int, source: str, text: str, parent: Trial | None = None) -> Proposal:
+    """Decode one reply; a reply that does not decode is an INVALID proposal, never an exception.
+
+    ``parent``: the trial the model was shown as the one to change (a program's edits apply to it;
+    :meth:`~llmopt.problem.Problem.revise`), recorded as the proposal's parent."""
     try:
-        return Proposal(number, source, solution=problem.decode(text), raw=text)
+        if parent is None:
+            return Proposal(number, source, solution=problem.revise(text, None), raw=text)
+        return Proposal(number, source, solution=problem.revise(text, parent.solution), raw=text,
+                        parents=(parent.number,))
     except ParseError as exc:
         return Proposal(number, source, raw=text, error=f"ParseError: {exc}"[:1000])
     except Exception as exc:  # a decoder bug must not kill a paid-for run; the contract tests catch it

@@ -56,6 +56,9 @@ METAPROMPT = (
     Option("score-digits", positive_int, 3, help="significant digits for --scores significant (default 3)"),
     Option("buckets", positive_int, 10, help="buckets for --scores buckets (default 10)"),
     Option("instruction", str, None, help="replace the closing instruction of the meta-prompt"),
+    Option("feedback", bool, False,
+           help="show each past solution's feedback (its evaluation's text: the exception and its line, the check "
+                "that failed) under its score (default off: the paper's meta-prompt, word for word)"),
     Option("metaprompt", lambda v: _metaprompt(v), None, cli=False,
            help="a whole MetaPromptConfig (Python only; instead of the options above)"),
 )
@@ -95,7 +98,8 @@ def _meta(o: Options, problem: Problem) -> MetaPromptConfig:
     shown = problem.default_shown if o["show"] is None else o["show"]
     scores = o["scores"] or ("rounded" if o["decimals"] is not None else "auto")  # auto: the problem's
     return MetaPromptConfig(max_shown=shown, order=o["order"], scores=scores, decimals=o["decimals"] or 0,
-                            digits=o["score_digits"], buckets=o["buckets"], instruction=o["instruction"])
+                            digits=o["score_digits"], buckets=o["buckets"], instruction=o["instruction"],
+                            feedback=o["feedback"])
 
 
 def opro(o: Options, llm: LLM | None, problem: Problem) -> Proposer:

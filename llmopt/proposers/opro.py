@@ -58,6 +58,7 @@ class LLMProposer(Proposer):
         self.per_call, self.samples_per_request = per_call, samples_per_request
         self.redraw_temperature, self.prompt_cache = redraw_temperature, prompt_cache
         self._format: dict[str, Any] | None = None  # the response_format, decided in prepare()
+        self._parent: Trial | None = None  # the trial this step's replies may edit (begin_step)
 
     @property
     def source(self) -> str:
@@ -102,7 +103,16 @@ class LLMProposer(Proposer):
         self.metaprompt = replace(self.metaprompt.for_problem(problem), structured=self._format is not None)
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
+        self._parent = self.parent(problem, history, step)
         return build_meta_prompt(problem, history, self.metaprompt, seed=self.seed or 0, per_call=self.per_call)
+
+    def parent(self, problem: Problem, history: SolutionHistory, step: int) -> Trial | None:
+        """The trial a step's replies may edit (a problem whose replies can be edits: a program's
+        SEARCH/REPLACE blocks): the best shown, from the steps before ``step`` only, so a resumed
+        step edits what the uninterrupted one did. None for problems whose replies stand alone."""
+        if type(problem).revise is Problem.revise:
+            return None
+        return SolutionHistory(problem.direction, (t for t in history if t.step < step)).best()
 
     def step_cost(self, problem: Problem, proposals: int, max_rounds: int) -> CallCost | None:
         """Every round's replies (``per_call`` answers each) at max tokens; the prompt: this
@@ -171,14 +181,14 @@ class LLMProposer(Proposer):
         if c.text is None:
             return [Proposal(n, self.source, error=c.error, call_failed=True) for n in group]
         if self.per_call == 1:
-            return [decode_reply(problem, group[0], self.source, c.text)]
+            return [decode_reply(problem, group[0], self.source, c.text, self._parent)]
         try:
             answers = problem.split_answers(c.text, self.per_call)
         except Exception as exc:  # a splitter bug must not kill a paid-for run
             answers, why = [], f"split_answers raised {type(exc).__name__}: {exc}"
         else:
             why = f"ParseError: the reply held {len(answers)} of the {self.per_call} answers asked for"
-        return [decode_reply(problem, n, self.source, answers[i]) if i < len(answers)
+        return [decode_reply(problem, n, self.source, answers[i], self._parent) if i < len(answers)
                 else Proposal(n, self.source, raw=c.text, error=why[:1000]) for i, n in enumerate(group)]
 
     def config(self) -> dict[str, Any]:
@@ -231,7 +241,12 @@ class SamplingProposer(LLMProposer):
         shown = f" (latest {self.metaprompt.max_shown} shown, no scores)" if self.metaprompt.max_shown else ""
         return f"{self.kind} {self.llm.model}{shown}"
 
+    def parent(self, problem: Problem, history: SolutionHistory, step: int) -> Trial | None:
+        """None: the controls show no best program; an edit applies to the problem's initial one."""
+        return None
+
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
+        self._parent = None
         return build_sampling_prompt(problem, history, self.metaprompt, seed=self.seed or 0, per_call=self.per_call)
 
     def config(self) -> dict[str, Any]:

@@ -16,6 +16,11 @@ class RandomProposer(Proposer):
     def source(self) -> str:
         return "random"
 
+    def prepare(self, problem: Problem) -> None:
+        if not problem.can_draw:
+            raise ValueError(f"--proposer random: {problem.name} has no random draw (its solutions are not drawn "
+                             "from a space); compare with --proposer llm-iid or a classical reference instead")
+
     def describe(self, problem: Problem) -> str:
         return f"random in {problem.random_space()}"
 

@@ -160,7 +160,7 @@ def solutions(problem: Problem) -> st.SearchStrategy:
     values = schema_values(problem.search_space())
     if values is not None:
         parts.append(values.map(space_solution(problem)))
-    parts += [_random_draws(problem), _starts(problem)]
+    parts += [_random_draws(problem), _starts(problem)] if problem.can_draw else [_starts(problem)]
     return st.one_of(*parts)
 
 
