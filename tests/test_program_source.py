@@ -116,8 +116,8 @@ def test_syntax_errors_and_canonical_forms():
     assert diff("x = 1\n", "x = 1\n") == ""
 
 
-lines = st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\r\n`<>="),
-                         max_size=30), min_size=1, max_size=12)
+_chars = st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\r\n`<>=")
+lines = st.lists(st.text(alphabet=_chars, max_size=30), min_size=1, max_size=12)
 
 
 @settings(max_examples=60, deadline=None)
