@@ -180,3 +180,17 @@ def test_failed_scorer_calls_make_a_failed_trial_not_a_zero(tmp_path) -> None:
     opt.start()
     [trial] = list(opt.history)
     assert trial.state is TrialState.FAILED and "8 of 8 scorer calls failed" in (trial.error or "")
+
+
+def test_an_instructions_feedback_is_the_training_examples_it_got_wrong() -> None:
+    problem, _ = make_problem()
+    wrong = problem.evaluate("Answer.")  # the scorer says No to every question: the even ones are wrong
+    assert wrong.value == 50.0
+    lines = wrong.feedback.splitlines()
+    assert len(lines) == 3 and lines[0] == "Q: Is 2 even? Options: - Yes - No | expected 'Yes', got 'false'"
+    assert problem.evaluate("Check parity.").feedback is None
+    trial = Trial(number=0, step=0, state=TrialState.COMPLETE, source="start", text="Answer.", key="Answer.",
+                  value=50.0, metrics={"feedback": wrong.feedback})
+    shown = SolutionHistory(problem.direction, [trial])
+    assert "expected 'Yes'" not in build_meta_prompt(problem, shown, MetaPromptConfig())
+    assert lines[0] in build_meta_prompt(problem, shown, MetaPromptConfig(feedback=True))

@@ -72,6 +72,24 @@ def normalise(instruction: str) -> str:
 #: An instruction as long as a typical proposal, for the estimate before a run.
 TYPICAL_INSTRUCTION = "Let's think step by step and answer the question carefully."
 
+
+#: Training examples an instruction got wrong, shown as its feedback (``--feedback``), at most.
+FEEDBACK_EXAMPLES = 3
+
+
+def wrong_examples(examples: Sequence[Example], grades: Sequence[Any], count: int = FEEDBACK_EXAMPLES) -> str | None:
+    """The first ``count`` training examples an instruction got wrong, each with the expected answer
+    and what was read from the scorer's reply (GEPA's feedback for instructions); None: none wrong."""
+    lines = []
+    for example, g in zip(examples, grades):
+        if g is not None and not g.correct:
+            question = " ".join(example.question.split())
+            question = question if len(question) <= 200 else question[:197] + "..."
+            lines.append(f"Q: {question} | expected {example.answer!r}, got {g.extracted!r}")
+            if len(lines) == count:
+                break
+    return "\n".join(lines) if lines else None
+
 class PromptOptimization(Problem[str]):
     name = "prompt"
     direction = Direction.MAXIMIZE
@@ -247,7 +265,7 @@ class PromptOptimization(Problem[str]):
     def evaluate(self, solution: str) -> Evaluation:
         result = self.scorer.score(solution, self.task.train, self.task.kind)
         calls = tuple((i, self.scorer.model, c) for i, c in enumerate(result.completions))
-        return Evaluation(100.0 * result.accuracy, calls)
+        return Evaluation(100.0 * result.accuracy, calls, feedback=wrong_examples(self.task.train, result.grades))
 
     @property
     def has_validation(self) -> bool:
