@@ -353,7 +353,10 @@ def call(path: str, function: str, result_fd: int) -> int:
             data = _dumps({"error": f"{function}() returned a value that is not JSON: {exc}"[:500],
                            "kind": "TypeError"})
     write_line(result_fd, data)
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
     os._exit(0)  # no atexit handlers of the candidate's
 
 

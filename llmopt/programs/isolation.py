@@ -17,7 +17,8 @@ from dataclasses import dataclass
 # World-writable directories a dropped uid could write outside its own: each gets a private tmpfs.
 WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 _NAMESPACES = ("--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc")
-_UID_LOW, _UID_HIGH = 1 << 20, 1 << 30  # far above any account's uid; fresh ones for every evaluation
+UID_RANGE = (1 << 20, 1 << 30)  # far above any account's uid; two fresh ones for every evaluation
+_UID_LOW, _UID_HIGH = UID_RANGE
 
 
 @dataclass(frozen=True)
