@@ -82,8 +82,8 @@ CASES: dict[str, Case] = {c.kind: c for c in [
          reason="timed out"),
     Case("fork loop", "import os\ndef solve():\n    while True:\n        try:\n            os.fork()\n"
          "        except OSError:\n            pass\n", reason="timed out"),
-    Case("memory bomb", "def solve():\n    hoard = []\n    while True:\n"
-         "        hoard.append(bytearray(50 << 20))\n", reason="memory limit"),
+    Case("memory bomb", "def solve():\n    hoard, size = [], 1 << 20\n    while True:\n"
+         "        hoard.append(bytearray(size))\n        size *= 2\n", reason="memory limit"),
     Case("a gigabyte of output", "def solve():\n    line = 'x' * (1 << 20)\n    for _ in range(1024):\n"
          "        print(line)\n", reason="file size limit"),
     Case("reading the environment for keys", _SECRETS, "evaluate_leaks", "honest", value=0.0),

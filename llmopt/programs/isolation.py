@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 
 # World-writable directories a dropped uid could write outside its own: each gets a private tmpfs.
@@ -86,7 +87,10 @@ def probe() -> Isolation:
             if _works([*cmd, true]):
                 prefix, namespaces = cmd, ("net", "pid", "mount")
                 break
-    return Isolation(prefix=prefix, namespaces=namespaces, separate_uids=root)
+    # without a mount namespace, other uids must reach python by themselves (pyenv under /root: no)
+    reachable = bool(namespaces) or not any(
+        blocked_ancestor(p) for p in (os.path.realpath(sys.executable), sys.base_prefix))
+    return Isolation(prefix=prefix, namespaces=namespaces, separate_uids=root and reachable)
 
 
 @functools.lru_cache(maxsize=1)
