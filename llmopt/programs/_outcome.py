@@ -12,12 +12,11 @@ import json
 import math
 import signal
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Mapping
 
 from llmopt.programs._runner import SETUP_FAILED
 
-if TYPE_CHECKING:
-    from llmopt.programs.sandbox import Limits
+Limits = Mapping[str, Any]  # Limits.to_dict(): this module sits below sandbox.py, which defines Limits
 
 _MAX_METRICS, _MAX_KEY, _MAX_TEXT = 32, 64, 200
 
@@ -54,8 +53,8 @@ def _exit_reason(code: int, limits: Limits, stderr: str) -> str:
         return f"sandbox failed to start: {last[-1] if last else 'no reason given'}"
     if code > 128 or code < 0:
         name = _signal_name(code - 128 if code > 128 else -code)
-        return {"SIGXCPU": f"CPU limit {limits.cpu_s:g} s exceeded (evaluator killed)",
-                "SIGXFSZ": f"file size limit {limits.file_mb} MB exceeded (evaluator killed)",
+        return {"SIGXCPU": f"CPU limit {limits['cpu_s']:g} s exceeded (evaluator killed)",
+                "SIGXFSZ": f"file size limit {limits['file_mb']} MB exceeded (evaluator killed)",
                 "SIGKILL": "evaluator killed (SIGKILL: memory or process limit?)",
                 }.get(name, f"evaluator crashed with {name}")
     return f"evaluator exited with status {code} before reporting a score"
@@ -64,11 +63,11 @@ def _exit_reason(code: int, limits: Limits, stderr: str) -> str:
 def _limit_reason(error: str, kind: str, limits: Limits) -> str:
     """Name the limit a failure hit, where the error says which."""
     if kind == "MemoryError" or error.startswith("MemoryError"):
-        return f"memory limit {limits.memory_mb} MB exceeded: {error}"
+        return f"memory limit {limits['memory_mb']} MB exceeded: {error}"
     if "File too large" in error or kind == "SIGXFSZ":
-        return f"file size limit {limits.file_mb} MB exceeded: {error}"
+        return f"file size limit {limits['file_mb']} MB exceeded: {error}"
     if kind == "SIGXCPU":
-        return f"CPU limit {limits.cpu_s:g} s exceeded: {error}"
+        return f"CPU limit {limits['cpu_s']:g} s exceeded: {error}"
     return error
 
 
@@ -106,7 +105,7 @@ def _reject_constant(name: str) -> Any:
 def judge(raw: bytes, code: int, timed_out: bool, limits: Limits, stderr: str) -> Verdict:
     """The evaluation's verdict from the result line, the exit code and whether it was killed."""
     if timed_out:
-        return _failed(f"timed out after {limits.wall_s:g} s (process group killed)")
+        return _failed(f"timed out after {limits['wall_s']:g} s (process group killed)")
     if not raw.endswith(b"\n") or raw.count(b"\n") != 1:
         return _failed(_exit_reason(code, limits, stderr) if not raw else "malformed result from the sandbox")
     try:
@@ -122,5 +121,5 @@ def judge(raw: bytes, code: int, timed_out: bool, limits: Limits, stderr: str) -
     if problem:
         return _failed(problem)
     feedback = message.get("feedback")
-    feedback = feedback[: limits.feedback_chars] if isinstance(feedback, str) else None
+    feedback = feedback[: limits["feedback_chars"]] if isinstance(feedback, str) else None
     return Verdict(ok=True, value=value, feedback=feedback, metrics=_metrics(message.get("metrics")))

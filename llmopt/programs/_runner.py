@@ -10,8 +10,9 @@ Three modes, three kinds of process (docs/programs-isolation.md has the picture)
 - ``evaluate REQUEST``: the user's evaluator, given a ``Candidate``; writes one JSON line to fd 3.
 - ``call CONFIG``: one ``Candidate.run`` call: args on stdin, one JSON line on fd 3.
 
-The optimizer imports this file only for ``child_env`` and ``SETUP_FAILED``; in the sandbox it imports
-only the standard library and its sibling ``candidate.py`` (by path: ``-I -S`` puts nothing on sys.path, and importing ``llmopt`` costs 0.6 s).
+The optimizer imports this file only for ``child_env`` and ``SETUP_FAILED``; in the sandbox it
+imports only the standard library and its sibling ``candidate.py`` (by path: ``-I -S`` puts nothing
+on sys.path, and importing ``llmopt`` costs 0.6 s).
 """
 from __future__ import annotations
 

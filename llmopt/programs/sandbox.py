@@ -196,7 +196,7 @@ def _run(request: dict[str, Any], iso: Isolation, limits: Limits, tmp: str, star
     _clean_up(proc.pid, request["uids"], iso)
     result = _read_result(pipe[0])
     stdout, stderr = _capped(out_path, limits.output_kb), _capped(err_path, limits.output_kb)
-    verdict = judge(result, code, timed_out, limits, stderr)
+    verdict = judge(result, code, timed_out, limits.to_dict(), stderr)
     return Outcome(ok=verdict.ok, value=verdict.value, feedback=verdict.feedback,
                    metrics=verdict.metrics, reason=verdict.reason, stdout=stdout, stderr=stderr,
                    wall_s=round(time.monotonic() - started, 4), cpu_s=round(cpu, 4))
