@@ -22,7 +22,7 @@ pytestmark = pytest.mark.xdist_group("sandbox")
 
 ISO = isolation()
 LIMITS = Limits(wall_s=3, cpu_s=3, memory_mb=512, file_mb=4, processes=16, output_kb=16)
-LOOP_LIMITS = Limits(wall_s=2, cpu_s=2, memory_mb=512, file_mb=4, processes=16, output_kb=16)
+LOOP_LIMITS = Limits(wall_s=2, cpu_s=10, memory_mb=512, file_mb=4, processes=16, output_kb=16)
 needs_uids = pytest.mark.skipif(not ISO.separate_uids, reason="needs root: no separate uids here")
 needs_net_ns = pytest.mark.skipif("net" not in ISO.namespaces, reason="no network namespace here")
 needs_mount_ns = pytest.mark.skipif("mount" not in ISO.namespaces, reason="no mount namespace here")
@@ -52,7 +52,7 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     monkeypatch.setattr(Isolation, "fresh_uids", recording)
 
-    def run(kind: str, limits: Limits = LIMITS, **kwargs: Any) -> Outcome:
+    def run(kind: str, limits: Limits = LIMITS, expect: str | None = None, **kwargs: Any) -> Outcome:
         case = CASES[kind]
         started = time.monotonic()
         outcome = evaluate_in_sandbox(case.source, case.spec(), limits=limits, kwargs=kwargs or None)
@@ -61,7 +61,7 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         assert "\n" not in (outcome.reason or "")
         if case.expect == "fail":
             assert not outcome.ok and outcome.value is None, outcome
-            assert case.reason in (outcome.reason or ""), outcome.reason
+            assert (expect or case.reason) in (outcome.reason or ""), outcome.reason
         else:
             assert outcome.ok and outcome.value == case.value, outcome
         return outcome
@@ -82,6 +82,11 @@ def test_an_infinite_loop_is_killed_at_the_wall_time(sandbox: Any) -> None:
 def test_an_infinite_loop_in_the_evaluators_process_kills_the_process_group(sandbox: Any) -> None:
     outcome = sandbox("infinite loop in the evaluator", LOOP_LIMITS)
     assert outcome.reason == "timed out after 2 s (process group killed)"
+
+
+def test_a_cpu_hog_hits_the_cpu_limit_before_the_wall_time(sandbox: Any) -> None:
+    outcome = sandbox("infinite loop in the evaluator", Limits(wall_s=8, cpu_s=1), expect="CPU limit")
+    assert outcome.reason == "CPU limit 1 s exceeded (evaluator killed)"
 
 
 @needs_uids

@@ -148,7 +148,8 @@ def test_two_evaluations_at_once_one_hostile_the_other_scored(tmp_path: Path) ->
     limits = Limits(wall_s=2.5, cpu_s=3, memory_mb=512, processes=16)
     with ThreadPoolExecutor(2) as pool:
         bad = pool.submit(evaluate_in_sandbox, hostile.source, hostile.spec(), limits=limits)
-        good = [pool.submit(evaluate_in_sandbox, f"def solve():\n    return {i}\n", spec, limits=limits)
+        good = [pool.submit(evaluate_in_sandbox, f"def solve():\n    return {i}\n", spec,
+                            limits=Limits(wall_s=15))  # a fair wall: 16 forks spin on the same 2 cores
                 for i in range(3)]
         outcomes: list[Outcome] = [f.result() for f in good]
     assert [o.value for o in outcomes] == [0.0, 1.0, 2.0], outcomes

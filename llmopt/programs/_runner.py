@@ -16,26 +16,25 @@ on sys.path, and importing ``llmopt`` costs 0.6 s).
 """
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import json
 import math
 import os
 import resource
-import select
-import socket
-import subprocess
 import sys
-import threading
-import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: a candidate's process starts faster without them
+    import socket
+    import subprocess
+    import threading
 
 SETUP_FAILED = 250  # the supervisor could not build the sandbox (its reason is on stderr)
 _dumps, _write = json.dumps, os.write  # taken before any user code can patch them
 
 
 def apply_limits(limits: dict[str, Any], *, nproc: bool) -> None:
-    """Lower this process's rlimits (soft = hard, so untrusted code cannot raise them again)."""
+    """Lower this process's rlimits (hard = soft, CPU's one second above: untrusted code cannot raise them)."""
     cpu = max(1, math.ceil(limits["cpu_s"]))
     pairs = [(resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, limits["memory_mb"] << 20),
              (resource.RLIMIT_FSIZE, limits["file_mb"] << 20), (resource.RLIMIT_NOFILE, 256),
@@ -45,7 +44,9 @@ def apply_limits(limits: dict[str, Any], *, nproc: bool) -> None:
     for res, value in pairs:
         hard = resource.getrlimit(res)[1]
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(res, (value, value))
+        # CPU: SIGXCPU at the soft limit (named in the reason), SIGKILL a second later
+        top = value + 1 if res == resource.RLIMIT_CPU and hard == resource.RLIM_INFINITY else value
+        resource.setrlimit(res, (value, top))
 
 
 def child_env(home: str) -> dict[str, str]:
@@ -57,6 +58,8 @@ def child_env(home: str) -> dict[str, str]:
 
 def one_line(exc: BaseException, prefer: str | None = None) -> str:
     """'Type (file.py line N): message', the line from the deepest frame in ``prefer`` (else the last)."""
+    import traceback
+
     frames = traceback.extract_tb(exc.__traceback__)
     chosen = [f for f in frames if prefer and f.filename == prefer] or frames
     where = f" ({os.path.basename(chosen[-1].filename)} line {chosen[-1].lineno})" if chosen else ""
@@ -96,6 +99,8 @@ def _cover(covers: list[str], writable: list[str], needed: list[str], size_mb: i
     a directory the sandbox's uids cannot traverse (/root, where pyenv keeps python) shows them only
     what they need. The needed paths are held open (O_PATH) across the cover and bound from
     /proc/self/fd, so no staging directory is needed."""
+    import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
 
     def mount(source: bytes, target: str, fstype: bytes | None, flags: int, data: bytes | None) -> None:
@@ -176,6 +181,8 @@ class Supervisor:
     def spawn(self, argv: list[str], uid: int | None, cwd: str, *, stdin: int | None = None,
               fds: tuple[int, ...] = (), own_group: bool = False) -> int:
         """A sandboxed python as ``uid``, given exactly ``fds`` besides 0-2 (numbers passed in argv)."""
+        import subprocess
+
         proc = subprocess.Popen(
             [self.python, "-I", "-S", "-B", self.runner, *argv],
             stdin=subprocess.DEVNULL if stdin is None else stdin, cwd=cwd, env=child_env(cwd),
@@ -203,6 +210,8 @@ class Supervisor:
 
     def wait(self, pid: int, conn: socket.socket | None) -> int:
         """Wait for ``pid``; a message on ``conn`` kills it (its group where it has one)."""
+        import select
+
         pidfd = os.pidfd_open(pid)
         watched = [pidfd] + ([conn] if conn is not None else [])
         while True:
@@ -226,6 +235,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Start the evaluator, serve its calls until it exits; exit code: its code, or 128+signal."""
+        import socket
+        import threading
+
         eval_request = self.prepare()
         mine, theirs = socket.socketpair()
         result_fd, control = self.request["result_fd"], theirs.fileno()
@@ -240,6 +252,9 @@ class Supervisor:
         return code if code >= 0 else 128 - code
 
     def _accept(self, control: socket.socket, done: threading.Event) -> None:
+        import socket
+        import threading
+
         while not done.is_set():
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(control, 4096, 3)
@@ -290,6 +305,8 @@ def evaluate(path: str, result_fd: int, control_fd: int) -> int:
     with open(path, encoding="utf-8") as handle:
         config = json.load(handle)
     _enter(config)
+    import socket
+
     os.set_inheritable(result_fd, False)
     os.set_inheritable(control_fd, False)
     try:
@@ -340,7 +357,9 @@ def call(path: str, function: str, result_fd: int) -> int:
         config = json.load(handle)
     _enter(config)
     os.set_inheritable(result_fd, False)
-    converter = _candidate_module().to_json
+    def converter(value: Any) -> Any:  # numpy and friends: candidate.py's rule, loaded only if needed
+        return _candidate_module().to_json(value)
+
     try:
         args = json.loads(sys.stdin.buffer.read().decode() or "[]")
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
