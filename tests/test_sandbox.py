@@ -170,3 +170,13 @@ def test_the_fallback_without_namespaces_or_uids_still_scores_and_kills(
     loop = CASES["infinite loop in the evaluator"]
     outcome = evaluate_in_sandbox(loop.source, loop.spec(), limits=Limits(wall_s=1))
     assert outcome.reason == "timed out after 1 s (process group killed)"
+
+
+def test_feedback_is_cut_at_its_limit_and_a_long_result_line_does_not_block(tmp_path: Path) -> None:
+    spec = _evaluator(tmp_path, """
+        def evaluate(candidate):
+            return {"score": 1, "feedback": "\\u00e9" * 50000, "metrics": {str(i): i for i in range(100)}}
+    """)
+    outcome = evaluate_in_sandbox("", spec, limits=Limits(wall_s=5, feedback_chars=20000))
+    assert outcome.ok and outcome.feedback == "\u00e9" * 20000  # 120 kB of JSON: more than a pipe's 64 kB
+    assert len(outcome.metrics) == 32

@@ -9,6 +9,7 @@ and validates it here: a finite score, bounded feedback, bounded metrics. Nothin
 from __future__ import annotations
 
 import ast
+import fcntl
 import importlib.util
 import json
 import os
@@ -98,6 +99,14 @@ def _defines(path: str, function: str) -> bool:
     return False
 
 
+def _others_can_read(path: str) -> bool:
+    """The file o+r and its folder o+x (the folders above are bound in for the sandbox if need be)."""
+    try:
+        return bool(os.stat(path).st_mode & 0o004 and os.stat(os.path.dirname(path)).st_mode & 0o001)
+    except OSError:
+        return False
+
+
 def check_evaluator(spec: str) -> None:
     """Validate an evaluator spec before any budget is spent: ValueError with one line, else None."""
     parsed = _parse_spec(spec)
@@ -112,6 +121,9 @@ def check_evaluator(spec: str) -> None:
         path = found.origin if found.origin and found.origin.endswith(".py") else None
     elif not os.path.isfile(path):
         raise ValueError(f"evaluator {spec!r}: no file {path}")
+    if path is not None and isolation().separate_uids and "module" in parsed and not _others_can_read(path):
+        raise ValueError(f"evaluator {spec!r}: {path} is not readable by the sandbox's unprivileged uid "
+                         "(make it and its folder world-readable, or name it as 'path/file.py:function')")
     try:
         if path is not None and not _defines(path, parsed["function"]):
             raise ValueError(f"evaluator {spec!r}: {path} defines no {parsed['function']!r}")
@@ -171,6 +183,10 @@ def evaluate_in_sandbox(source: str, evaluator: str, *, limits: Limits = Limits(
         if iso.separate_uids:
             os.chmod(tmp, 0o711)
         result_r, result_w = os.pipe()
+        try:  # room for the largest result line, so the evaluator never blocks writing it
+            fcntl.fcntl(result_w, fcntl.F_SETPIPE_SZ, 1 << 20)
+        except OSError:
+            pass
         request = _request(source, spec, kwargs, limits, iso, tmp, started + limits.wall_s, result_w)
         try:
             return _run(request, iso, limits, tmp, started, (result_r, result_w))
@@ -190,6 +206,10 @@ def _run(request: dict[str, Any], iso: Isolation, limits: Limits, tmp: str, star
                 [*iso.prefix, sys.executable, "-I", "-S", "-B", _RUNNER, "supervise", path],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=tmp, env=_runner.child_env(tmp),
                 pass_fds=(pipe[1],), start_new_session=True)
+        except OSError as exc:  # the machine refused a process (EAGAIN, ENOMEM): this trial fails
+            reason = f"sandbox failed to start: {type(exc).__name__}: {exc}"
+            return Outcome(ok=False, value=None, feedback=reason, reason=reason,
+                           wall_s=round(time.monotonic() - started, 4))
         finally:
             os.close(pipe[1])
     code, timed_out, cpu = _wait(proc, started + limits.wall_s + _GRACE_S)
