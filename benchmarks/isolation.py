@@ -116,7 +116,8 @@ def hostile() -> list[tuple[str, str, str, float]]:
         rows.append((kind, result, outcome.reason or f"(honest score; expected {case.value:g})", elapsed))
     listener.close()
     leaked = [t for t in targets if os.path.exists(t)]
-    rows.append(("(files written outside, seen from here)", "none" if not leaked else "LEAKED", ", ".join(leaked) or "-", 0.0))
+    rows.append(("(files written outside, seen from here)", "LEAKED" if leaked else "none",
+                 ", ".join(leaked) or "-", 0.0))
     return rows
 
 
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluations", type=int, default=24)
     parser.add_argument("--skip-hostile", action="store_true")
     args = parser.parse_args(argv)
-    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}; "
-          f"{_cpu_model()}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; python {platform.python_version()}")
+    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}; {_cpu_model()}; "
+          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; python {platform.python_version()}")
     print(isolation().describe())
     with tempfile.TemporaryDirectory() as folder:
         specs = _evaluators(folder)

@@ -262,12 +262,15 @@ class Supervisor:
                 return
             if not msg:
                 return
-            if len(fds) != 3:
+            try:  # the evaluator's process may run candidate code (load()): trust no message
+                function = str(json.loads(msg.decode())["function"])
+            except (ValueError, KeyError, TypeError):
+                function = ""
+            if len(fds) != 3 or not function.isidentifier():
                 for fd in fds:
                     os.close(fd)
                 continue
             conn = socket.socket(fileno=fds[2])
-            function = json.loads(msg.decode())["function"]
             threading.Thread(target=self.serve_call, args=(conn, function, fds[0], fds[1]),
                              daemon=True).start()
 
