@@ -180,3 +180,25 @@ def test_feedback_is_cut_at_its_limit_and_a_long_result_line_does_not_block(tmp_
     outcome = evaluate_in_sandbox("", spec, limits=Limits(wall_s=5, feedback_chars=20000))
     assert outcome.ok and outcome.feedback == "\u00e9" * 20000  # 120 kB of JSON: more than a pipe's 64 kB
     assert len(outcome.metrics) == 32
+
+
+def test_without_pidfds_the_waits_poll(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmopt.programs import _runner
+
+    monkeypatch.setattr(_runner, "_pidfd", lambda pid: None)  # the optimizer's side (the sandbox's has its own)
+    spec = _evaluator(tmp_path, "def evaluate(candidate):\n    return candidate.run('solve')\n")
+    assert evaluate_in_sandbox("def solve():\n    return 5\n", spec, limits=FAST).value == 5.0
+    loop = CASES["infinite loop in the evaluator"]
+    assert "timed out" in (evaluate_in_sandbox(loop.source, loop.spec(), limits=Limits(wall_s=1)).reason or "")
+
+
+def test_an_evaluator_may_run_candidate_calls_from_threads(tmp_path: Path) -> None:
+    spec = _evaluator(tmp_path, """
+        from concurrent.futures import ThreadPoolExecutor
+        def evaluate(candidate):
+            with ThreadPoolExecutor(3) as pool:
+                values = list(pool.map(lambda n: candidate.run("square", n), range(6)))
+            return {"score": sum(values), "feedback": repr(values)}
+    """)
+    outcome = evaluate_in_sandbox("def square(n):\n    return n * n\n", spec, limits=FAST)
+    assert outcome.ok and outcome.feedback == "[0, 1, 4, 9, 16, 25]", outcome

@@ -90,6 +90,19 @@ def _candidate_module() -> Any:
     return load_file("llmopt.programs.candidate", os.path.join(here, "candidate.py"))
 
 
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (no polling), where the kernel has one."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited, leaving it to be reaped (WNOWAIT)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
 # --- the supervisor ---------------------------------------------------------------------------
 
 
@@ -212,16 +225,17 @@ class Supervisor:
         """Wait for ``pid``; a message on ``conn`` kills it (its group where it has one)."""
         import select
 
-        pidfd = os.pidfd_open(pid)
-        watched = [pidfd] + ([conn] if conn is not None else [])
-        while True:
-            ready = select.select(watched, [], [])[0]
-            if pidfd in ready:
+        pidfd = _pidfd(pid)
+        watched = ([pidfd] if pidfd is not None else []) + ([conn] if conn is not None else [])
+        while True:  # without pidfds (Linux < 5.3, not Linux): a 10 ms poll instead
+            ready = select.select(watched, [], [], None if pidfd is not None else 0.01)[0]
+            if (pidfd in ready) if pidfd is not None else _exited(pid):
                 break
             if conn is not None and conn in ready:
                 watched.remove(conn)
                 self.kill(pid)
-        os.close(pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
         return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
     def kill(self, pid: int) -> None:

@@ -224,11 +224,16 @@ def _run(request: dict[str, Any], iso: Isolation, limits: Limits, tmp: str, star
 
 def _wait(proc: subprocess.Popen[bytes], until: float) -> tuple[int, bool, float]:
     """(exit code or -signal, timed out, CPU seconds of the reaped tree); kills the group at ``until``."""
-    pidfd = os.pidfd_open(proc.pid)
-    try:
-        timed_out = not select.select([pidfd], [], [], max(0.0, until - time.monotonic()))[0]
-    finally:
-        os.close(pidfd)
+    pidfd = _runner._pidfd(proc.pid)
+    if pidfd is None:  # no pidfds here: poll every 10 ms
+        while not _runner._exited(proc.pid) and time.monotonic() < until:
+            time.sleep(0.01)
+        timed_out = not _runner._exited(proc.pid)
+    else:
+        try:
+            timed_out = not select.select([pidfd], [], [], max(0.0, until - time.monotonic()))[0]
+        finally:
+            os.close(pidfd)
     if timed_out:
         _kill_group(proc.pid)
     _pid, status, usage = os.wait4(proc.pid, 0)
