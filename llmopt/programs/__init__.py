@@ -1,0 +1,1 @@
+"""Programs as solutions: candidate programs evaluated in isolation (issue 27)."""
