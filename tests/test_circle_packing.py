@@ -3,6 +3,7 @@ initial program's exact score, and the SLSQP reference on a small instance."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import traceback
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from baselines.circle_packing import Budget, repair, slsqp_packing
+from baselines.circle_packing import CLI, Budget, repair, slsqp_packing
 from problems.circle_packing import DESCRIPTION, initial_program
 from problems.circle_packing.evaluator import evaluate, first_violation, quick
 
@@ -147,3 +148,12 @@ def test_slsqp_finds_a_valid_packing_of_three_circles() -> None:
     assert found.value == pytest.approx(float(found.radii.sum()))
     assert found.value > 0.7  # three equal circles in a row alone give 0.5; the best known is about 0.765
     assert math.isfinite(found.seconds)
+
+
+def test_llmopt_baselines_circle_packing_prints_one_row_per_budget(capsys: pytest.CaptureFixture) -> None:
+    parser = argparse.ArgumentParser()
+    CLI.add_arguments(parser)
+    assert CLI.run(parser.parse_args(["--circles", "2", "--starts", "1", "2", "--max-iter", "50"])) == 0
+    out = capsys.readouterr().out
+    assert "1 starts x 50 iterations, seed 0" in out and "2 starts x 50 iterations, seed 0" in out
+    assert CLI.run(parser.parse_args(["--starts", "0"])) == 2
