@@ -92,6 +92,7 @@ def test_a_set_with_a_line_is_refused_naming_the_three_points() -> None:
     ([[0, 1]], "vector 0 is not a sequence of 3 values: [0, 1]"),
     ([7], "vector 0 is not a sequence of 3 values: 7"),
     ("012", "solve(3) must return a list of vectors; it returned a str"),
+    ([[0, 0, 0]] * 28, "solve(3) returned 28 vectors; there are only 27 in {0, 1, 2}^3"),
 ])
 def test_what_is_not_a_set_of_vectors_is_refused(vectors: Any, reason: str) -> None:
     verdict = evaluate(returning(vectors), n=3)

@@ -64,6 +64,8 @@ def parse_vectors(result: object, n: int) -> np.ndarray | str:
     of {0, 1, 2}^n. Entries must be the integers 0, 1, 2 themselves (not 1.0, not True)."""
     if not isinstance(result, (list, tuple)):
         return f"solve({n}) must return a list of vectors; it returned a {type(result).__name__}"
+    if len(result) > 3 ** n:
+        return f"solve({n}) returned {len(result)} vectors; there are only {3 ** n} in {{0, 1, 2}}^{n}"
     for index, vector in enumerate(result):
         if not isinstance(vector, (list, tuple)) or len(vector) != n:
             return f"vector {index} is not a sequence of {n} values: {str(vector)[:80]}"
