@@ -32,8 +32,8 @@ SOURCES = (("AlphaEvolve (best known)", BEST_KNOWN,
 class Budget:
     """What one SLSQP reference costs: ``starts`` random starts of at most ``max_iter`` iterations."""
 
-    starts: int = 12
-    max_iter: int = 300
+    starts: int = 20
+    max_iter: int = 100
     seed: int = 0
 
     def describe(self) -> str:
@@ -47,6 +47,8 @@ class Packing:
     centers: np.ndarray
     radii: np.ndarray
     valid_starts: int      # starts whose repaired answer the evaluator accepts
+    converged: int         # starts where SLSQP itself reported success (the others stopped at its
+                           # iteration limit or on "Inequality constraints incompatible")
 
 
 def slsqp_packing(n: int = 26, budget: Budget = Budget(), tolerance: float = 1e-9) -> Packing:
@@ -54,33 +56,34 @@ def slsqp_packing(n: int = 26, budget: Budget = Budget(), tolerance: float = 1e-
     rng = np.random.default_rng(budget.seed)
     began = time.perf_counter()
     best: tuple[float, np.ndarray, np.ndarray] = (0.0, np.zeros((n, 2)), np.zeros(n))
-    valid = 0
+    valid = converged = 0
     for _ in range(budget.starts):
-        centers, radii = _one_start(rng.uniform(0.0, 1.0, size=(n, 2)), budget.max_iter)
+        centers, radii, success = _one_start(rng.uniform(0.0, 1.0, size=(n, 2)), budget.max_iter)
+        converged += success
         radii = repair(centers, radii)
         if first_violation(centers, radii, tolerance) is not None:
             continue
         valid += 1
         if radii.sum() > best[0]:
             best = (float(radii.sum()), centers, radii)
-    return Packing(best[0], time.perf_counter() - began, best[1], best[2], valid)
+    return Packing(best[0], time.perf_counter() - began, best[1], best[2], valid, converged)
 
 
-def _one_start(centers: np.ndarray, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+def _one_start(centers: np.ndarray, max_iter: int) -> tuple[np.ndarray, np.ndarray, bool]:
     from scipy.optimize import minimize  # here: every llmopt command loads this baseline's entry point
 
     n = len(centers)
     start = np.concatenate([centers[:, 0], centers[:, 1], repair(centers, np.full(n, 0.5))])
     i, j = np.triu_indices(n, 1)
-    constraints = [{"type": "ineq", "fun": lambda z: _walls_matrix(n) @ z + _walls_offset(n),
-                    "jac": lambda z: _walls_matrix(n)},
+    walls, offset = _walls_matrix(n), _walls_offset(n)
+    constraints = [{"type": "ineq", "fun": lambda z: walls @ z + offset, "jac": lambda z: walls},
                    {"type": "ineq", "fun": lambda z: _gaps(z, n, i, j), "jac": lambda z: _gaps_jacobian(z, n, i, j)}]
     bounds = [(0.0, 1.0)] * (2 * n) + [(0.0, 0.5)] * n
     done = minimize(lambda z: -z[2 * n:].sum(), start, jac=lambda z: np.r_[np.zeros(2 * n), -np.ones(n)],
                     method="SLSQP", bounds=bounds, constraints=constraints,
                     options={"maxiter": max_iter, "ftol": 1e-12})
     z = done.x
-    return np.column_stack([z[:n], z[n:2 * n]]), np.maximum(z[2 * n:], 0.0)
+    return np.column_stack([z[:n], z[n:2 * n]]), np.maximum(z[2 * n:], 0.0), bool(done.success)
 
 
 def _walls_matrix(n: int) -> np.ndarray:
@@ -154,7 +157,7 @@ class CLI:
         for budget in _budgets(args):
             found = slsqp_packing(args.circles, budget)
             rows.append(["SLSQP, random starts", f"{found.value:.6f}", f"{found.seconds:.1f}",
-                         f"{budget.describe()} ({found.valid_starts} valid)"])
+                         f"{budget.describe()} ({found.converged} converged)"])
         if args.circles == 26:
             rows += [[name, f"{value:g}", "-", "-"] for name, value, _ in SOURCES]
         print(format_table(rows))
