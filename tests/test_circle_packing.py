@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,11 @@ import pytest
 from baselines.circle_packing import CLI, Budget, repair, slsqp_packing
 from problems.circle_packing import DESCRIPTION, initial_program
 from problems.circle_packing.evaluator import evaluate, first_violation, quick
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 
 class CandidateError(Exception):
@@ -157,3 +164,10 @@ def test_llmopt_baselines_circle_packing_prints_one_row_per_budget(capsys: pytes
     out = capsys.readouterr().out
     assert "1 starts x 50 iterations, seed 0" in out and "2 starts x 50 iterations, seed 0" in out
     assert CLI.run(parser.parse_args(["--starts", "0"])) == 2
+
+
+def test_both_initial_programs_are_package_data() -> None:
+    """``pip install .`` (not only -e) carries the files ``initial_program()`` reads."""
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    data = config["tool"]["setuptools"]["package-data"]
+    assert data["problems.circle_packing"] == ["initial.py"] and data["problems.cap_set"] == ["initial.py"]
