@@ -91,12 +91,16 @@ def stages_of(evaluators: Sequence[str], thresholds: Sequence[float] | None, kwa
             for i, e in enumerate(evaluators)]
 
 
-def limits_of(args: Any) -> Limits:
-    return Limits(wall_s=args.time_limit, cpu_s=args.time_limit, memory_mb=args.memory_mb)
+def program_options(args: Any) -> dict[str, Any]:
+    """ProgramProblem's keywords from the options of :func:`add_program_arguments`; says on stderr,
+    once per problem built, how this machine isolates candidates."""
+    announce_isolation()
+    return {"limits": Limits(wall_s=args.time_limit, cpu_s=args.time_limit, memory_mb=args.memory_mb),
+            "replies": args.replies}
 
 
-def add_limit_arguments(group: Any) -> None:
-    """The sandbox's limits, for every program problem's ``llmopt run``."""
+def add_program_arguments(group: Any) -> None:
+    """The options every program problem's ``llmopt run`` has: the sandbox's limits and the replies asked for."""
     group.add_argument("--time-limit", type=float, default=Limits().wall_s, metavar="S",
                        help=f"seconds of wall and CPU time for one evaluation (default {Limits().wall_s:g})")
     group.add_argument("--memory-mb", type=int, default=Limits().memory_mb,
@@ -134,7 +138,7 @@ class CLI:
         group.add_argument("--arg", action="append", metavar="KEY=VALUE",
                            help="a keyword argument of the evaluator (VALUE read as JSON where it is JSON)")
         group.add_argument("--optimum", type=float, help="the best score, if known (gaps are measured against it)")
-        add_limit_arguments(group)
+        add_program_arguments(group)
 
     @staticmethod
     def from_args(args: Any) -> ProgramProblem:
@@ -144,8 +148,6 @@ class CLI:
         except OSError as exc:
             raise ValueError(f"--initial {args.initial}: {exc.strerror or exc}") from None
         stages = stages_of(args.evaluator, args.threshold, _kwargs(args.arg), base)
-        problem = ProgramProblem(stages, initial, description=args.description,
-                                 direction="minimize" if args.minimize else "maximize", replies=args.replies,
-                                 limits=limits_of(args), optimum=args.optimum)
-        announce_isolation()
-        return problem
+        return ProgramProblem(stages, initial, description=args.description,
+                              direction="minimize" if args.minimize else "maximize", optimum=args.optimum,
+                              **program_options(args))

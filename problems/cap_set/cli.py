@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmopt.experiments.programs import add_program_arguments, program_options
 from llmopt.programs.problem import ProgramProblem
 from problems.cap_set import DESCRIPTION, initial_program
 
@@ -15,9 +16,11 @@ class CLI:
 
     @staticmethod
     def add_arguments(group: Any) -> None:
-        """No options: the instance is FunSearch's dimension 8."""
+        """The instance is fixed: the instance is FunSearch's dimension 8; the options are the sandbox's
+        limits and the form of the replies."""
+        add_program_arguments(group)
 
     @staticmethod
     def from_args(args: Any) -> ProgramProblem:
         return ProgramProblem("problems.cap_set.evaluator:evaluate", initial_program(),
-                              description=DESCRIPTION, direction="maximize", name="cap-set")
+                              description=DESCRIPTION, direction="maximize", name="cap-set", **program_options(args))

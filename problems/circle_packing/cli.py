@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmopt.experiments.programs import add_program_arguments, program_options
 from llmopt.programs.problem import ProgramProblem
 from problems.circle_packing import DESCRIPTION, initial_program
 
@@ -15,9 +16,11 @@ class CLI:
 
     @staticmethod
     def add_arguments(group: Any) -> None:
-        """No options: the instance is the published benchmark (26 circles, tolerance 1e-9)."""
+        """The instance is fixed: the instance is the published benchmark (26 circles, tolerance 1e-9); the options are the sandbox's
+        limits and the form of the replies."""
+        add_program_arguments(group)
 
     @staticmethod
     def from_args(args: Any) -> ProgramProblem:
         return ProgramProblem("problems.circle_packing.evaluator:evaluate", initial_program(),
-                              description=DESCRIPTION, direction="maximize", name="circle-packing")
+                              description=DESCRIPTION, direction="maximize", name="circle-packing", **program_options(args))
