@@ -16,7 +16,7 @@ class CLI:
 
     @staticmethod
     def add_arguments(group: Any) -> None:
-        """The instance is fixed: the instance is FunSearch's dimension 8; the options are the sandbox's
+        """The instance is FunSearch's dimension 8; the options are the sandbox's
         limits and the form of the replies."""
         add_program_arguments(group)
 
