@@ -12,6 +12,7 @@ isolated process (:mod:`llmopt.programs.sandbox`), on a thread pool that only wa
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -92,8 +93,8 @@ def stages_of(evaluators: Sequence[str], thresholds: Sequence[float] | None, kwa
 
 
 def program_options(args: Any) -> dict[str, Any]:
-    """ProgramProblem's keywords from the options of :func:`add_program_arguments`; says on stderr,
-    once per problem built, how this machine isolates candidates."""
+    """ProgramProblem's keywords from the options of :func:`add_program_arguments`; says on stderr
+    (once) how this machine isolates candidates."""
     announce_isolation()
     return {"limits": Limits(wall_s=args.time_limit, cpu_s=args.time_limit, memory_mb=args.memory_mb),
             "replies": args.replies}
@@ -110,8 +111,10 @@ def add_program_arguments(group: Any) -> None:
                             "shown (default full; either form is accepted)")
 
 
+@functools.cache
 def announce_isolation() -> None:
-    """Say once, on stderr, how candidates are isolated on this machine (and what is missing)."""
+    """Say on stderr, once per process (a grid builds many problems), how candidates are isolated on
+    this machine and what is missing."""
     print(f"llmopt: candidates run isolated: {isolation().describe()}", file=sys.stderr)
 
 
