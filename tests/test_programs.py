@@ -161,3 +161,32 @@ def test_llmopt_run_program_from_the_command_line_and_show_prints_diffs_and_feed
     shown = capsys.readouterr().out
     assert "diff against #0:" in shown and "-    return 1\n+    return 12" in shown
     assert "feedback:\nvalue() returned 12" in shown
+
+
+def test_candidates_are_scored_on_a_process_pool_as_in_the_loop(evaluator):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from llmopt import Budget, LLMProposer, Optimizer
+
+    problem = ProgramProblem(evaluator, INITIAL, description=DESCRIPTION)
+
+    def run(executor):
+        llm = ScriptedLLM(lambda prompt, seed: program(seed % 50), model="local/x")
+        opt = Optimizer(problem, LLMProposer(llm), seed=3, budget=Budget(max_steps=2), proposals_per_step=2)
+        return [(t.number, t.state, t.value) for t in opt.run(executor=executor).history]
+
+    with ProcessPoolExecutor(max_workers=2) as pool:  # the problem pickles; each candidate still isolated
+        assert run(pool) == run(None)
+
+
+def test_the_report_shows_the_best_program_its_lineage_and_diffs():
+    from llmopt.experiments.html import lineage_html
+
+    rows = [{"number": 0, "text": "def value():\n    return 1\n", "value": 1.0, "parents": None},
+            {"number": 1, "text": "def value():\n    return 5\n", "value": 5.0, "parents": "[0]"},
+            {"number": 2, "text": "x = 1\n", "value": 0.0, "parents": "[0]"},
+            {"number": 3, "text": "def value():\n    return 9\n", "value": 9.0, "parents": "[1]"}]
+    page = lineage_html(rows, 3)
+    assert "best solution #3 in full" in page and "lineage: #3 &larr; #1 &larr; #0" in page
+    assert "-    return 5\n+    return 9" in page and "-    return 1\n+    return 5" in page
+    assert lineage_html(rows, 0) == ""  # no parents: nothing to trace
