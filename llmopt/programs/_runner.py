@@ -197,7 +197,7 @@ class Supervisor:
         import subprocess
 
         proc = subprocess.Popen(
-            [self.python, "-I", "-S", "-B", self.runner, *argv],
+            [*self.request["drop_caps"], self.python, "-I", "-S", "-B", self.runner, *argv],
             stdin=subprocess.DEVNULL if stdin is None else stdin, cwd=cwd, env=child_env(cwd),
             pass_fds=fds, close_fds=True, user=uid, group=uid,
             extra_groups=[] if uid is not None else None, process_group=0 if own_group else None)

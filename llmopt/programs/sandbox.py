@@ -160,7 +160,8 @@ def _request(source: str, spec: dict[str, str], kwargs: dict[str, Any], limits: 
             "limits": limits.to_dict(), "uids": iso.fresh_uids(), "covers": covers,
             "writable": writable, "needed": needed, "python": sys.executable,
             "workdir": "/tmp/llmopt-sandbox" if iso.private_tmp else os.path.join(tmp, "work"),
-            "own_groups": "pid" in iso.namespaces, "deadline": deadline, "result_fd": result_fd}
+            "own_groups": "pid" in iso.namespaces, "deadline": deadline, "result_fd": result_fd,
+            "drop_caps": list(iso.drop_caps)}
 
 
 def evaluate_in_sandbox(source: str, evaluator: str, *, limits: Limits = Limits(),
