@@ -202,3 +202,16 @@ def test_an_evaluator_may_run_candidate_calls_from_threads(tmp_path: Path) -> No
     """)
     outcome = evaluate_in_sandbox("def square(n):\n    return n * n\n", spec, limits=FAST)
     assert outcome.ok and outcome.feedback == "[0, 1, 4, 9, 16, 25]", outcome
+
+
+@pytest.mark.parametrize(("source", "function", "reason"), [
+    ("def solve(:\n    pass\n", "evaluate", "SyntaxError (candidate.py line 1): invalid syntax"),
+    ("x = 1\n", "evaluate", "AttributeError: the candidate defines no function 'solve'"),
+    ("def solve():\n    return 1\n", "nope",
+     "evaluator raised AttributeError: the evaluator module defines no function 'nope'"),
+])
+def test_broken_candidates_and_evaluators_say_what_is_wrong_in_one_line(source: str, function: str,
+                                                                       reason: str) -> None:
+    from llmopt.programs._hostile import EVALUATORS
+
+    assert evaluate_in_sandbox(source, f"{EVALUATORS}:{function}", limits=FAST).reason == reason
