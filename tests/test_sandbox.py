@@ -67,16 +67,18 @@ def test_run_converts_numpy_and_times_out_per_call(tmp_path: Path) -> None:
         def evaluate(candidate):
             import numpy as np
             total = candidate.run("total", np.arange(4))
+            metrics = {"mean": np.float64(1.5), "size": np.int64(4), "array": np.zeros(2)}
             try:
                 candidate.run("spin", timeout=0.5)
             except CandidateError as exc:
-                return {"score": total, "feedback": str(exc)}
+                return {"score": total, "feedback": str(exc), "metrics": metrics}
     """)
     source = "import numpy as np\ndef total(xs):\n    return np.float64(np.sum(xs))\n" \
              "def spin():\n    while True:\n        pass\n"
     outcome = evaluate_in_sandbox(source, spec, limits=FAST)
     assert outcome.ok and outcome.value == 6.0, outcome
     assert outcome.feedback == "spin() timed out after 0.5 s (killed)"
+    assert outcome.metrics == {"mean": 1.5, "size": 4}  # numpy scalars kept as numbers, an array dropped
 
 
 def test_load_imports_the_candidate_into_the_evaluator(tmp_path: Path) -> None:

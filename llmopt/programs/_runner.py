@@ -370,9 +370,14 @@ def _encode_result(result: Any, limits: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": "evaluator returned a mapping without 'score'", "kind": "KeyError"}
     feedback = result.get("feedback")
     metrics = result.get("metrics") or {}
-    simple = (str, int, float, bool)
-    kept = {str(k)[:64]: (v[:200] if isinstance(v, str) else v) for k, v in
-            list(metrics.items())[:32] if type(v) in simple} if isinstance(metrics, dict) else {}
+    kept = {}
+    for key, value in list(metrics.items())[:32] if isinstance(metrics, dict) else []:
+        try:
+            value = value.item() if hasattr(value, "item") and callable(value.item) else value  # numpy
+        except Exception:  # noqa: BLE001 - an array of many items: not a metric
+            continue
+        if type(value) in (str, int, float, bool):
+            kept[str(key)[:64]] = value[:200] if isinstance(value, str) else value
     return {"ok": True, "score": _number(result["score"]), "metrics": kept,
             "feedback": None if feedback is None else str(feedback)[: limits["feedback_chars"]]}
 
