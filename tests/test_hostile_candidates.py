@@ -29,11 +29,14 @@ needs_mount_ns = pytest.mark.skipif("mount" not in ISO.namespaces, reason="no mo
 
 
 def _alive(uids: set[int]) -> list[int]:
+    """Live processes of ``uids`` (zombies run nothing: the machine's init reaps them in its time)."""
     found = []
     for name in os.listdir("/proc"):
         try:
             if name.isdigit() and os.stat(f"/proc/{name}").st_uid in uids:
-                found.append(int(name))
+                with open(f"/proc/{name}/stat") as handle:
+                    if handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X"):
+                        found.append(int(name))
         except OSError:
             pass
     return found

@@ -67,16 +67,18 @@ def test_run_converts_numpy_and_times_out_per_call(tmp_path: Path) -> None:
         def evaluate(candidate):
             import numpy as np
             total = candidate.run("total", np.arange(4))
+            metrics = {"mean": np.float64(1.5), "size": np.int64(4), "array": np.zeros(2)}
             try:
                 candidate.run("spin", timeout=0.5)
             except CandidateError as exc:
-                return {"score": total, "feedback": str(exc)}
+                return {"score": total, "feedback": str(exc), "metrics": metrics}
     """)
     source = "import numpy as np\ndef total(xs):\n    return np.float64(np.sum(xs))\n" \
              "def spin():\n    while True:\n        pass\n"
     outcome = evaluate_in_sandbox(source, spec, limits=FAST)
     assert outcome.ok and outcome.value == 6.0, outcome
     assert outcome.feedback == "spin() timed out after 0.5 s (killed)"
+    assert outcome.metrics == {"mean": 1.5, "size": 4}  # numpy scalars kept as numbers, an array dropped
 
 
 def test_load_imports_the_candidate_into_the_evaluator(tmp_path: Path) -> None:
@@ -202,3 +204,16 @@ def test_an_evaluator_may_run_candidate_calls_from_threads(tmp_path: Path) -> No
     """)
     outcome = evaluate_in_sandbox("def square(n):\n    return n * n\n", spec, limits=FAST)
     assert outcome.ok and outcome.feedback == "[0, 1, 4, 9, 16, 25]", outcome
+
+
+@pytest.mark.parametrize(("source", "function", "reason"), [
+    ("def solve(:\n    pass\n", "evaluate", "SyntaxError (candidate.py line 1): invalid syntax"),
+    ("x = 1\n", "evaluate", "AttributeError: the candidate defines no function 'solve'"),
+    ("def solve():\n    return 1\n", "nope",
+     "evaluator raised AttributeError: the evaluator module defines no function 'nope'"),
+])
+def test_broken_candidates_and_evaluators_say_what_is_wrong_in_one_line(source: str, function: str,
+                                                                       reason: str) -> None:
+    from llmopt.programs._hostile import EVALUATORS
+
+    assert evaluate_in_sandbox(source, f"{EVALUATORS}:{function}", limits=FAST).reason == reason

@@ -57,13 +57,20 @@ def child_env(home: str) -> dict[str, str]:
 
 
 def one_line(exc: BaseException, prefer: str | None = None) -> str:
-    """'Type (file.py line N): message', the line from the deepest frame in ``prefer`` (else the last)."""
+    """'Type (file.py line N): message': the line of a syntax error, else of the deepest frame in
+    ``prefer``, else of the deepest frame of user code (not importlib's, not this file's)."""
     import traceback
 
-    frames = traceback.extract_tb(exc.__traceback__)
-    chosen = [f for f in frames if prefer and f.filename == prefer] or frames
-    where = f" ({os.path.basename(chosen[-1].filename)} line {chosen[-1].lineno})" if chosen else ""
     message = " ".join(str(exc).split())[:500]
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        where = f" ({os.path.basename(exc.filename or '?')} line {exc.lineno})"
+        message = " ".join(str(exc.msg).split())[:500]
+    else:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+        chosen = ([f for f in frames if prefer and f.filename == prefer]
+                  or [f for f in frames if f.filename != os.path.abspath(__file__)] or frames)
+        ours = not chosen or chosen[-1].filename == os.path.abspath(__file__)  # no user line to name
+        where = "" if ours else f" ({os.path.basename(chosen[-1].filename)} line {chosen[-1].lineno})"
     return f"{type(exc).__name__}{where}: {message}" if message else f"{type(exc).__name__}{where}"
 
 
@@ -197,7 +204,7 @@ class Supervisor:
         import subprocess
 
         proc = subprocess.Popen(
-            [self.python, "-I", "-S", "-B", self.runner, *argv],
+            [*self.request["drop_caps"], self.python, "-I", "-S", "-B", self.runner, *argv],
             stdin=subprocess.DEVNULL if stdin is None else stdin, cwd=cwd, env=child_env(cwd),
             pass_fds=fds, close_fds=True, user=uid, group=uid,
             extra_groups=[] if uid is not None else None, process_group=0 if own_group else None)
@@ -314,6 +321,8 @@ def _resolve(spec: dict[str, Any]) -> Any:
         module = load_file("_llmopt_evaluator", spec["path"])
     else:
         module = importlib.import_module(spec["module"])
+    if not callable(getattr(module, spec["function"], None)):
+        raise AttributeError(f"the evaluator module defines no function {spec['function']!r}")
     return getattr(module, spec["function"])
 
 
@@ -361,9 +370,14 @@ def _encode_result(result: Any, limits: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": "evaluator returned a mapping without 'score'", "kind": "KeyError"}
     feedback = result.get("feedback")
     metrics = result.get("metrics") or {}
-    simple = (str, int, float, bool)
-    kept = {str(k)[:64]: (v[:200] if isinstance(v, str) else v) for k, v in
-            list(metrics.items())[:32] if type(v) in simple} if isinstance(metrics, dict) else {}
+    kept = {}
+    for key, value in list(metrics.items())[:32] if isinstance(metrics, dict) else []:
+        try:
+            value = value.item() if hasattr(value, "item") and callable(value.item) else value  # numpy
+        except Exception:  # noqa: BLE001 - an array of many items: not a metric
+            continue
+        if type(value) in (str, int, float, bool):
+            kept[str(key)[:64]] = value[:200] if isinstance(value, str) else value
     return {"ok": True, "score": _number(result["score"]), "metrics": kept,
             "feedback": None if feedback is None else str(feedback)[: limits["feedback_chars"]]}
 
@@ -380,7 +394,10 @@ def call(path: str, function: str, result_fd: int) -> int:
     try:
         args = json.loads(sys.stdin.buffer.read().decode() or "[]")
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        value = getattr(load_file("candidate", config["candidate"]), function)(*args)
+        module = load_file("candidate", config["candidate"])
+        if not callable(getattr(module, function, None)):
+            raise AttributeError(f"the candidate defines no function {function!r}")
+        value = getattr(module, function)(*args)
     except BaseException as exc:  # noqa: BLE001 - reported to the evaluator as CandidateError
         data = _dumps({"error": one_line(exc, prefer=config["candidate"]), "kind": type(exc).__name__})
     else:

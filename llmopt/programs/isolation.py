@@ -29,6 +29,7 @@ class Isolation:
     prefix: tuple[str, ...]     # the unshare command line every sandbox starts with, or ()
     namespaces: tuple[str, ...]  # of "net", "pid", "mount"
     separate_uids: bool         # running as root: evaluator and candidates as two fresh uids
+    drop_caps: tuple[str, ...] = ()  # in a user namespace: setpriv dropping the namespace's root powers
     rlimits: tuple[str, ...] = ("cpu", "as", "fsize", "nofile", "core")
 
     @property
@@ -43,6 +44,8 @@ class Isolation:
             has.append("namespaces " + "+".join(self.namespaces))
         if self.separate_uids:
             has.append("evaluator and candidate as two fresh unprivileged uids")
+        if self.drop_caps:
+            has.append("no capabilities in the user namespace")
         lacks = []
         if "net" not in self.namespaces:
             lacks.append("network open")
@@ -50,9 +53,14 @@ class Isolation:
             lacks.append("a process that leaves its group may outlive the kill")
         if "mount" not in self.namespaces:
             lacks.append("world-writable dirs (/tmp ...) writable")
+        if "--user" in self.prefix and not self.drop_caps:
+            lacks.append("root of its user namespace (could undo the private mounts)")
+        if "--user" in self.prefix and not self.drop_caps:
+            lacks.append("root of its user namespace (could undo the private mounts)")
         if not self.separate_uids:
-            lacks.append("candidate runs as the optimizer's uid (can signal it, read its files; "
-                         "no process limit)")
+            outside = "" if "pid" in self.namespaces else "can signal the optimizer, "
+            lacks.append(f"candidate runs as the optimizer's uid ({outside}can read the user's files, "
+                         "can tamper with the evaluator; no process limit)")
         text = "sandbox: " + ", ".join(has)
         return text + ("; lacks: " + "; ".join(lacks) if lacks else "")
 
@@ -90,7 +98,10 @@ def probe() -> Isolation:
     # without a mount namespace, other uids must reach python by themselves (pyenv under /root: no)
     reachable = bool(namespaces) or not any(
         blocked_ancestor(p) for p in (os.path.realpath(sys.executable), sys.base_prefix))
-    return Isolation(prefix=prefix, namespaces=namespaces, separate_uids=root and reachable)
+    setpriv = shutil.which("setpriv")
+    drop = (setpriv, "--bounding-set=-all", "--inh-caps=-all", "--securebits=+noroot,+noroot_locked",
+            "--no-new-privs") if setpriv and "--user" in prefix else ()
+    return Isolation(prefix=prefix, namespaces=namespaces, separate_uids=root and reachable, drop_caps=drop)
 
 
 @functools.lru_cache(maxsize=1)

@@ -160,7 +160,10 @@ def _request(source: str, spec: dict[str, str], kwargs: dict[str, Any], limits: 
             "limits": limits.to_dict(), "uids": iso.fresh_uids(), "covers": covers,
             "writable": writable, "needed": needed, "python": sys.executable,
             "workdir": "/tmp/llmopt-sandbox" if iso.private_tmp else os.path.join(tmp, "work"),
-            "own_groups": "pid" in iso.namespaces, "deadline": deadline, "result_fd": result_fd}
+            # a candidate process in a group of its own is killed whole on its timeout; without a pid
+            # namespace or uids of its own to sweep, it stays in the evaluation's group (killed at the end)
+            "own_groups": "pid" in iso.namespaces or iso.separate_uids, "deadline": deadline, "result_fd": result_fd,
+            "drop_caps": list(iso.drop_caps)}
 
 
 def evaluate_in_sandbox(source: str, evaluator: str, *, limits: Limits = Limits(),
@@ -249,16 +252,22 @@ def _kill_group(pgid: int) -> None:
 
 
 def _alive(uids: list[int]) -> list[int]:
-    """Pids of processes owned by ``uids`` (a /proc scan; the sandbox's uids are used by no one else)."""
+    """Pids of live processes owned by ``uids`` (a /proc scan; the sandbox's uids are used by no one
+    else). Zombies do not count: they run nothing, and init reaps them when it gets to it."""
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.stat(f"/proc/{name}").st_uid in uids:
+                if os.stat(f"/proc/{name}").st_uid in uids and not _zombie(name):
                     found.append(int(name))
             except OSError:
                 pass
     return found
+
+
+def _zombie(pid: str) -> bool:
+    with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+        return handle.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
 
 
 def _clean_up(pgid: int, uids: list[int] | None, iso: Isolation) -> None:
