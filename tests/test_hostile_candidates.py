@@ -77,21 +77,25 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     assert not _alive(used), "processes of the sandbox's uids left behind"
 
 
+@pytest.mark.slow  # seconds: it runs until a limit
 def test_an_infinite_loop_is_killed_at_the_wall_time(sandbox: Any) -> None:
     outcome = sandbox("infinite loop", LOOP_LIMITS)
     assert outcome.wall_s < LOOP_LIMITS.wall_s + 1.5
 
 
+@pytest.mark.slow  # seconds: it runs until a limit
 def test_an_infinite_loop_in_the_evaluators_process_kills_the_process_group(sandbox: Any) -> None:
     outcome = sandbox("infinite loop in the evaluator", LOOP_LIMITS)
     assert outcome.reason == "timed out after 2 s (process group killed)"
 
 
+@pytest.mark.slow  # seconds: it runs until a limit
 def test_a_cpu_hog_hits_the_cpu_limit_before_the_wall_time(sandbox: Any) -> None:
     outcome = sandbox("infinite loop in the evaluator", Limits(wall_s=8, cpu_s=1), expect="CPU limit")
     assert outcome.reason == "CPU limit 1 s exceeded (evaluator killed)"
 
 
+@pytest.mark.slow  # seconds: it runs until a limit
 @needs_uids
 def test_a_fork_loop_stops_at_the_process_limit_and_dies_with_the_evaluation(sandbox: Any) -> None:
     sandbox("fork loop", LOOP_LIMITS)

@@ -141,6 +141,7 @@ def test_isolation_describes_this_machine_in_one_line() -> None:
         assert "net+pid+mount" in line and "lacks" not in line
 
 
+@pytest.mark.slow  # seconds: the hostile one runs until its wall time
 def test_two_evaluations_at_once_one_hostile_the_other_scored(tmp_path: Path) -> None:
     spec = _evaluator(tmp_path, """
         def evaluate(candidate):
