@@ -55,8 +55,6 @@ class Isolation:
             lacks.append("world-writable dirs (/tmp ...) writable")
         if "--user" in self.prefix and not self.drop_caps:
             lacks.append("root of its user namespace (could undo the private mounts)")
-        if "--user" in self.prefix and not self.drop_caps:
-            lacks.append("root of its user namespace (could undo the private mounts)")
         if not self.separate_uids:
             outside = "" if "pid" in self.namespaces else "can signal the optimizer, "
             lacks.append(f"candidate runs as the optimizer's uid ({outside}can read the user's files, "
