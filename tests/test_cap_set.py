@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import traceback
 from typing import Any
 
 import numpy as np
@@ -15,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baselines.cap_set import CLI, random_priorities, trivial_priority
+from llmopt.testing import InProcessCandidate
 from problems.cap_set import DESCRIPTION, initial_program
 from problems.cap_set.evaluator import evaluate, find_line, parse_vectors
 
@@ -24,37 +23,16 @@ CAP_20 = [[2, 0, 0, 2], [2, 0, 1, 2], [2, 1, 2, 2], [2, 2, 1, 0], [1, 1, 2, 1], 
           [0, 1, 1, 2], [2, 2, 0, 0], [0, 1, 0, 1], [0, 1, 0, 2], [0, 2, 2, 0], [0, 0, 1, 0]]
 
 
-class CandidateError(Exception):
-    """The stand-in for llmopt.programs.candidate.CandidateError: one line naming what went wrong."""
+
+def returning(vectors: Any) -> InProcessCandidate:
+    return InProcessCandidate(f"def solve(n):\n    return {vectors!r}\n")
 
 
-class FakeCandidate:
-    """A candidate run in-process: exec the source, call the function, round-trip the answer
-    through JSON as the sandbox does, errors become CandidateError."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def run(self, function: str, *args: Any, timeout: float | None = None) -> Any:
-        space: dict[str, Any] = {"__name__": "candidate"}
-        try:
-            exec(compile(self.source, "candidate.py", "exec"), space)
-            result = space[function](*args)
-        except Exception as exc:
-            line = traceback.extract_tb(exc.__traceback__)[-1].lineno
-            raise CandidateError(f"{type(exc).__name__} (candidate.py line {line}): {exc}") from None
-        return json.loads(json.dumps(result, default=lambda o: o.tolist()))
-
-
-def returning(vectors: Any) -> FakeCandidate:
-    return FakeCandidate(f"def solve(n):\n    return {vectors!r}\n")
-
-
-def with_priority(body: str) -> FakeCandidate:
+def with_priority(body: str) -> InProcessCandidate:
     """The shipped skeleton with another priority function (the part the model may change)."""
     source = initial_program()
     start, end = source.index("def priority"), source.index("# EVOLVE-BLOCK-END")
-    return FakeCandidate(source[:start] + body + "\n\n" + source[end:])
+    return InProcessCandidate(source[:start] + body + "\n\n" + source[end:])
 
 
 def is_cap_by_definition(vectors: list[tuple[int, ...]]) -> bool:
@@ -113,7 +91,7 @@ def test_a_raising_priority_scores_zero_with_its_error() -> None:
 def test_the_initial_program_builds_the_lexicographic_cap_of_size_256_in_dimension_8() -> None:
     source = initial_program()
     assert "# EVOLVE-BLOCK-START" in source and "def priority(el, n)" in source
-    verdict = evaluate(FakeCandidate(source))
+    verdict = evaluate(InProcessCandidate(source))
     assert verdict["score"] == 256.0 and "FunSearch found 512" in verdict["feedback"]
     assert "priority(el, n)" in DESCRIPTION
 

@@ -4,10 +4,8 @@ initial program's exact score, and the SLSQP reference on a small instance."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 
 from baselines.circle_packing import CLI, Budget, repair, slsqp_packing
+from llmopt.testing import InProcessCandidate
 from problems.circle_packing import DESCRIPTION, initial_program
 from problems.circle_packing.evaluator import evaluate, first_violation, quick
 
@@ -24,30 +23,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-class CandidateError(Exception):
-    """The stand-in for llmopt.programs.candidate.CandidateError: one line naming what went wrong."""
 
-
-class FakeCandidate:
-    """A candidate run in-process: exec the source, call the function, round-trip the answer
-    through JSON as the sandbox does (numpy arrays become lists), errors become CandidateError."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def run(self, function: str, *args: Any, timeout: float | None = None) -> Any:
-        space: dict[str, Any] = {"__name__": "candidate"}
-        try:
-            exec(compile(self.source, "candidate.py", "exec"), space)
-            result = space[function](*args)
-        except Exception as exc:
-            line = traceback.extract_tb(exc.__traceback__)[-1].lineno
-            raise CandidateError(f"{type(exc).__name__} (candidate.py line {line}): {exc}") from None
-        return json.loads(json.dumps(result, default=lambda o: o.tolist()))
-
-
-def program(centers: Any, radii: Any) -> FakeCandidate:
-    return FakeCandidate(f"def construct_packing():\n    return {centers!r}, {radii!r}\n")
+def program(centers: Any, radii: Any) -> InProcessCandidate:
+    return InProcessCandidate(f"def construct_packing():\n    return {centers!r}, {radii!r}\n")
 
 
 def square_grid(k: int) -> tuple[list[list[float]], list[float]]:
@@ -98,15 +76,15 @@ def test_wrong_shapes_score_zero_with_the_reason(centers: Any, radii: Any, reaso
 
 
 def test_not_a_pair_is_refused() -> None:
-    verdict = evaluate(FakeCandidate("def construct_packing():\n    return 3.0\n"), n=1)
+    verdict = evaluate(InProcessCandidate("def construct_packing():\n    return 3.0\n"), n=1)
     assert verdict["score"] == 0.0 and "must return (centers, radii)" in verdict["feedback"]
 
 
 def test_nan_and_infinite_numbers_score_zero() -> None:
     centers = [[0.25, 0.5], [0.75, 0.5]]
-    nan = FakeCandidate(f"def construct_packing():\n    return {centers!r}, [0.1, float('nan')]\n")
+    nan = InProcessCandidate(f"def construct_packing():\n    return {centers!r}, [0.1, float('nan')]\n")
     assert evaluate(nan, n=2)["feedback"] == "radius of circle 1 is not finite: nan"
-    inf = FakeCandidate("def construct_packing():\n    return [[0.5, float('inf')], [0.2, 0.2]], [0.1, 0.1]\n")
+    inf = InProcessCandidate("def construct_packing():\n    return [[0.5, float('inf')], [0.2, 0.2]], [0.1, 0.1]\n")
     assert evaluate(inf, n=2)["feedback"].startswith("center of circle 0 is not finite")
 
 
@@ -116,7 +94,7 @@ def test_a_zero_or_negative_radius_scores_zero() -> None:
 
 
 def test_a_raising_candidate_scores_zero_with_its_error() -> None:
-    verdict = evaluate(FakeCandidate("def construct_packing():\n    return 1 / 0\n"))
+    verdict = evaluate(InProcessCandidate("def construct_packing():\n    return 1 / 0\n"))
     assert verdict["score"] == 0.0
     assert verdict["feedback"] == "construct_packing failed: ZeroDivisionError (candidate.py line 2): division by zero"
 
@@ -124,7 +102,7 @@ def test_a_raising_candidate_scores_zero_with_its_error() -> None:
 def test_the_initial_program_is_a_valid_packing_of_26_circles_summing_to_26_twelfths() -> None:
     source = initial_program()
     assert "# EVOLVE-BLOCK-START" in source and "# EVOLVE-BLOCK-END" in source
-    verdict = evaluate(FakeCandidate(source))
+    verdict = evaluate(InProcessCandidate(source))
     assert verdict["score"] == pytest.approx(26 / 12, abs=1e-12)
     assert verdict["metrics"]["circles"] == 26 and "sum of the radii" in DESCRIPTION
 
@@ -134,7 +112,7 @@ def test_quick_credits_the_circles_that_break_nothing() -> None:
     verdict = quick(program(centers, [0.2, 0.2, 0.15, 0.15]), n=4)  # circles 2 and 3 overlap
     assert verdict["score"] == pytest.approx(0.4)
     assert verdict["metrics"]["clean_circles"] == 2
-    assert quick(FakeCandidate(initial_program()))["score"] == pytest.approx(26 / 12, abs=1e-12)
+    assert quick(InProcessCandidate(initial_program()))["score"] == pytest.approx(26 / 12, abs=1e-12)
     assert quick(program(centers, [0.1] * 3), n=4)["score"] == 0.0
 
 

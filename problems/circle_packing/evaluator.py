@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from llmopt.programs.candidate import one_line
+
 #: AlphaEvolve's packing of 26 circles: its paper (arXiv 2506.13131, Appendix B.12) reports 2.635 (the
 #: previous best 2.634); the construction in its notebook (google-deepmind/alphaevolve_results) sums to 2.63586.
 BEST_KNOWN = 2.63586
@@ -26,10 +28,7 @@ Verdict = dict[str, Any]
 
 def evaluate(candidate: Any, n: int = 26, tolerance: float = 1e-9) -> Verdict:
     """Score = the sum of the radii of a valid packing of ``n`` circles in the unit square, else 0."""
-    result = _run(candidate)
-    if isinstance(result, str):
-        return _invalid(result)
-    parsed = parse_packing(result, n)
+    parsed = _packing(candidate, n)
     if isinstance(parsed, str):
         return _invalid(parsed)
     centers, radii = parsed
@@ -51,10 +50,7 @@ def quick(candidate: Any, n: int = 26, tolerance: float = 1e-9) -> Verdict:
     circles that break no constraint themselves (positive, inside the square, overlapping no other
     circle). For a valid packing that equals ``evaluate``'s score; for an invalid one it is partial
     credit, which only a threshold should use (the full evaluation scores it 0)."""
-    result = _run(candidate, timeout=QUICK_TIMEOUT_S)
-    if isinstance(result, str):
-        return _invalid(result)
-    parsed = parse_packing(result, n)
+    parsed = _packing(candidate, n, timeout=QUICK_TIMEOUT_S)
     if isinstance(parsed, str):
         return _invalid(parsed)
     centers, radii = parsed
@@ -65,6 +61,12 @@ def quick(candidate: Any, n: int = 26, tolerance: float = 1e-9) -> Verdict:
             "metrics": {"clean_circles": int(good.sum()), "clean_sum_radii": total}}
 
 
+def _packing(candidate: Any, n: int, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray] | str:
+    """The candidate's packing as arrays, or the one line saying why there is none."""
+    result = _run(candidate, timeout)
+    return result if isinstance(result, str) else parse_packing(result, n)
+
+
 def _run(candidate: Any, timeout: float | None = None) -> object:
     """The candidate's answer, or the one line saying why there is none. ``Candidate.run`` raises
     ``CandidateError`` for whatever the candidate does (raises, times out, dies, returns non-JSON);
@@ -73,16 +75,8 @@ def _run(candidate: Any, timeout: float | None = None) -> object:
     try:
         return candidate.run("construct_packing", timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - everything the candidate does is feedback, not a crash
-        return f"construct_packing failed: {describe(exc)}"
+        return f"construct_packing failed: {one_line(exc)}"
 
-
-def describe(exc: BaseException) -> str:
-    """One line for an exception: its message (a ``CandidateError``'s is already one line naming
-    the candidate's exception), else its type and message."""
-    text = " ".join(str(exc).split())[:300]
-    if type(exc).__name__ == "CandidateError":
-        return text or "the candidate failed"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _invalid(reason: str) -> Verdict:
