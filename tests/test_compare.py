@@ -173,6 +173,7 @@ def test_grid_labels_cannot_hold_slashes() -> None:
 
 # --- running, resuming, tables ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_grid_over_two_problems_runs_then_is_only_read_back(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("GRID_KEY", KEY["GRID_KEY"])
     grid, store = tmp_path / "g.toml", tmp_path / "g.db"
@@ -242,6 +243,7 @@ def test_a_changed_configuration_is_refused_not_mixed_into_the_table(tmp_path: P
     assert "cannot resume run 'g/linreg/random/seed0' with different settings" in err
 
 
+@pytest.mark.slow
 def test_an_interrupted_grid_resumes_to_the_uninterrupted_result(tmp_path: Path, capsys, monkeypatch) -> None:
     grid, store, full = tmp_path / "g.toml", tmp_path / "g.db", tmp_path / "full.db"
     latency = {"s": 0.03}
@@ -278,6 +280,7 @@ def test_an_interrupted_grid_resumes_to_the_uninterrupted_result(tmp_path: Path,
 
 # --- figures ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_plot_writes_every_figure_as_png_and_svg(tmp_path: Path, capsys) -> None:
     grid, store, figures = tmp_path / "p.toml", tmp_path / "p.db", tmp_path / "figs"
     grid.write_text('seeds = 2\n[defaults]\nproposer = "random"\nsteps = 4\n[problems.linreg]\n'

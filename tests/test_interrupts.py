@@ -34,6 +34,7 @@ def test_sigkill_from_outside_then_resume(tmp_path: Path, reference: tuple, afte
     assert (trials, calls) == reference[:2] and run == reference[2]  # nothing duplicated, same best
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path, openai_server, monkeypatch) -> None:
     latency = {"s": 0.15}  # the interrupted run's calls are slow, so that Ctrl-C lands mid-run
 
@@ -92,6 +93,7 @@ def test_two_processes_one_run_name(tmp_path: Path) -> None:
         assert [r.name for r in s.runs()] == ["same"] and s.get_run("same").status == "finished"
 
 
+@pytest.mark.slow
 def test_processes_opening_one_new_store_at_once(tmp_path: Path) -> None:
     """Found by CI: two processes creating one store at the same moment; one got 'database is locked'.
     Five rounds of four processes creating one new store together: four children, each racing in

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from datadir import data_dir
 from fakes import linreg_script
 from openai_server import OpenAIServer
@@ -47,6 +48,7 @@ def script(prompt: str, seed: int) -> str:
     return linreg_script(prompt, seed)
 
 
+@pytest.mark.slow
 def test_the_key_never_reaches_store_cache_or_output(tmp_path: Path, capfd) -> None:
     store = tmp_path / "runs.db"
     turn = itertools.count()
