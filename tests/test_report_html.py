@@ -140,11 +140,19 @@ def test_a_grid_report_reads_each_cell_run_by_name(tmp_path: Path, capsys) -> No
 
 
 @pytest.mark.slow
-def test_the_store_can_be_named_where_the_grid_would_be(made, tmp_path: Path, capsys) -> None:
-    """`llmopt report runs.db`: a SQLite file, told by its header, is the store, not a grid to parse."""
+def test_the_store_can_be_named_where_the_grid_would_be(made, tmp_path: Path, capsys, monkeypatch) -> None:
+    """`llmopt report runs.db`: a SQLite file, told by its header, is the store, not a grid to parse.
+    The page embeds PNGs, so each figure is drawn once, as a PNG (an SVG beside it was thrown away)."""
+    from matplotlib.figure import Figure
+
     store, page = made
     again = tmp_path / "again.html"
+    saved: list[str] = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.append(Path(path).suffix),
+                                                                    savefig(fig, path, **kw))[1])
     assert main(["report", str(store), "--out", str(again), "--title", "test <report>"]) == 0
+    assert saved and set(saved) == {".png"}, saved
     same = re.compile(r"generated</dt><dd>[^<]*")  # the one line that differs: when the page was made
     assert same.sub("", again.read_text()) == same.sub("", page.read_text())
     assert main(["report", str(store), "--store", str(tmp_path / "other.db"), "--out", str(again)]) == 2
