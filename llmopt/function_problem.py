@@ -25,7 +25,6 @@ import re
 from types import CodeType
 from typing import Any, Callable, Sequence
 
-import jsonschema
 import numpy as np
 
 from llmopt.problem import Direction, ParseError, Problem
@@ -177,6 +176,8 @@ class FunctionProblem(Problem[Any]):
         self.direction, self.name = Direction(direction), name
         self._random, self.num_starts, self._optimum = random_solution, int(num_starts), optimum
         self.solution_noun, self.solution_plural, self.value_noun = solution_noun, solution_plural, value_noun
+        import jsonschema  # where used (see llmopt.space.check_schema): `import llmopt` stays light
+
         self._validator = jsonschema.Draft202012Validator(schema)
         self.fingerprint = fingerprint(objective)  # read now: the source as it is when the run begins
         self.initial = None if initial is None else [self._checked(v, f"initial[{i}]") for i, v in enumerate(initial)]
@@ -193,7 +194,9 @@ class FunctionProblem(Problem[Any]):
         return value
 
     def _first_error(self, value: Any) -> str | None:
-        error = jsonschema.exceptions.best_match(self._validator.iter_errors(value))
+        from jsonschema.exceptions import best_match
+
+        error = best_match(self._validator.iter_errors(value))
         if error is None:
             return None
         message = error.message if len(error.message) <= 200 else error.message[:200] + "..."

@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import jsonschema
 import numpy as np
 
 Path = tuple[str | int, ...]
@@ -43,6 +42,8 @@ def check_schema(schema: Any) -> None:
     """A valid JSON schema (draft 2020-12), else a one-line :class:`SpaceError` naming the fault."""
     if not isinstance(schema, dict):
         raise SpaceError(f"a JSON schema must be an object (a dict), got {type(schema).__name__}")
+    import jsonschema  # here, not at the top: every `import llmopt` (each CLI or child process) skipped ~0.2 s
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:

@@ -61,6 +61,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("embedded-model"))
         if "live" in item.keywords and not config.getoption("--live"):
             item.add_marker(skip)
+    items.sort(key=run_order)
+
+
+def run_order(item: pytest.Item) -> int:
+    """The embedded model's tests first, then the other slow ones, then the rest (a stable sort:
+    collection order within each). Under ``--dist loadgroup`` the model's group (a few minutes on
+    one worker) starts at once while the other worker takes the rest, and the last tests handed
+    out are short ones, so the two workers finish together instead of one waiting on a long tail."""
+    if any(mark.name == "xdist_group" for mark in item.iter_markers()):
+        return 0
+    return 1 if item.get_closest_marker("slow") else 2
 
 
 # --- kill and resume ------------------------------------------------------------------------------

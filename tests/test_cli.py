@@ -108,7 +108,10 @@ def test_a_store_it_may_not_write_is_refused(tmp_path: Path, monkeypatch, capsys
     assert list(locked.iterdir()) == []  # nothing created
 
 
-def test_every_subcommand_has_help() -> None:
+def test_every_subcommand_has_help(capsys) -> None:
+    """In this process: argparse's --help exits 0 (SystemExit(0), a process's exit status 0) after
+    printing the usage; a child process each would only add four imports."""
     for args in (["--help"], ["run", "--help"], ["run", "linreg", "--help"], ["show", "--help"]):
-        done = llmopt(*args)
-        assert done.returncode == 0 and "usage:" in done.stdout
+        with pytest.raises(SystemExit) as done:
+            main(args)
+        assert done.value.code in (0, None) and "usage:" in capsys.readouterr().out, args

@@ -305,6 +305,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, referen
     assert any(t[-1] for t in trials) and all(c[2] for c in calls)  # parents and per-call prompts recorded
 
 
+@pytest.mark.slow
 def test_cli_runs_ga_and_de_on_linreg_tsp_and_shows_each_prompt(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("EVO_KEY", "sk-test-0000000000")
     store = str(tmp_path / "runs.db")

@@ -30,6 +30,7 @@ def assert_accounted(out: Outcome) -> None:
     assert out.ok
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_fault_is_survived_and_accounted(fault: str, tmp_path: Path) -> None:
     out = run_scenario(fault, 0, tmp_path, steps=2)

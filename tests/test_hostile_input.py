@@ -44,6 +44,7 @@ def _write(folder: Path, text: str | bytes, name: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 @FUZZ
 @given(tsplib_files)
 @example("TYPE : ")  # found by this test: an empty TYPE was an IndexError
@@ -57,6 +58,7 @@ def test_tsplib_reader_raises_only_tsplib_errors_naming_the_file(tmp_path: Path,
     assert instance.n >= 1 and instance.dist.shape == (instance.n, instance.n)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(st.one_of(st.sampled_from(["TOUR_SECTION", "DIMENSION : 4", "-1", "EOF", "TYPE : TOUR"]),
                           st.lists(numbers, min_size=1, max_size=3).map(" ".join), st.text(max_size=20)),
@@ -84,6 +86,7 @@ shaped = st.one_of(
 
 @pytest.mark.parametrize("loader,name", [(load_gsm8k, "g.tsv"), (load_gsm8k, "g.jsonl"), (load_bbh, "t.json"),
                                          (load_multiarith, "m.json"), (load_aqua, "a.json")])
+@pytest.mark.slow
 def test_loaders_raise_only_data_errors_naming_the_file(tmp_path: Path, loader, name: str) -> None:
     import json
 

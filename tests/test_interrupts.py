@@ -34,6 +34,7 @@ def test_sigkill_from_outside_then_resume(tmp_path: Path, reference: tuple, afte
     assert (trials, calls) == reference[:2] and run == reference[2]  # nothing duplicated, same best
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path, openai_server, monkeypatch) -> None:
     latency = {"s": 0.15}  # the interrupted run's calls are slow, so that Ctrl-C lands mid-run
 
@@ -92,22 +93,35 @@ def test_two_processes_one_run_name(tmp_path: Path) -> None:
         assert [r.name for r in s.runs()] == ["same"] and s.get_run("same").status == "finished"
 
 
+@pytest.mark.slow
 def test_processes_opening_one_new_store_at_once(tmp_path: Path) -> None:
-    """Found by CI: two processes creating one store at the same moment; one got 'database is locked'."""
+    """Found by CI: two processes creating one store at the same moment; one got 'database is locked'.
+    Five rounds of four processes creating one new store together: four children, each racing in
+    every round (a new store a round), so the race is run five times for four imports, not twenty."""
     code = ("import sys, time; from pathlib import Path; from llmopt import RunStore\n"
-            "go = Path(sys.argv[2])\n"
-            "(go.parent / (sys.argv[3] + '.ready')).touch()\n"
-            "while not go.exists(): time.sleep(0.001)\n"  # all four start writing within a millisecond
-            "with RunStore(sys.argv[1]) as s: s.create_run(sys.argv[3], 'p', {}, {})\n")
-    for round_ in range(5):
-        folder = tmp_path / f"round-{round_}"
+            "base, me, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])\n"
+            "for r in range(rounds):\n"
+            "    folder = base / f'round-{r}'\n"
+            "    (folder / (me + '.ready')).touch()\n"
+            "    while not (folder / 'go').exists(): time.sleep(0.001)\n"  # all four start writing within a millisecond
+            "    with RunStore(folder / 'new.db') as s: s.create_run(me, 'p', {}, {})\n")
+    rounds = 5
+    folders = [tmp_path / f"round-{round_}" for round_ in range(rounds)]
+    for folder in folders:
         folder.mkdir()
-        store, go = folder / "new.db", folder / "go"
-        procs = [spawn("-c", code, str(store), str(go), f"run{i}") for i in range(4)]
-        wait_until(lambda: len(list(folder.glob("*.ready"))) == 4, "four processes ready")
-        go.touch()  # the starting gun: a barrier, not a guess at how long four imports take
-        for p in procs:
-            _, err = p.communicate(timeout=120)
-            assert p.returncode == 0, err
-        with RunStore(store) as s:
+    procs = [spawn("-c", code, str(tmp_path), f"run{i}", str(rounds)) for i in range(4)]
+
+    def ready(folder: Path) -> bool:
+        failed = [p for p in procs if p.poll() not in (None, 0)]
+        assert not failed, failed[0].stderr.read()[-2000:]  # a child that died would never be ready
+        return len(list(folder.glob("*.ready"))) == 4
+
+    for folder in folders:
+        wait_until(lambda f=folder: ready(f), f"four processes ready in {folder.name}")
+        (folder / "go").touch()  # the starting gun: a barrier, not a guess at how long four imports take
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    for folder in folders:
+        with RunStore(folder / "new.db") as s:
             assert sorted(r.name for r in s.runs()) == ["run0", "run1", "run2", "run3"]

@@ -92,18 +92,6 @@ def test_opro_against_llama_cpp_server_on_loopback(tmp_path, llama_server: str) 
     assert texts[0] == texts[1]
 
 
-def test_llmopt_run_linreg_defaults_to_the_embedded_model(tmp_path, capsys, embedded_model) -> None:
-    from llmopt.cli import main
-
-    store = tmp_path / "r.db"
-    assert main(["run", "linreg", "--steps", "1", "--store", str(store), "--quiet"]) == 0
-    assert "linreg-llm-seed0" in capsys.readouterr().out
-    run = RunStore(store).get_run("linreg-llm-seed0")
-    assert run.config["proposer"]["llm"]["model"] == DEFAULT_MODEL == "local/smollm2"
-    assert run.config["proposer"]["response_format"] is not None  # structured output by default
-
-
-
 def test_a_cancelled_call_queued_behind_the_engine_never_generates(embedded_model) -> None:
     """Ctrl-C (or a timeout) cancels the awaiting task, not its thread: the thread must see it
     and drop the call, instead of generating a reply nobody reads while the run waits for it."""
@@ -138,22 +126,6 @@ def test_models_load_without_llama_cpps_extra_buffer_types(embedded_model) -> No
     """The AMX kernels (an extra buffer type of a native build on such CPUs) segfault on the first
     generation; the engine loads with them off, on every CPU, so no machine takes that path."""
     assert embedded_model.llama().model_params.use_extra_bufts is False
-
-
-def test_the_readme_path_generates_in_a_fresh_process(tmp_path) -> None:
-    """What `llmopt run linreg` does first, in a child process, so that a segfault (the AMX crash)
-    fails this test instead of killing the test run; the probe runs too (fresh cache dir)."""
-    import os
-    import subprocess
-    import sys
-
-    code = ("from llmopt import LLM; llm = LLM.from_model('local/smollm2', max_tokens=16); llm.validate(); "
-            "print(repr(llm.complete([{'role': 'user', 'content': 'Say hi.'}], [0])[0].text))")
-    env = dict(os.environ, LLMOPT_CACHE_DIR=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-1500:]}"
-    assert done.stdout.strip() not in ("", "''")
-    assert list((tmp_path / "cache").glob("probe-*.ok"))  # the probe passed and was remembered
 
 
 def test_a_crashing_llama_cpp_is_one_line_before_anything_is_spent(tmp_path, monkeypatch, capsys) -> None:
@@ -220,25 +192,42 @@ def test_samples_do_not_depend_on_the_order_calls_arrive_in(embedded_model) -> N
     fresh.close()
 
 
-def test_same_seed_same_run_in_fresh_stores_and_processes(tmp_path, embedded_model) -> None:
+def test_same_seed_same_run_in_fresh_stores_and_processes(tmp_path, capsys, embedded_model) -> None:
     """Two seed-0 runs of `llmopt run linreg` with the embedded model, one in a new process and one
     in this one (whose engine has served other prompts before), each with a new store and no cache,
-    propose the same trials (8 concurrent calls a step, in any order)."""
+    propose the same trials (8 concurrent calls a step, in any order).
+
+    The child is also the README's path in a fresh process (issue 12), so that a segfault (the AMX
+    crash) fails this test instead of killing the test run: with a fresh cache dir it runs the
+    probe, then (after its run) generates through ``LLM.from_model`` + ``validate`` + ``complete``.
+    The run in this process is also `llmopt run linreg` with no model given: the embedded model,
+    structured output by default."""
+    import os
     import subprocess
     import sys
 
     from llmopt.cli import main
 
     argv = ["run", "linreg", "--steps", "1", "--max-rounds", "1", "--quiet", "--max-output-tokens", "48"]
+    child = ("import sys; from llmopt.cli import main; code = main(sys.argv[1:])\n"
+             "from llmopt import LLM; llm = LLM.from_model('local/smollm2', max_tokens=16); llm.validate()\n"
+             "print(repr(llm.complete([{'role': 'user', 'content': 'Say hi.'}], [0])[0].text)); sys.exit(code)\n")
 
     def trials(store) -> list[tuple]:
         with RunStore(store) as s:
             rows = s.trials(s.get_run("linreg-llm-seed0").id)
             return [(r.number, r.state, r.raw, r.value) for r in rows]
 
-    done = subprocess.run([sys.executable, "-m", "llmopt.cli", *argv, "--store", str(tmp_path / "a.db")],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-1500:]
+    env = dict(os.environ, LLMOPT_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", child, *argv, "--store", str(tmp_path / "a.db")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-1500:]}"
+    assert done.stdout.strip().splitlines()[-1] not in ("", "''")  # the README's call generated text
+    assert list((tmp_path / "cache").glob("probe-*.ok"))  # the probe passed and was remembered
     assert main([*argv, "--store", str(tmp_path / "b.db")]) == 0
+    assert "linreg-llm-seed0" in capsys.readouterr().out
+    run = RunStore(tmp_path / "b.db").get_run("linreg-llm-seed0")
+    assert run.config["proposer"]["llm"]["model"] == DEFAULT_MODEL == "local/smollm2"
+    assert run.config["proposer"]["response_format"] is not None  # structured output by default
     first, second = trials(tmp_path / "a.db"), trials(tmp_path / "b.db")
     assert len(first) == 5 + 8 and first == second

@@ -21,6 +21,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 # --- 1. llmopt plot on any store --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_plot_draws_the_runs_of_an_ordinary_store(tmp_path: Path, capsys) -> None:
     store, figures = str(tmp_path / "runs.db"), tmp_path / "figs"
     for seed in ("0", "1"):

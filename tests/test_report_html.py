@@ -139,11 +139,20 @@ def test_a_grid_report_reads_each_cell_run_by_name(tmp_path: Path, capsys) -> No
     assert text.count('<details class="run"') == 4 and "not found in the store" not in text
 
 
-def test_the_store_can_be_named_where_the_grid_would_be(made, tmp_path: Path, capsys) -> None:
-    """`llmopt report runs.db`: a SQLite file, told by its header, is the store, not a grid to parse."""
+@pytest.mark.slow
+def test_the_store_can_be_named_where_the_grid_would_be(made, tmp_path: Path, capsys, monkeypatch) -> None:
+    """`llmopt report runs.db`: a SQLite file, told by its header, is the store, not a grid to parse.
+    The page embeds PNGs, so each figure is drawn once, as a PNG (an SVG beside it was thrown away)."""
+    from matplotlib.figure import Figure
+
     store, page = made
     again = tmp_path / "again.html"
+    saved: list[str] = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.append(Path(path).suffix),
+                                                                    savefig(fig, path, **kw))[1])
     assert main(["report", str(store), "--out", str(again), "--title", "test <report>"]) == 0
+    assert saved and set(saved) == {".png"}, saved
     same = re.compile(r"generated</dt><dd>[^<]*")  # the one line that differs: when the page was made
     assert same.sub("", again.read_text()) == same.sub("", page.read_text())
     assert main(["report", str(store), "--store", str(tmp_path / "other.db"), "--out", str(again)]) == 2
@@ -210,6 +219,7 @@ def _not_blank(png: Path, shape: tuple[int, int] | None = None) -> None:
     assert pixels[..., :3].std() > 0.05 and len(colours) > 50, (pixels.std(), len(colours))
 
 
+@pytest.mark.slow
 def test_the_page_in_headless_chromium(made, tmp_path: Path) -> None:
     chromium = _browser_or_skip()
     from playwright.sync_api import sync_playwright
@@ -247,6 +257,7 @@ def test_the_page_in_headless_chromium(made, tmp_path: Path) -> None:
     _not_blank(shot)
 
 
+@pytest.mark.slow
 def test_screenshot_of_the_first_screen(made, tmp_path: Path) -> None:
     _browser_or_skip()
     store, _ = made

@@ -230,6 +230,7 @@ def test_beat_starts_counts_runs_whose_proposals_beat_every_starting_solution(tm
                for n in table.notes)
 
 
+@pytest.mark.slow
 def test_a_grid_with_known_verdicts(tmp_path: Path, capsys) -> None:
     """Ten seeds of random search: a box around the true pair beats the wide control, the control's
     twin is not different from it, and the markdown, CSV and budget views agree."""

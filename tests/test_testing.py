@@ -160,6 +160,7 @@ class TestGridContract(ProblemContract):
     (SetConfig(), "config survives JSON", "set"),
     (EmptyDescribe(), "text hooks are non-empty", "describe()"),
 ], ids=lambda v: type(v).__name__ if isinstance(v, Problem) else None)
+@pytest.mark.slow
 def test_each_planted_bug_is_caught_under_its_name(problem: Problem, prop: str, detail: str) -> None:
     with pytest.raises(AssertionError) as caught:
         check_problem(problem)

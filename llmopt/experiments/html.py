@@ -210,7 +210,7 @@ def _figures(collected: Collected, label: str, x_axes: Sequence[str]) -> str:
                    references={label: collected.references.get(label, {})})
     parts = []
     with tempfile.TemporaryDirectory(prefix="llmopt-report-") as folder:
-        for path in write_figures(only, folder, x_axes):
+        for path in write_figures(only, folder, x_axes, formats=("png",)):
             path = Path(path)
             if path.suffix.lower() != ".png":
                 continue

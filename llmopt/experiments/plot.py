@@ -30,6 +30,7 @@ matplotlib is imported here only, with the non-interactive Agg backend.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -280,10 +281,10 @@ def overfitting_figure(collected: "Collected", label: str) -> Any | None:
     return fig
 
 
-def _save(fig: Any, base: Path) -> list[Path]:
+def _save(fig: Any, base: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     plt = _pyplot()
     paths = []
-    for fmt in FORMATS:
+    for fmt in formats:
         path = base.with_suffix(f".{fmt}")
         fig.savefig(path, dpi=130)
         paths.append(path)
@@ -291,8 +292,12 @@ def _save(fig: Any, base: Path) -> list[Path]:
     return paths
 
 
-def write_figures(collected: "Collected", out_dir: str | Path, x_axes: Sequence[str] = ("step", "evals")) -> list[Path]:
-    """Every figure of every problem that has at least one run; returns the files written."""
+def write_figures(collected: "Collected", out_dir: str | Path, x_axes: Sequence[str] = ("step", "evals"),
+                  formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Every figure of every problem that has at least one run; returns the files written.
+    ``formats``: the files each figure is written as (the HTML report embeds PNGs only: drawing an
+    SVG it would throw away took half of its time)."""
+    save = functools.partial(_save, formats=formats)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -301,15 +306,15 @@ def write_figures(collected: "Collected", out_dir: str | Path, x_axes: Sequence[
             continue
         stem = re.sub(r"[^\w.=+-]+", "_", label)
         for x_of in x_axes:
-            written += _save(best_so_far_figure(collected, label, x_of), out / f"{stem}-best-vs-{x_of}")
+            written += save(best_so_far_figure(collected, label, x_of), out / f"{stem}-best-vs-{x_of}")
         figure = ecdf_figure(collected, label)
         if figure is not None:
-            written += _save(figure, out / f"{stem}-ecdf")
-        written += _save(proposals_figure(collected, label), out / f"{stem}-proposals")
+            written += save(figure, out / f"{stem}-ecdf")
+        written += save(proposals_figure(collected, label), out / f"{stem}-proposals")
         figure = overfitting_figure(collected, label)
         if figure is not None:
-            written += _save(figure, out / f"{stem}-overfitting")
+            written += save(figure, out / f"{stem}-overfitting")
         figure = solutions_figure(collected, label)
         if figure is not None:
-            written += _save(figure, out / f"{stem}-solutions")
+            written += save(figure, out / f"{stem}-solutions")
     return written

@@ -15,11 +15,34 @@
 
 from __future__ import annotations
 
-from llmopt.testing import strategies
-from llmopt.testing.contract import ContractViolation, ProblemContract, check_problem
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from llmopt.testing.programs import InProcessCandidate
-from llmopt.testing.proposer_contract import ProposerCase, ProposerContract, check_proposer
 from llmopt.testing.scripted import Call, ScriptedLLM, ScriptExhausted
+
+if TYPE_CHECKING:  # what the names below are (the import contract sees these imports too)
+    from llmopt.testing import strategies
+    from llmopt.testing.contract import ContractViolation, ProblemContract, check_problem
+    from llmopt.testing.proposer_contract import ProposerCase, ProposerContract, check_proposer
+
+#: names loaded on first use: the contracts and strategies import hypothesis (~0.4 s), which a
+#: process that only wants a scripted model (every scripted child process of a test suite) never uses
+_LAZY = {"strategies": "llmopt.testing.strategies", "ContractViolation": "llmopt.testing.strategies",
+         "ProblemContract": "llmopt.testing.contract", "check_problem": "llmopt.testing.contract",
+         "ProposerCase": "llmopt.testing.proposer_contract", "ProposerContract": "llmopt.testing.proposer_contract",
+         "check_proposer": "llmopt.testing.proposer_contract"}
+
+
+def __getattr__(name: str) -> Any:
+    """``from llmopt.testing import check_problem`` etc.: the module that holds the name, imported now."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'llmopt.testing' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if name == "strategies" else getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["Call", "ContractViolation", "InProcessCandidate", "ProblemContract", "ProposerCase", "ProposerContract",
            "ScriptExhausted", "ScriptedLLM", "check_problem", "check_proposer", "strategies"]
