@@ -18,8 +18,6 @@ from llmopt.programs._hostile import CASES
 from llmopt.programs.isolation import Isolation, isolation
 from llmopt.programs.sandbox import Limits, Outcome, evaluate_in_sandbox
 
-pytestmark = pytest.mark.xdist_group("sandbox")
-
 ISO = isolation()
 LIMITS = Limits(wall_s=3, cpu_s=3, memory_mb=512, file_mb=4, processes=16, output_kb=16)
 LOOP_LIMITS = Limits(wall_s=2, cpu_s=10, memory_mb=512, file_mb=4, processes=16, output_kb=16)

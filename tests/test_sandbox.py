@@ -15,8 +15,6 @@ from llmopt.programs._hostile import CASES
 from llmopt.programs.isolation import isolation
 from llmopt.programs.sandbox import Limits, Outcome, check_evaluator, evaluate_in_sandbox
 
-pytestmark = pytest.mark.xdist_group("sandbox")
-
 FAST = Limits(wall_s=5, cpu_s=5, memory_mb=512, file_mb=4, processes=16, output_kb=16)
 
 
