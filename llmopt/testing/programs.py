@@ -11,6 +11,8 @@ model's. What the sandbox adds (limits, isolation, kills) is tested in llmopt's 
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import json
 import traceback
 import types
@@ -21,6 +23,19 @@ from llmopt.programs.candidate import CandidateError, to_json
 FILE = "candidate.py"
 
 
+class _Source(importlib.abc.SourceLoader):
+    """A module's source held in memory, reported as ``candidate.py`` (tracebacks name its lines)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def get_filename(self, fullname: str) -> str:
+        return FILE
+
+    def get_data(self, path: str) -> bytes:
+        return self.source.encode("utf-8")
+
+
 class InProcessCandidate:
     """A trusted program as an evaluator sees a candidate: ``source``, ``path``, ``run``, ``load``."""
 
@@ -29,9 +44,10 @@ class InProcessCandidate:
         self.path = FILE
 
     def load(self) -> types.ModuleType:
-        module = types.ModuleType("candidate")
-        module.__file__ = FILE
-        exec(compile(self.source, FILE, "exec"), module.__dict__)  # noqa: S102 - the test's own program
+        """The program imported as a module named ``candidate`` (from ``source``, by importlib)."""
+        spec = importlib.util.spec_from_loader("candidate", _Source(self.source), origin=FILE)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
         return module
 
     def run(self, function: str, *args: Any, timeout: float | None = None) -> Any:
