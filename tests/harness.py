@@ -71,9 +71,17 @@ def run_script(store: Path, *args: str, script: Path = FAKE_RUN, timeout: float 
 
 
 def spawn(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
-    """``python ARGS`` in the background from the repository root (to be signalled by the test)."""
+    """``python ARGS`` in the background from the repository root (to be signalled by the test).
+
+    The child gets SIGINT's default disposition back: a suite started in the background of a
+    non-interactive shell (``bash .ci/run &``, nohup) inherits SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler, so a test's Ctrl-C would not reach the run."""
     return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=child_env(env), cwd=ROOT, **kw)
+                            env=child_env(env), cwd=ROOT, preexec_fn=_default_sigint, **kw)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def snapshot(store_path: Path, name: str = "run") -> tuple[list[tuple], list[tuple], dict]:

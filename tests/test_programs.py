@@ -209,3 +209,33 @@ def test_a_builtin_program_problem_scores_its_initial_program_in_the_sandbox(mod
     done = problem.evaluate(start)
     assert done.value == pytest.approx(value, abs=1e-9) and done.feedback
     check_problem(problem, max_examples=2)
+
+
+HOSTILE_REPLIES = {
+    "an infinite loop": "```python\ndef value():\n    while True:\n        pass\n```",
+    "a segfault": "```python\ndef value():\n    import ctypes\n    return ctypes.string_at(0)\n```",
+    "killing its parent": "```python\ndef value():\n    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n"
+                          "    return 50\n```",
+    "a memory bomb": "```python\ndef value():\n    x = [0] * (10 ** 10)\n    return 1\n```",
+}
+
+
+def test_a_run_goes_on_past_hostile_candidates_and_loses_nothing(evaluator, tmp_path):
+    """The issue's promise at the level of a run: hostile candidates among good ones, scored two at
+    a time, with a store: the run ends by its budget, each hostile one is a trial with a one-line
+    reason, the good ones are scored, and the store holds every trial."""
+    from llmopt.programs.sandbox import Limits
+
+    replies = list(HOSTILE_REPLIES.values()) + [program(30), program(40)]
+    llm = ScriptedLLM(replies, cycle=True, model="local/x")  # in call order: one step asks all six
+    store = tmp_path / "runs.sqlite"
+    result = llmopt.evolve(evaluator, INITIAL, description=DESCRIPTION, model=llm, steps=2, proposals_per_step=6,
+                           max_rounds=1, store=store, workers=2, progress=False,
+                           limits=Limits(wall_s=3, cpu_s=3, memory_mb=512))
+    assert result.stop_reason.value == "max_steps"
+    failed = [t for t in result.history if t.state is TrialState.FAILED]
+    assert len(failed) == len(HOSTILE_REPLIES)  # each once: the second step's copies are duplicates
+    assert all(t.error and "\n" not in t.error and t.text for t in failed)
+    assert {t.value for t in result.history if t.state is TrialState.COMPLETE} == {1.0, 30.0, 40.0}
+    with RunStore(store) as s:
+        assert len(s.trials(s.runs()[0].id)) == len(list(result.history))

@@ -12,6 +12,7 @@ isolated process (:mod:`llmopt.programs.sandbox`), on a thread pool that only wa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -52,10 +53,10 @@ def evolve(evaluator: str | Stage | Sequence[str | Stage], initial: str, *, desc
     problem = ProgramProblem(evaluator, initial, description=description, direction=direction, name=problem_name,
                              **options)
     chosen = make_proposer(proposer, model, problem, proposer_options=proposer_options, **(llm_settings or {}))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext() as pool:
         return run_problem(problem, chosen, budget or Budget(max_steps=steps, **budget_options), seed=seed,
                            store=store, name=name, resume=resume, proposals_per_step=proposals_per_step,
-                           max_rounds=max_rounds, progress=progress, executor=pool if workers > 1 else None)
+                           max_rounds=max_rounds, progress=progress, executor=pool)
 
 
 def _kwargs(items: Sequence[str] | None) -> dict[str, Any]:
