@@ -33,6 +33,7 @@ from harness import FAKE_RUN, run_script, snapshot  # noqa: E402
 settings.register_profile("ci", deadline=None, database=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", parent=settings.get_profile("ci"), max_examples=20)
+settings.register_profile("deep", parent=settings.get_profile("ci"), max_examples=1000)  # a longer hunt
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: the environment variable the loopback servers' fake API key is read from
@@ -47,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 SLOW_FIXTURES = frozenset({"embedded_model", "llama_server", "reference_run"})
 #: the tests of the embedded model share one worker under pytest-xdist (one model load a session)
 MODEL_FIXTURES = frozenset({"embedded_model", "llama_server"})
+#: Modules whose module-scoped fixtures take seconds (a store made by runs, a report drawn): their tests
+#: stay on one xdist worker, so the fixture is made once, not once per worker (~15 s of the suite).
+ONE_WORKER_MODULES = frozenset({"test_report_html", "test_faults", "test_stored_read"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -57,8 +61,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         used = set(getattr(item, "fixturenames", ()))
         if SLOW_FIXTURES & used:
             item.add_marker(pytest.mark.slow)
-        if MODEL_FIXTURES & used or getattr(getattr(item, "module", None), "__name__", "") == "test_local":
+        module = getattr(getattr(item, "module", None), "__name__", "")
+        if MODEL_FIXTURES & used or module == "test_local":
             item.add_marker(pytest.mark.xdist_group("embedded-model"))
+        elif module in ONE_WORKER_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))
         if "live" in item.keywords and not config.getoption("--live"):
             item.add_marker(skip)
     items.sort(key=run_order)
@@ -69,7 +76,7 @@ def run_order(item: pytest.Item) -> int:
     collection order within each). Under ``--dist loadgroup`` the model's group (a few minutes on
     one worker) starts at once while the other worker takes the rest, and the last tests handed
     out are short ones, so the two workers finish together instead of one waiting on a long tail."""
-    if any(mark.name == "xdist_group" for mark in item.iter_markers()):
+    if any(mark.name == "xdist_group" and mark.args == ("embedded-model",) for mark in item.iter_markers()):
         return 0
     return 1 if item.get_closest_marker("slow") else 2
 

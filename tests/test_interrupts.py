@@ -45,7 +45,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path, openai_serv
     store, full = tmp_path / "runs.db", tmp_path / "full.db"
     server = openai_server(slow)
     args = ["-m", "llmopt.cli", "run", "linreg", "--model", "openai/slow", "--api-base", server.api_base,
-            "--api-key-env", "FAKE_KEY", "--structured", "off", "--steps", "8", "--no-stop-when-solved",
+            "--api-key-env", "FAKE_KEY", "--structured", "off", "--steps", "4", "--no-stop-when-solved",
             "--quiet", "--name", "r"]
     env = {"FAKE_KEY": "sk-fake-00000000"}
     proc = spawn(*args, "--store", str(store), env=env)

@@ -81,10 +81,10 @@ def test_opro_against_llama_cpp_server_on_loopback(tmp_path, llama_server: str) 
     """The server path Ollama, vLLM and llama.cpp-server users take: openai/<name> + api_base."""
     store = RunStore(tmp_path / "r.db")
     llm = LLM.from_model("openai/smollm2", api_base=llama_server, api_key="sk-no-key", max_tokens=48)
-    opt, result = run(store, "server", llm, structured="json_object")  # llama.cpp's server style
+    opt, result = run(store, "server", llm, steps=1, structured="json_object")  # llama.cpp's server style
     assert result.stop_reason is StopReason.MAX_STEPS and result.usage.failed_calls == 0
     llm_trials = [t for t in result.history if t.source == "llm:openai/smollm2"]
-    assert len(llm_trials) == result.usage.calls >= 16
+    assert len(llm_trials) == result.usage.calls >= 8  # a call per proposal: 8 a step at least
     assert sum(t.state is TrialState.INVALID for t in llm_trials) <= len(llm_trials) // 4
     assert result.usage.unpriced_calls == result.usage.calls  # litellm has no price for it: unknown, not $0
     # the server ignores n > 1 but honours a per-call seed: samples are separate seeded calls

@@ -10,7 +10,7 @@ from llmopt.cli.run_options import parse_cell
 from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import parse_seeds
 from llmopt.experiments.grouping import collect_runs
-from llmopt.experiments.plot import X_AXES, write_figures
+from llmopt.experiments.plot import FORMATS, X_AXES, write_figures
 from llmopt.store import DEFAULT_STORE, RunStore
 
 
@@ -39,11 +39,14 @@ per configuration with a band over its seeds.
         p.add_argument("--out", default="figures", help="directory for the figures (default: figures)")
         p.add_argument("--x", nargs="+", choices=X_AXES, default=["step", "evals"], metavar="AXIS",
                        help="x axes of the best-so-far figures: step, evals, tokens, usd, seconds (default: step evals)")
+        p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS), metavar="FORMAT",
+                       help="the files each figure is written as: png, svg (default: both; one alone takes half "
+                            "the time)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         collected, _ = selected_runs(args)
-        for path in write_figures(collected, args.out, args.x):
+        for path in write_figures(collected, args.out, args.x, formats=tuple(args.formats)):
             print(f"wrote {path}")
         return 0
 
