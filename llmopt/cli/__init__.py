@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
 import shlex
 import sys
 from typing import Any, Sequence
@@ -32,7 +31,7 @@ from llmopt.experiments.runs import UsageError, execute, open_run, prepare_run
 from llmopt.history import TrialState
 from llmopt.llm import LLMConfigError
 from llmopt.plugins import entry_points
-from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError
+from llmopt.store import DEFAULT_STORE, RunExistsError, StoreError, open_store, store_exists
 
 
 def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[str, Any, argparse.ArgumentParser]]:
@@ -101,7 +100,7 @@ def resume_command(command: str, name: str) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     problem, proposer, budget = prepare_run(args)
-    with RunStore(args.store) as store:
+    with open_store(args.store) as store:
         try:
             opt = open_run(args, store, problem, proposer, budget)
         except RunExistsError as exc:
@@ -127,9 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    if not os.path.exists(args.store):
+    if not store_exists(args.store):
         raise UsageError(f"no store at {args.store}")
-    with RunStore(args.store, readonly=True) as store:
+    with open_store(args.store, readonly=True) as store:
         if args.name is None:
             print(format_table(runs_table(store)))
         else:
