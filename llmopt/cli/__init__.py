@@ -18,6 +18,7 @@ from llmopt.cli.compare import CompareCommand
 from llmopt.cli.plot import PlotCommand
 from llmopt.cli.report import ReportCommand
 from llmopt.cli.run_options import Parser, add_run_arguments, chosen_proposer
+from llmopt.cli.store import StoreCommand
 from llmopt.experiments.report import (
     format_table,
     most_common_failure,
@@ -69,7 +70,8 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = Parser, proposer:
     baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
     for _, plugin, bp in plugin_commands(baselines, "llmopt.baselines"):
         plugin.add_arguments(bp)
-    for name, command in (("compare", CompareCommand), ("plot", PlotCommand), ("report", ReportCommand)):
+    for name, command in (("compare", CompareCommand), ("plot", PlotCommand), ("report", ReportCommand),
+                          ("store", StoreCommand)):
         cp = sub.add_parser(name, help=command.HELP, description=command.__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         cp.set_defaults(plugin=command)

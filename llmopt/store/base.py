@@ -271,13 +271,15 @@ class StoreBase:
         rows = self._read("SELECT * FROM cache WHERE key > ? ORDER BY key LIMIT ?", (after, limit))
         return [{k: r[k] for k in r.keys()} for r in rows]
 
-    def insert_rows(self, table: str, rows: list[dict[str, Any]], run_id: int | None = None) -> None:
-        """Add stored rows as they are (``store copy``), ``run_id`` set where given; existing keys are kept."""
+    def insert_rows(self, table: str, rows: list[dict[str, Any]], run_id: int | None = None,
+                    keep_existing: bool = True) -> None:
+        """Add stored rows as they are (``store copy``), ``run_id`` set where given; a row whose key is
+        there already is skipped (``keep_existing``) or the driver's integrity error."""
         if not rows:
             return
         names = list(rows[0]) + (["run_id"] if run_id is not None else [])
         sql = (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-               " ON CONFLICT DO NOTHING")
+               + (" ON CONFLICT DO NOTHING" if keep_existing else ""))
         extra = (run_id,) if run_id is not None else ()
         self._write_many(sql, [tuple(row[n] for n in names[:len(rows[0])]) + extra for row in rows])
 
