@@ -21,6 +21,7 @@ from fakes import scripted_llm
 from harness import assert_one_line_error
 from pg_server import pg_server, pg_url  # noqa: F401  (fixtures)
 
+import llmopt
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer
 from llmopt.cli import main
 from llmopt.store import RunBusyError, open_store
@@ -209,8 +210,9 @@ def test_reading_a_missing_database_or_server_is_one_line_and_creates_nothing(pg
 
 
 def test_the_command_line_runs_shows_and_exports_a_postgresql_store(pg_url: str, capsys) -> None:
+    secret = pg_url.replace("postgres@", "postgres:s3cret@")  # the test server trusts: any password will do
     assert main(["run", "linreg", "--proposer", "random", "--steps", "2", "--no-stop-when-solved", "--quiet",
-                 "--store", pg_url, "--name", "cli"]) == 0
+                 "--store", secret, "--name", "cli"]) == 0
     capsys.readouterr()
     assert main(["show", "--store", pg_url]) == 0
     assert "cli" in capsys.readouterr().out
@@ -219,7 +221,34 @@ def test_the_command_line_runs_shows_and_exports_a_postgresql_store(pg_url: str,
     assert main(["export", "--store", pg_url, "--table", "trials", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     with open_store(pg_url, readonly=True) as store:
-        assert len(lines) == 1 + len(store.trials(store.get_run("cli").id)) > 1
+        run = store.get_run("cli")
+        assert len(lines) == 1 + len(store.trials(run.id)) > 1
+        assert f"--store {pg_url} " in run.versions["command"] and "s3cret" not in str(run.versions)
+
+
+def test_minimize_takes_a_url(pg_url: str) -> None:
+    schema = {"type": "object", "required": ["x"], "properties": {"x": {"type": "integer", "minimum": -5, "maximum": 5}}}
+    result = llmopt.minimize(lambda v: (v["x"] - 2) ** 2, schema, proposer="random", steps=2, store=pg_url,
+                             name="fn", progress=False)
+    with open_store(pg_url, readonly=True) as store:
+        stored = {t.number: t.value for t in store.trials(store.get_run("fn").id)}
+    assert stored == {t.number: t.value for t in result.history} and len(stored) > 2
+
+
+def _close_in_child(store: Any) -> None:
+    store.close()  # what a forked worker's exit may do to the copy of its parent's store
+
+
+def test_a_forked_child_never_ends_its_parents_session(pg_url: str) -> None:
+    with open_store(pg_url) as store:
+        store.create_run("p", "linreg", {}, {})
+        child = multiprocessing.get_context("fork").Process(target=_close_in_child, args=(store,))
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0
+        assert [r.name for r in store.runs()] == ["p"]  # the parent's connection still works
+        with open_store(pg_url, readonly=True) as other:
+            assert other.run_status(other.get_run("p")) == "running"  # and still owns its run
 
 
 def _writer(location: str, index: int, steps: int) -> None:

@@ -33,6 +33,7 @@ from llmopt.history import TrialState
 from llmopt.llm import LLMConfigError
 from llmopt.plugins import entry_points
 from llmopt.store import DEFAULT_STORE, RunExistsError, StoreError, open_store, store_exists
+from llmopt.store.url import redact, redact_words
 
 
 def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[str, Any, argparse.ArgumentParser]]:
@@ -106,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             opt = open_run(args, store, problem, proposer, budget)
         except RunExistsError as exc:
-            raise StoreError(f"run {exc.name!r} already exists in {args.store}: resume it with  "
+            raise StoreError(f"run {exc.name!r} already exists in {redact(args.store)}: resume it with  "
                              f"{resume_command(args.command_line, exc.name)}  or pick another --name") from None
         result = execute(opt, args)
         print(format_table(run_summary(result, problem), header=False))
@@ -144,7 +145,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 print(f"\n{validated}")
             status, detail = store.run_status(run), run.stop_detail or ""
             if run.status == "running" and status == "interrupted":  # its process died (see RunStore)
-                where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
+                where = "" if args.store == DEFAULT_STORE else f" --store {redact(args.store)}"
                 started = run.versions.get("command") or f"llmopt run {run.problem} ...{where}"  # older runs: "..."
                 detail = (f"its process ended without recording a stop (killed or crashed); resume with  "
                           f"{resume_command(started, run.name)}")
@@ -158,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(proposer=chosen_proposer(words))
     args = parser.parse_args(words)
-    args.command_line = shlex.join(["llmopt", *words])  # recorded with a run: its resume hint, whole
+    args.command_line = shlex.join(["llmopt", *redact_words(words)])  # recorded: its resume hint (no password)
     try:
         if args.command == "run":
             return cmd_run(args)

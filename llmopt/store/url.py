@@ -15,7 +15,10 @@ def is_url(location: Any) -> bool:
 
 
 def redact(url: str) -> str:
-    """``url`` without its password (in the user part or as a ``password=`` parameter): what messages show."""
+    """``url`` without its password (in the user part or as a ``password=`` parameter): what messages
+    show and what a run records of its command line (anything that is not a URL is returned as is)."""
+    if not is_url(url):
+        return url
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:
@@ -32,3 +35,12 @@ class StoreURL(str):
     @property
     def stem(self) -> str:
         return urllib.parse.urlsplit(self).path.lstrip("/") or "store"
+
+
+def redact_words(words: list[str]) -> list[str]:
+    """A command line's words with every store URL's password taken out (``--store=URL`` too)."""
+    out = []
+    for word in words:
+        flag, eq, value = word.partition("=")
+        out.append(f"{flag}={redact(value)}" if eq and flag.startswith("--") else redact(word))
+    return out
