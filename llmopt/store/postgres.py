@@ -96,7 +96,10 @@ class PostgresStore(AdvisoryLocks, StoreBase):
         return db
 
     def _detach(self) -> None:
-        """In a forked child: let go of the parent's connection without touching its session."""
+        """In a forked child: let go of the parent's connection without touching its session (a closed
+        one's socket number may belong to another file by now: it is left alone)."""
+        if self._db.closed:
+            return
         self._claims.clear()
         self._forked = True
         with contextlib.suppress(OSError):
@@ -200,3 +203,4 @@ class PostgresStore(AdvisoryLocks, StoreBase):
                         self.release(name)
             self._claims.clear()
             self._db.close()
+            _OPEN_STORES.discard(self)
