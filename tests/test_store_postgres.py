@@ -274,3 +274,9 @@ def test_eight_processes_write_eight_runs_into_one_store(tmp_path: Path, request
             numbers = [t.number for t in store.trials(run.id)]
             assert numbers == list(range(len(numbers))) and len(numbers) > 3, run.name  # each trial once
             assert store.run_status(run) == "finished"
+
+
+def test_without_psycopg_a_url_is_one_line_naming_the_extra(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an install without the driver sees
+    assert main(["show", "--store", "postgresql://me@127.0.0.1/db"]) == 2
+    assert_one_line_error(capsys.readouterr().err, 'pip install "llmopt[postgres]"')
