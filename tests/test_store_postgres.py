@@ -24,6 +24,7 @@ from pg_server import pg_server, pg_url  # noqa: F401  (fixtures)
 import llmopt
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer
 from llmopt.cli import main
+from llmopt.experiments.grid import load_grid
 from llmopt.store import RunBusyError, open_store
 from llmopt.store.copy import RUN_TABLES
 from problems.linear_regression.problem import LinearRegression
@@ -280,3 +281,12 @@ def test_without_psycopg_a_url_is_one_line_naming_the_extra(monkeypatch, capsys)
     monkeypatch.setitem(sys.modules, "psycopg", None)  # what an install without the driver sees
     assert main(["show", "--store", "postgresql://me@127.0.0.1/db"]) == 2
     assert_one_line_error(capsys.readouterr().err, 'pip install "llmopt[postgres]"')
+
+
+def test_a_grid_file_may_name_a_postgresql_store(tmp_path: Path) -> None:
+    grid = tmp_path / "g.toml"
+    grid.write_text('store = "postgresql://me@db.example/runs"\nseeds = 1\n[problems.linreg]\n[configs.random]\n'
+                    'proposer = "random"\n')
+    assert load_grid(grid).store == "postgresql://me@db.example/runs"  # not made relative to the grid's folder
+    grid.write_text(grid.read_text().replace("postgresql://me@db.example/runs", "near.db"))
+    assert load_grid(grid).store == str(tmp_path / "near.db")

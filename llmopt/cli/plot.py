@@ -11,7 +11,7 @@ from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import parse_seeds
 from llmopt.experiments.grouping import collect_runs
 from llmopt.experiments.plot import X_AXES, write_figures
-from llmopt.store import DEFAULT_STORE, open_store, store_exists
+from llmopt.store import DEFAULT_STORE, is_url, open_store, store_exists
 
 
 class PlotCommand:
@@ -49,7 +49,9 @@ per configuration with a band over its seeds.
 
 
 def _is_store(path: str) -> bool:
-    """A SQLite file (a run store), told by its header, not its name."""
+    """A PostgreSQL store's URL, or a SQLite file (a run store), told by its header, not its name."""
+    if is_url(path):
+        return True
     try:
         with open(path, "rb") as f:
             return f.read(16) == b"SQLite format 3\x00"
