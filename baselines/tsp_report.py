@@ -16,7 +16,7 @@ from baselines import tsp as solvers
 from llmopt.experiments.compare import Reference
 from llmopt.experiments.report import format_table, stored_history
 from llmopt.problem import gap_pct
-from llmopt.store.sqlite import RunStore
+from llmopt.store import open_store
 from problems.data import tsplib_file
 from problems.tsp.instances import TSPInstance, random_instance, read_tour, read_tsplib, tour_length
 from problems.tsp.problem import TravellingSalesman
@@ -46,7 +46,7 @@ def store_rows(store_path: str, columns: dict[str, list[str]]) -> dict[str, dict
     """Best gap of every stored TSP run whose instance is one of the table's, by proposer."""
     wanted = {name: column for column, names in columns.items() for name in names}
     out: dict[str, dict[str, Cell]] = defaultdict(lambda: defaultdict(list))
-    with RunStore(store_path, readonly=True) as store:
+    with open_store(store_path, readonly=True) as store:
         for run in store.runs():
             problem = run.config.get("problem", {})
             column = wanted.get(problem.get("instance"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
 import shlex
 import sys
 from typing import Any, Sequence
@@ -19,6 +18,7 @@ from llmopt.cli.compare import CompareCommand
 from llmopt.cli.plot import PlotCommand
 from llmopt.cli.report import ReportCommand
 from llmopt.cli.run_options import Parser, add_run_arguments, chosen_proposer
+from llmopt.cli.store import StoreCommand
 from llmopt.experiments.report import (
     format_table,
     most_common_failure,
@@ -32,7 +32,8 @@ from llmopt.experiments.runs import UsageError, execute, open_run, prepare_run
 from llmopt.history import TrialState
 from llmopt.llm import LLMConfigError
 from llmopt.plugins import entry_points
-from llmopt.store import DEFAULT_STORE, RunExistsError, RunStore, StoreError
+from llmopt.store import DEFAULT_STORE, RunExistsError, StoreError, open_store, store_exists
+from llmopt.store.url import redact, redact_words
 
 
 def plugin_commands(parent: argparse.ArgumentParser, group: str) -> list[tuple[str, Any, argparse.ArgumentParser]]:
@@ -70,7 +71,8 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = Parser, proposer:
     baselines = sub.add_parser("baselines", help="classical baselines of a problem, as a table")
     for _, plugin, bp in plugin_commands(baselines, "llmopt.baselines"):
         plugin.add_arguments(bp)
-    for name, command in (("compare", CompareCommand), ("plot", PlotCommand), ("report", ReportCommand)):
+    for name, command in (("compare", CompareCommand), ("plot", PlotCommand), ("report", ReportCommand),
+                          ("store", StoreCommand)):
         cp = sub.add_parser(name, help=command.HELP, description=command.__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         cp.set_defaults(plugin=command)
@@ -101,11 +103,11 @@ def resume_command(command: str, name: str) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     problem, proposer, budget = prepare_run(args)
-    with RunStore(args.store) as store:
+    with open_store(args.store) as store:
         try:
             opt = open_run(args, store, problem, proposer, budget)
         except RunExistsError as exc:
-            raise StoreError(f"run {exc.name!r} already exists in {args.store}: resume it with  "
+            raise StoreError(f"run {exc.name!r} already exists in {redact(args.store)}: resume it with  "
                              f"{resume_command(args.command_line, exc.name)}  or pick another --name") from None
         result = execute(opt, args)
         print(format_table(run_summary(result, problem), header=False))
@@ -127,9 +129,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    if not os.path.exists(args.store):
+    if not store_exists(args.store):
         raise UsageError(f"no store at {args.store}")
-    with RunStore(args.store, readonly=True) as store:
+    with open_store(args.store, readonly=True) as store:
         if args.name is None:
             print(format_table(runs_table(store)))
         else:
@@ -143,7 +145,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 print(f"\n{validated}")
             status, detail = store.run_status(run), run.stop_detail or ""
             if run.status == "running" and status == "interrupted":  # its process died (see RunStore)
-                where = "" if args.store == DEFAULT_STORE else f" --store {args.store}"
+                where = "" if args.store == DEFAULT_STORE else f" --store {redact(args.store)}"
                 started = run.versions.get("command") or f"llmopt run {run.problem} ...{where}"  # older runs: "..."
                 detail = (f"its process ended without recording a stop (killed or crashed); resume with  "
                           f"{resume_command(started, run.name)}")
@@ -157,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(proposer=chosen_proposer(words))
     args = parser.parse_args(words)
-    args.command_line = shlex.join(["llmopt", *words])  # recorded with a run: its resume hint, whole
+    args.command_line = shlex.join(["llmopt", *redact_words(words)])  # recorded: its resume hint (no password)
     try:
         if args.command == "run":
             return cmd_run(args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmopt.store import DEFAULT_STORE, RunStore
+from llmopt.store import DEFAULT_STORE, open_store
 from llmopt.store.export import FORMATS, TABLES, dumps, rows
 
 
@@ -24,7 +24,7 @@ class ExportCommand:
 
     @staticmethod
     def run(args: Any) -> int:
-        with RunStore(args.store, readonly=True) as store:
+        with open_store(args.store, readonly=True) as store:
             text = dumps(rows(store, args.table, args.run), args.format)
         if args.out == "-":
             print(text, end="")

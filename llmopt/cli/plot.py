@@ -11,7 +11,7 @@ from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import parse_seeds
 from llmopt.experiments.grouping import collect_runs
 from llmopt.experiments.plot import FORMATS, X_AXES, write_figures
-from llmopt.store import DEFAULT_STORE, RunStore
+from llmopt.store import DEFAULT_STORE, is_url, open_store, store_exists
 
 
 class PlotCommand:
@@ -52,7 +52,9 @@ per configuration with a band over its seeds.
 
 
 def _is_store(path: str) -> bool:
-    """A SQLite file (a run store), told by its header, not its name."""
+    """A PostgreSQL store's URL, or a SQLite file (a run store), told by its header, not its name."""
+    if is_url(path):
+        return True
     try:
         with open(path, "rb") as f:
             return f.read(16) == b"SQLite format 3\x00"
@@ -76,17 +78,17 @@ def selected_runs(args: argparse.Namespace) -> tuple[Collected, str]:
             raise ValueError("--set, --sweep, --proposers and --models describe a grid: give a grid file or "
                              "--problems, or name runs already in the store without them")
         store = args.store or DEFAULT_STORE
-        if not Path(store).exists():
+        if not store_exists(store):
             raise ValueError(f"no store at {store}")
         seeds = parse_seeds(args.seeds, "--seeds") if args.seeds is not None else None
-        with RunStore(store, readonly=True) as opened:  # only read: nothing is written
+        with open_store(store, readonly=True) as opened:  # only read: nothing is written
             return collect_runs(opened, sources, seeds, with_references=not args.no_references), store
     if len(sources) > 1 or (sources and grid_file is None):
         raise ValueError("give one grid file (or --problems), or run names without a grid")
     args.grid = grid_file
     grid = grid_from_args(args)
     store = args.store or grid.store or DEFAULT_STORE
-    if not Path(store).exists():
+    if not store_exists(store):
         raise ValueError(f"no store at {store}: run `llmopt compare` first")
     collected = collect(grid, store, run=False, parse=parse_cell, with_references=not args.no_references)
     if not any(o.result is not None for o in collected.outcomes):

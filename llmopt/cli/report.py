@@ -11,7 +11,7 @@ from llmopt.cli.compare import CompareCommand, table_options
 from llmopt.cli.plot import selected_runs
 from llmopt.experiments.html import report_html
 from llmopt.experiments.plot import X_AXES
-from llmopt.store import RunStore
+from llmopt.store import open_store
 
 #: Chromium's flags for a headless page from disk: no sandbox (root in containers), no GPU, and none
 #: of its own network traffic (updates, sync, QUIC probes).
@@ -86,7 +86,7 @@ replies, one click away.
         chromium = browser_ready() if args.screenshot else None  # before any work: say what is missing
         options = table_options(args)
         collected, store = selected_runs(args)
-        with RunStore(store, readonly=True) as opened:
+        with open_store(store, readonly=True) as opened:
             page = report_html(collected, opened, options=options, x_axes=args.x, title=args.title)
         out = Path(args.out)
         if out.parent != Path(""):

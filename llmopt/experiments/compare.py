@@ -33,7 +33,7 @@ from llmopt.experiments.stored import run_spend as run_spend
 from llmopt.history import TrialState
 from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem
-from llmopt.store import RunRecord, RunStore
+from llmopt.store import RunRecord, RunStore, open_store
 
 # --- from a cell to the arguments of one run (parsed by llmopt.cli.run_options.parse_cell) ----------
 
@@ -204,7 +204,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, parse: CellParser, with_r
     live: dict[tuple[str, int], tuple[Problem, list[Reference]]] = {}
     out = Collected(grid, [], {},
                     instance=lambda cell: live.get((cell.problem, cell.seed)) or cell_instance(grid, cell, parse))
-    with RunStore(store_path) as store:
+    with open_store(store_path) as store:
         for i, (cell, args, (problem, proposer, budget)) in enumerate(prepared, 1):
             if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):
                 out.references[cell.problem][cell.seed] = references(cell.command, problem)
@@ -262,7 +262,7 @@ def read_grid(grid: Grid, store_path: str, parsed: list[tuple[Cell, Any]], parse
     """Every cell of the grid as stored (:func:`read_run`), in order; nothing is created or written."""
     out = Collected(grid, [], {}, instance=lambda cell: cell_instance(grid, cell, parse))
     older: list[str] = []
-    with RunStore(store_path, readonly=True) as store:
+    with open_store(store_path, readonly=True) as store:
         for cell, args in parsed:
             record = store.find_run(cell.name)
             if record is None:

@@ -33,7 +33,7 @@ from llmopt.metaprompt import MetaPromptConfig
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
 from llmopt.problem import Problem
 from llmopt.proposers import Proposer, registry
-from llmopt.store import RunStore
+from llmopt.store import RunStore, StoreBase, open_store
 
 DEFAULT_DESCRIPTION = "Help me {verb} a function of the input below. I have some inputs and the function values at them."
 
@@ -94,8 +94,8 @@ def run_problem(problem: Problem, proposer: Proposer, budget: Budget, *, seed: i
                 accept_changed_objective: bool = False) -> RunResult:
     """One run of any problem from Python, with its store opened and closed here when given as a path
     (what :func:`minimize` and :func:`llmopt.experiments.programs.evolve` share)."""
-    own_store = store is not None and not isinstance(store, RunStore)
-    run_store = RunStore(os.fspath(store)) if own_store else store  # type: ignore[arg-type]
+    own_store = store is not None and not isinstance(store, StoreBase)
+    run_store = open_store(os.fspath(store)) if own_store else store  # type: ignore[arg-type]
     try:
         if run_store is not None and name is None:
             name = default_run_name(problem, proposer, seed)
@@ -126,7 +126,7 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     Keywords: ``description`` (opens the meta-prompt), ``model`` (default: the embedded model,
     offline), ``proposer`` (a registered name: "llm", "llm-iid", "llm-scs", "evoprompt-ga",
     "evoprompt-de", "random", "optuna:tpe", "optuna:cmaes", a plugin's; or a Proposer), ``steps``
-    (default 50), ``seed``, ``store`` (a SQLite path or RunStore: the run is kept and resumable;
+    (default 50), ``seed``, ``store`` (a SQLite path, a postgresql:// URL or an open store: the run is kept and resumable;
     default: none), ``name``, ``resume`` (refused when the objective's code changed since the run
     began, unless ``accept_changed_objective=True``), ``proposals_per_step``, ``max_rounds``, the budget's
     ``max_evals``, ``max_calls``, ``max_tokens``, ``max_usd``, ``max_seconds``, ``target``,

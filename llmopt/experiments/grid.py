@@ -252,5 +252,7 @@ def load_grid(path: str | Path) -> Grid:
     except tomllib.TOMLDecodeError as exc:
         raise GridError(f"{path}: not valid TOML: {exc}") from None
     grid = grid_from_dict(data, name=path.stem, source=str(path))
-    store = None if grid.store is None or Path(grid.store).is_absolute() else str(path.parent / grid.store)
+    # a relative store path is the grid file's neighbour; an absolute one, or a URL (postgresql://), is as given
+    relative = grid.store is not None and "://" not in grid.store and not Path(grid.store).is_absolute()
+    store = str(path.parent / grid.store) if relative else None  # type: ignore[operator]
     return replace(grid, base=str(path.parent), store=store or grid.store)

@@ -16,6 +16,7 @@ import os
 from dataclasses import asdict
 from typing import Any, Iterable, Sequence
 
+from llmopt.store.location import open_store
 from llmopt.store.sqlite import RunStore
 
 TABLES = ("trials", "calls", "steps", "validations", "facts", "runs")
@@ -62,5 +63,5 @@ def load(store: str | os.PathLike[str], table: str = "trials", runs: Sequence[st
         import pandas as pd
     except ImportError:
         raise ImportError("llmopt.load needs pandas: pip install pandas (or use llmopt export)") from None
-    with RunStore(store, readonly=True) as s:
+    with open_store(store, readonly=True) as s:
         return pd.DataFrame(rows(s, table, runs))

@@ -50,7 +50,7 @@ from llmopt.llm.client import LLM
 from llmopt.optimizer import Optimizer
 from llmopt.problem import Problem
 from llmopt.proposers.base import Proposal, Proposer
-from llmopt.store import RunStore
+from llmopt.store import RunStore, open_store
 from llmopt.testing.contract import _named
 from llmopt.testing.scripted import ScriptedLLM
 from llmopt.testing.strategies import ContractViolation
@@ -307,12 +307,12 @@ def _resumed(case: ProposerCase, path: Path, *, steps: int | None = None,
              stop: Callable[[Any, Any], None] | None = None) -> _Run:
     """A run cut short (after ``steps`` steps, or by ``stop``), then resumed to the end from the
     store by fresh objects (a new store connection, problem, model and proposer)."""
-    with RunStore(path) as store:
+    with open_store(path) as store:
         cut = _run(case, store=store, steps=steps, stop=stop)
     if stop is not None and cut.result.stop_reason is not StopReason.INTERRUPTED:
         raise ContractViolation(RESUME, f"the run ended ({cut.result.stop_reason.value}) before it could be "
                                         "interrupted inside a step: give the case more steps")
-    with RunStore(path) as store:
+    with open_store(path) as store:
         return _run(case, store=store, resume=True)
 
 
@@ -322,7 +322,7 @@ def check_resume(case: ProposerCase, directory: str | Path | None = None) -> Non
     run. ``directory``: where the stores go (a temporary directory otherwise)."""
     cut = max(1, case.steps // 2)
     with _directory(directory) as where, _named(RESUME):
-        with RunStore(where / "whole.db") as store:
+        with open_store(where / "whole.db") as store:
             whole = _rows(_run(case, store=store).trials)
         ways = {f"stopped after step {cut} and resumed": _resumed(case, where / "boundary.db", steps=cut),
                 f"interrupted inside step {cut + 1} and resumed": _resumed(case, where / "inside.db",
@@ -338,7 +338,7 @@ def check_resume(case: ProposerCase, directory: str | Path | None = None) -> Non
 
 def _stored_run(case: ProposerCase, prop: str, directory: str | Path | None) -> _Run:
     """One run of ``case`` with a store (in ``directory``, else a temporary one)."""
-    with _directory(directory) as where, _named(prop), RunStore(where / "runs.db") as store:
+    with _directory(directory) as where, _named(prop), open_store(where / "runs.db") as store:
         return _run(case, store=store)
 
 

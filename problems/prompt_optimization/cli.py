@@ -14,7 +14,8 @@ from llmopt.experiments.report import format_table
 from llmopt.history import TrialState
 from llmopt.llm.flags import key_hint, llm_from_args
 from llmopt.seeding import stream
-from llmopt.store.sqlite import DEFAULT_STORE, RunStore, StoreError, Usage
+from llmopt.store import open_store
+from llmopt.store.sqlite import DEFAULT_STORE, StoreError, Usage
 from llmopt.validation import chosen, validation_scores
 from problems.prompt_optimization.data import DataError, Example, Task, load_task
 from problems.prompt_optimization.instructions import FIXED_INSTRUCTIONS
@@ -189,7 +190,7 @@ class Evaluate:
             raise ValueError(str(exc)) from None
         scorer = make_scorer(args)
         scorer.llm.check_credentials(key_hint=key_hint(SCORER))  # no API key: refused before the store is made
-        with RunStore(args.store) as store:  # the scorer's reply cache
+        with open_store(args.store) as store:  # the scorer's reply cache
             scorer.bind_cache(store.cache())
             rows, usage = [], Usage()
             for name, split, task in datasets:
@@ -218,7 +219,7 @@ class Evaluate:
 def _instructions(args: argparse.Namespace) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if args.run:
-        with RunStore(args.store, readonly=True) as store:
+        with open_store(args.store, readonly=True) as store:
             run = store.get_run(args.run)
             scored = store.trials(run.id, states=[TrialState.COMPLETE])
             rows = store.validations(run.id)
