@@ -59,6 +59,7 @@ def add_run_arguments(p: argparse.ArgumentParser, proposer: str = registry.DEFAU
     g.add_argument("--dask-scheduler", help="address of a running Dask scheduler (default: a LocalCluster)")
     _add_budget_arguments(p)
     _add_validation_arguments(p)
+    add_tracking_arguments(p.add_argument_group("tracking"))
     model = p.add_argument_group("model")
     add_model_arguments(model, model_aliases=("--optimizer",))
     p.set_defaults(temperature=None)  # not given: the model's 1.0; given, refused where it would be replaced
@@ -94,6 +95,17 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
                         "validations without a better validation score)")
     b.add_argument("--no-stop-when-solved", action="store_true",
                    help="keep going after the known optimum is proposed")
+
+
+def add_tracking_arguments(g: Any) -> None:
+    """``--mlflow`` and ``--mlflow-experiment`` (``llmopt run``, and ``llmopt compare`` for every cell)."""
+    g.add_argument("--mlflow", metavar="URI",
+                   help="also log the run to MLflow tracking at URI: a directory (./mlruns), file:///path/mlruns, "
+                        "sqlite:///mlflow.db or http://host:5000 (config as parameters, best so far, calls, tokens "
+                        "and dollars per step as metrics, the best solution and the report as artifacts; "
+                        'needs pip install "llmopt[mlflow]"; see docs/tracking.md)')
+    g.add_argument("--mlflow-experiment", metavar="NAME",
+                   help="the MLflow experiment to log to (default: the problem's name)")
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
@@ -243,6 +255,7 @@ def parse_cell(cell: Cell, grid: Grid | None = None) -> argparse.Namespace:
     except (GridError, UsageError) as exc:
         raise GridError(grid_message(grid, cell, str(exc))) from None
     args.base_dir = cell.base
+    args.mlflow_tags = {"llmopt.grid": cell.grid, "llmopt.cell": cell.name, "llmopt.config": cell.config}  # with --mlflow
     return args
 
 
