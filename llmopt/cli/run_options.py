@@ -57,9 +57,9 @@ def add_run_arguments(p: argparse.ArgumentParser, proposer: str = registry.DEFAU
                         "(default none)")
     g.add_argument("--workers", type=positive_int, help="workers of the executor (default: the pool's own)")
     g.add_argument("--dask-scheduler", help="address of a running Dask scheduler (default: a LocalCluster)")
+    add_tracking_arguments(g)
     _add_budget_arguments(p)
     _add_validation_arguments(p)
-    add_tracking_arguments(p.add_argument_group("tracking"))
     model = p.add_argument_group("model")
     add_model_arguments(model, model_aliases=("--optimizer",))
     p.set_defaults(temperature=None)  # not given: the model's 1.0; given, refused where it would be replaced
@@ -99,13 +99,8 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_tracking_arguments(g: Any) -> None:
     """``--mlflow`` and ``--mlflow-experiment`` (``llmopt run``, and ``llmopt compare`` for every cell)."""
-    g.add_argument("--mlflow", metavar="URI",
-                   help="also log the run to MLflow tracking at URI: a directory (./mlruns), file:///path/mlruns, "
-                        "sqlite:///mlflow.db or http://host:5000 (config as parameters, best so far, calls, tokens "
-                        "and dollars per step as metrics, the best solution and the report as artifacts; "
-                        'needs pip install "llmopt[mlflow]"; see docs/tracking.md)')
-    g.add_argument("--mlflow-experiment", metavar="NAME",
-                   help="the MLflow experiment to log to (default: the problem's name)")
+    g.add_argument("--mlflow", metavar="URI", help="also log the run to MLflow at URI (see docs/tracking.md)")
+    g.add_argument("--mlflow-experiment", metavar="NAME", help="its MLflow experiment (default: the problem)")
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
