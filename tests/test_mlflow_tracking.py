@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 import llmopt
 from llmopt.cli import main
-from llmopt.experiments.tracking import MISSING, PARAM_LIMIT, flatten
+from llmopt.experiments.tracking import HTTP_DEFAULTS, MISSING, PARAM_LIMIT, flatten, mlflow_settings
 from llmopt.history import TrialState
 from llmopt.store import RunStore
 from llmopt.testing import ScriptedLLM
@@ -22,6 +23,13 @@ mlflow_tracking = pytest.importorskip("mlflow.tracking", reason="the mlflow extr
 
 SCHEMA = {"type": "object", "properties": {"x": {"type": "integer", "minimum": -20, "maximum": 20}}, "required": ["x"]}
 STEP_METRICS = ("best_so_far", "evaluations", "calls", "prompt_tokens", "completion_tokens", "usd")
+
+
+@pytest.fixture(autouse=True)
+def read_back_directory_stores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' own client reads the directory stores (MLflow 3 asks for the opt-in; llmopt sets
+    it only around its own calls)."""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
 def square(s: dict[str, int]) -> float:
@@ -207,3 +215,35 @@ def test_params_are_flattened_and_cut_at_mlflows_limit() -> None:
     assert params["a.b"] == "1" and params["a.c"] == "[1, 2]" and params["none"] == "null"
     assert len(params["long"]) == PARAM_LIMIT and params["long"].endswith("...")
     assert params["odd key_"] == "true"
+
+
+def test_mlflows_settings_are_llmopts_only_while_it_logs(tmp_path: Path, monkeypatch) -> None:
+    """The directory-store opt-in and the short HTTP retries are set around llmopt's own calls, the
+    user's values win, and the process's environment is as it was after a run."""
+    for key in ("MLFLOW_ALLOW_FILE_STORE", *HTTP_DEFAULTS):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    with mlflow_settings(str(tmp_path / "mlruns")):
+        assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true" and os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    with mlflow_settings("http://127.0.0.1:5000"):
+        assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+    llmopt.minimize(square, SCHEMA, proposer="random", steps=1, progress=False, mlflow=str(tmp_path / "mlruns"))
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ and "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert only_run(tmp_path / "mlruns", "function").info.status == "FINISHED"
+
+
+def test_a_server_that_is_not_there_is_one_line_before_anything_is_created(tmp_path: Path, monkeypatch,
+                                                                           capsys) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the user's setting wins: no retries here
+    store = tmp_path / "runs.db"
+    code = main(["run", "linreg", "--proposer", "random", "--steps", "2", "--store", str(store), "--quiet",
+                 "--mlflow", "http://127.0.0.1:9"])  # the discard port: nothing listens
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("llmopt: error: --mlflow http://127.0.0.1:9: ") and err.count("\n") == 1
+    assert not store.exists()
+    code = main(["run", "linreg", "--proposer", "random", "--store", str(store), "--mlflow", "nosuch://x"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("llmopt: error: --mlflow nosuch://x: ") and err.count("\n") == 1

@@ -16,6 +16,7 @@ middle of a run (a server gone) is said once on stderr and never stops the run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -34,6 +35,12 @@ from llmopt.problem import Direction
 MISSING = '--mlflow needs MLflow: pip install "llmopt[mlflow]"'
 PARAM_LIMIT = 500  # MLflow's historical limit on a parameter's value (newer servers take more; old ones refuse)
 TAG_LIMIT = 5000
+#: MLflow's settings for llmopt's own requests, unless the user set them: a server that is gone is
+#: given up on in seconds, not after MLflow's default 7 retries (4 minutes measured against a closed
+#: port); MLflow 3 keeps its directory store for those who opt in, and naming a directory is that.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+FILE_STORE_OPT_IN = {"MLFLOW_ALLOW_FILE_STORE": "true"}
 _KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /:")
 
 
@@ -62,14 +69,25 @@ def tracking_of(args: Any) -> Tracking | None:
 
 
 def resolved_uri(uri: str) -> str:
-    """A plain directory as a ``file://`` URI. MLflow 3 keeps its file store only for those who
-    opt in (``MLFLOW_ALLOW_FILE_STORE``): a user who names a directory has opted in, so the
-    variable is set for this process (unless the user set it already)."""
+    """A plain directory as a ``file://`` URI (absolute: a later ``cd`` changes nothing)."""
     if "://" not in uri and not uri.startswith("sqlite:"):
         uri = "file://" + os.path.abspath(uri)
-    if uri.startswith("file:"):
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return uri
+
+
+@contextlib.contextmanager
+def mlflow_settings(uri: str) -> Iterator[None]:
+    """:data:`HTTP_DEFAULTS` (and, for a directory store, :data:`FILE_STORE_OPT_IN`) in the
+    environment while llmopt talks to MLflow (MLflow reads them per request), the user's own
+    values kept; the process's environment is as it was afterwards."""
+    wanted = {**HTTP_DEFAULTS, **(FILE_STORE_OPT_IN if resolved_uri(uri).startswith("file:") else {})}
+    added = {k: v for k, v in wanted.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def client_for(uri: str) -> Any:
@@ -79,17 +97,21 @@ def client_for(uri: str) -> Any:
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise ImportError(MISSING) from None
-    return MlflowClient(tracking_uri=resolved_uri(uri))
+    try:
+        return MlflowClient(tracking_uri=resolved_uri(uri))
+    except Exception as exc:  # a scheme MLflow does not know
+        raise ValueError(f"--mlflow {uri}: {_one_line(exc)}") from None
 
 
 def check(tracking: Tracking, problem: str) -> None:
     """Before anything is created or spent: MLflow is installed (ImportError, :data:`MISSING`) and
     the tracking URI takes the experiment (ValueError, one line)."""
-    client = client_for(tracking.uri)
-    try:
-        experiment_id(client, tracking.experiment_for(problem))
-    except Exception as exc:  # a bad URI, an unreachable server: MLflow's own words, on one line
-        raise ValueError(f"--mlflow {tracking.uri}: {_one_line(exc)}") from None
+    with mlflow_settings(tracking.uri):
+        client = client_for(tracking.uri)  # ImportError: the install line
+        try:
+            experiment_id(client, tracking.experiment_for(problem))
+        except Exception as exc:  # a bad URI, an unreachable server: MLflow's own words, on one line
+            raise ValueError(f"--mlflow {tracking.uri}: {_one_line(exc)}") from None
 
 
 def experiment_id(client: Any, name: str) -> str:
@@ -333,7 +355,8 @@ class RunTracker:
         if self.broken:
             return
         try:
-            action()
+            with mlflow_settings(self.tracking.uri):
+                action()
         except Exception as exc:  # the store is the record: tracking never stops a run
             self.broken = True
             self.warn(f"llmopt: warning: MLflow tracking ({self.tracking.uri}) failed and stops for this run; "
@@ -364,7 +387,9 @@ def run_tracked(opt: Optimizer, tracking: Tracking | None, run: Callable[[Callab
     ``tracking`` is given: each step after ``on_step``, the end whatever way the run ends."""
     if tracking is None:
         return run(on_step)
-    tracker = RunTracker(client_for(tracking.uri), tracking, warn)
+    with mlflow_settings(tracking.uri):
+        client = client_for(tracking.uri)
+    tracker = RunTracker(client, tracking, warn)
     tracker.start(opt)
 
     def step(o: Optimizer) -> None:
