@@ -158,6 +158,18 @@ def test_interrupted_then_resumed_run_is_one_mlflow_run_without_duplicate_points
     assert history(root, run.info.run_id, "best_so_far") == best
 
 
+def test_a_new_run_of_the_same_name_in_a_store_made_again_is_a_new_mlflow_run(tmp_path: Path) -> None:
+    root, store = tmp_path / "mlruns", tmp_path / "runs.db"
+    options: dict[str, Any] = dict(proposer="random", steps=1, store=store, name="r", progress=False, mlflow=str(root))
+    llmopt.minimize(square, SCHEMA, **options)
+    store.unlink()
+    llmopt.minimize(square, SCHEMA, **options)
+    c = client(root)
+    runs = c.search_runs([c.get_experiment_by_name("function").experiment_id])
+    assert len(runs) == 2 and {r.data.tags["llmopt.run_name"] for r in runs} == {"r"}
+    assert all(len(c.get_metric_history(r.info.run_id, "evaluations")) == 2 for r in runs)  # steps 0 and 1, once
+
+
 def test_without_mlflow_the_flag_is_one_line_before_anything_is_created(tmp_path: Path, monkeypatch, capsys) -> None:
     real_import = builtins.__import__
 

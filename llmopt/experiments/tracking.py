@@ -164,6 +164,8 @@ def run_tags(opt: Optimizer, tracking: Tracking) -> dict[str, str]:
     tags = {"llmopt.version": _version(), "llmopt.problem": opt.problem.name, "llmopt.proposer": proposer_name(config),
             "llmopt.seed": str(opt.seed), "llmopt.store": _store_location(opt), "llmopt.run_name": opt.name or "",
             "llmopt.run_id": "" if record is None else str(record.id), **dict(tracking.tags)}
+    if record is not None:  # with the store and the id: this run, not an earlier one of a store made again
+        tags["llmopt.run_created"] = repr(record.created)
     if model:
         tags["llmopt.model"] = str(model)
     if opt.command:
@@ -236,11 +238,12 @@ class RunTracker:
         self.client.log_text(self.run_id, json.dumps(opt.config(), indent=2, default=str), "config.json")
 
     def _find(self, eid: str, tags: dict[str, str]) -> Any:
-        """The MLflow run of this llmopt run (same store and run name), or None (a new run, or a run
-        without a store, which cannot be resumed)."""
-        if tags["llmopt.store"] == "(no store)" or not tags["llmopt.run_name"]:
+        """The MLflow run of this llmopt run (same store, run name, id in the store and creation
+        time), or None (a new run, or a run without a store, which cannot be resumed)."""
+        if "llmopt.run_created" not in tags or not tags["llmopt.run_name"]:
             return None
-        query = " and ".join(f"tags.`{k}` = '{_quoted(tags[k])}'" for k in ("llmopt.store", "llmopt.run_name"))
+        keys = ("llmopt.store", "llmopt.run_name", "llmopt.run_id", "llmopt.run_created")
+        query = " and ".join(f"tags.`{k}` = '{_quoted(tags[k])}'" for k in keys)
         runs = self.client.search_runs([eid], filter_string=query, max_results=1)
         return runs[0] if runs else None
 
