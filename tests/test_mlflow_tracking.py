@@ -187,6 +187,11 @@ def test_without_mlflow_the_flag_is_one_line_before_anything_is_created(tmp_path
     assert not store.exists() and not (tmp_path / "mlruns").exists()
     with pytest.raises(ImportError, match=r'pip install "llmopt\[mlflow\]"'):
         llmopt.minimize(square, SCHEMA, proposer="random", steps=1, store=store, mlflow=str(tmp_path / "m"), progress=False)
+    evaluator = tmp_path / "ev.py"
+    evaluator.write_text("def evaluate(path):\n    return 1.0\n")
+    with pytest.raises(ImportError, match=r'pip install "llmopt\[mlflow\]"'):
+        llmopt.evolve(f"{evaluator}:evaluate", "x = 1\n", description="d", proposer="random", store=store,
+                      mlflow=str(tmp_path / "m"), progress=False)
     assert not store.exists()
 
 
