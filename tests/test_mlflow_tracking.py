@@ -128,6 +128,27 @@ def test_scripted_model_logs_calls_tokens_and_dollars_per_step(tmp_path: Path) -
     assert history(root, rid, "best_so_far") == expected_points(store, result.name)[1]
 
 
+def stored_calls_after_each_step(store: Path, name: str, steps: int) -> list[tuple[int, float]]:
+    with RunStore(store, readonly=True) as s:
+        calls = [c for c in s.calls(s.get_run(name).id) if c.choice == 0]
+    return [(step, float(sum(1 for c in calls if c.step <= step))) for step in range(steps + 1)]
+
+
+def test_tracking_begun_on_a_resume_logs_the_earlier_steps_from_the_store(tmp_path: Path) -> None:
+    root, store = tmp_path / "mlruns", tmp_path / "runs.db"
+    llm = ScriptedLLM(lambda prompt, seed: f'{{"x": {seed % 41 - 20}}}', cost_per_call=0.5)
+    options: dict[str, Any] = dict(model=llm, proposals_per_step=2, store=store, name="r", progress=False,
+                                   proposer_options={"per_call": 1})
+    llmopt.minimize(square, SCHEMA, steps=2, **options)  # not tracked
+    result = llmopt.minimize(square, SCHEMA, steps=4, resume=True, mlflow=str(root), **options)
+    rid = only_run(root, "function").info.run_id
+    assert history(root, rid, "calls") == stored_calls_after_each_step(store, "r", 4)
+    assert [s for s, _ in history(root, rid, "usd")] == [0, 1, 2, 3, 4]
+    assert history(root, rid, "usd")[2][1] == pytest.approx(0.5 * stored_calls_after_each_step(store, "r", 4)[2][1])
+    assert history(root, rid, "usd")[-1][1] == pytest.approx(result.usage.cost_usd)
+    assert history(root, rid, "best_so_far") == expected_points(store, "r")[1]
+
+
 def test_interrupted_then_resumed_run_is_one_mlflow_run_without_duplicate_points(tmp_path: Path) -> None:
     root, store = tmp_path / "mlruns", tmp_path / "runs.db"
     state = {"calls": 0, "stop_at": 14}

@@ -211,7 +211,7 @@ class RunTracker:
         self._base: Usage = Usage()  # the optimizer's usage when tracking began
         self._base_step = 0
         self._by_step: dict[int, Usage] = {}  # usage of the calls accounted since, by step
-        self._before: dict[int, Usage] = {}  # a resumed run's earlier steps, as its store accounts them
+        self._before: dict[int, Usage] | None = None  # a resumed run's earlier steps, as its store accounts them
 
     # --- start ------------------------------------------------------------------------------
     def start(self, opt: Optimizer) -> None:
@@ -233,7 +233,8 @@ class RunTracker:
             self.client.update_run(self.run_id, status="RUNNING")
             logged_params = dict(found.data.params)
             self.logged = self._last_logged_step()
-            self._before = self._stored_usage(opt) if self.logged < opt.step else {}
+        if self.logged < opt.step - 1:  # steps before this session's to log (tracking failed, or begins now)
+            self._before = self._stored_usage(opt)
         self._log_params(flatten(opt.config()), logged_params)
         self.client.log_text(self.run_id, json.dumps(opt.config(), indent=2, default=str), "config.json")
 
@@ -261,12 +262,12 @@ class RunTracker:
             self.client.log_batch(self.run_id, params=new[i:i + 100])
 
     @staticmethod
-    def _stored_usage(opt: Optimizer) -> dict[int, Usage]:
+    def _stored_usage(opt: Optimizer) -> dict[int, Usage] | None:
         """Each earlier step's usage as the store accounts it (calls of recorded trials), for the
         steps a resumed run logs late (tracking failed, or began with this resume)."""
         store, record = opt.store, opt.run_record
         if store is None or record is None:
-            return {}
+            return None
         recorded = {t.number for t in opt.history}
         out: dict[int, Usage] = {}
         for call in store.calls(record.id):
@@ -317,7 +318,7 @@ class RunTracker:
     def _usage_after(self, step: int) -> Usage:
         """The usage accounted up to the end of ``step``: the optimizer's at the start of tracking
         plus the calls since (earlier steps of a resumed run: as its store accounts them)."""
-        if step < self._base_step and self._before:
+        if step < self._base_step and self._before is not None:
             return _sum(u for s, u in self._before.items() if s <= step)
         return _sum([self._base, *(u for s, u in self._by_step.items() if s <= step)])
 
@@ -336,7 +337,10 @@ class RunTracker:
         store, record = opt.store, opt.run_record
         if store is None or record is None:
             return True
-        steps = [s for s in store.steps(record.id) if s.step == opt.step]
+        try:
+            steps = [s for s in store.steps(record.id) if s.step == opt.step]
+        except Exception:  # a store that failed (the run's own error, being raised): the step is left to a resume
+            return False
         return bool(steps) and steps[-1].finished
 
     def _log_end(self, opt: Optimizer, result: RunResult | None, error: BaseException | None) -> None:
