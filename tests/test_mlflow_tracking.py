@@ -14,7 +14,7 @@ import pytest
 
 import llmopt
 from llmopt.cli import main
-from llmopt.experiments.tracking import HTTP_DEFAULTS, MISSING, PARAM_LIMIT, flatten, mlflow_settings
+from llmopt.experiments.tracking import HTTP_DEFAULTS, MISSING, PARAM_LIMIT, Tracking, flatten, mlflow_settings, run_tracked
 from llmopt.history import TrialState
 from llmopt.store import RunStore
 from llmopt.testing import ScriptedLLM
@@ -285,3 +285,21 @@ def test_a_server_that_is_not_there_is_one_line_before_anything_is_created(tmp_p
     code = main(["run", "linreg", "--proposer", "random", "--store", str(store), "--mlflow", "nosuch://x"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("llmopt: error: --mlflow nosuch://x: ") and err.count("\n") == 1
+
+
+def test_a_run_that_raises_is_failed_in_mlflow_and_its_error_is_raised(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "mlruns"
+    problem = llmopt.FunctionProblem(square, SCHEMA, description="d", direction="minimize")
+    opt = llmopt.Optimizer(problem, llmopt.RandomProposer(), budget=llmopt.Budget(max_steps=3), proposals_per_step=2)
+
+    def run(on_step: Any) -> llmopt.RunResult:
+        opt.run(on_step=on_step)
+        raise RuntimeError("the loop broke")
+
+    with pytest.raises(RuntimeError, match="the loop broke"):
+        run_tracked(opt, Tracking(str(root), "broken"), run, lambda o: None)
+    run_ = only_run(root, "broken")
+    assert run_.info.status == "FAILED" and run_.data.tags["llmopt.stop_reason"] == "error"
+    assert run_.data.tags["llmopt.stop_detail"] == "the loop broke"
+    assert [s for s, _ in history(root, run_.info.run_id, "evaluations")] == [0, 1, 2, 3]
+    assert "warning" not in capsys.readouterr().err
