@@ -1,9 +1,11 @@
 """``--mlflow URI`` (``mlflow=`` in Python): runs logged to MLflow tracking, read back with MLflow's
-own client from a local file store under ``tmp_path``. In-process (``import mlflow`` is paid once)."""
+own client from a local file store under ``tmp_path``. In-process: ``import mlflow`` (2-3 s) is paid
+once, by the first test that runs (not at collection, which every xdist worker does)."""
 
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
 import os
 import shutil
@@ -19,16 +21,15 @@ from llmopt.history import TrialState
 from llmopt.store import RunStore
 from llmopt.testing import ScriptedLLM
 
-mlflow_tracking = pytest.importorskip("mlflow.tracking", reason="the mlflow extra is not installed")
-
 SCHEMA = {"type": "object", "properties": {"x": {"type": "integer", "minimum": -20, "maximum": 20}}, "required": ["x"]}
 STEP_METRICS = ("best_so_far", "evaluations", "calls", "prompt_tokens", "completion_tokens", "usd")
 
 
 @pytest.fixture(autouse=True)
 def read_back_directory_stores(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tests' own client reads the directory stores (MLflow 3 asks for the opt-in; llmopt sets
-    it only around its own calls)."""
+    """MLflow installed (the mlflow extra, in the test extra), and the tests' own client reads the
+    directory stores (MLflow 3 asks for the opt-in; llmopt sets it only around its own calls)."""
+    pytest.importorskip("mlflow.tracking", reason="the mlflow extra is not installed")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
@@ -37,7 +38,7 @@ def square(s: dict[str, int]) -> float:
 
 
 def client(root: Path) -> Any:
-    return mlflow_tracking.MlflowClient(tracking_uri=f"file://{root}")
+    return importlib.import_module("mlflow.tracking").MlflowClient(tracking_uri=f"file://{root}")
 
 
 def only_run(root: Path, experiment: str) -> Any:
