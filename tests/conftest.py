@@ -49,8 +49,9 @@ SLOW_FIXTURES = frozenset({"embedded_model", "llama_server", "reference_run"})
 #: the tests of the embedded model share one worker under pytest-xdist (one model load a session)
 MODEL_FIXTURES = frozenset({"embedded_model", "llama_server"})
 #: Modules whose module-scoped fixtures take seconds (a store made by runs, a report drawn): their tests
-#: stay on one xdist worker, so the fixture is made once, not once per worker (~15 s of the suite).
-ONE_WORKER_MODULES = frozenset({"test_report_html", "test_faults", "test_stored_read"})
+#: stay on one xdist worker, so the fixture is made once, not once per worker (~15 s of the suite; MLflow
+#: imported once).
+ONE_WORKER_MODULES = frozenset({"test_report_html", "test_faults", "test_stored_read", "test_mlflow_tracking"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -8,7 +8,7 @@ import sys
 from typing import Any, Sequence
 
 from llmopt.budget import StopReason
-from llmopt.cli.run_options import parse_cell
+from llmopt.cli.run_options import add_tracking_arguments, parse_cell
 from llmopt.experiments.compare import Collected, collect
 from llmopt.experiments.grid import (
     DEFAULT_SEEDS,
@@ -172,10 +172,13 @@ with the problem's baselines and optimum as rows.
             p.add_argument("--plot", metavar="DIR", help="also write the figures (see llmopt plot) to DIR")
             p.add_argument("--quiet", action="store_true",
                            help="no progress bar of each run (the line naming each cell stays)")
+            add_tracking_arguments(p.add_argument_group("tracking (each cell one MLflow run, tagged llmopt.grid)"))
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         grid = grid_from_args(args)
+        if args.mlflow:  # every cell's run is logged, as `--set mlflow=URI` would have it
+            grid = grid.with_overrides(defaults={"mlflow": args.mlflow, "mlflow-experiment": args.mlflow_experiment})
         options = table_options(args)
         store = args.store or grid.store or DEFAULT_STORE
         try:

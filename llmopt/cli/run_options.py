@@ -57,6 +57,7 @@ def add_run_arguments(p: argparse.ArgumentParser, proposer: str = registry.DEFAU
                         "(default none)")
     g.add_argument("--workers", type=positive_int, help="workers of the executor (default: the pool's own)")
     g.add_argument("--dask-scheduler", help="address of a running Dask scheduler (default: a LocalCluster)")
+    add_tracking_arguments(g)
     _add_budget_arguments(p)
     _add_validation_arguments(p)
     model = p.add_argument_group("model")
@@ -94,6 +95,12 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
                         "validations without a better validation score)")
     b.add_argument("--no-stop-when-solved", action="store_true",
                    help="keep going after the known optimum is proposed")
+
+
+def add_tracking_arguments(g: Any) -> None:
+    """``--mlflow`` and ``--mlflow-experiment`` (``llmopt run``, and ``llmopt compare`` for every cell)."""
+    g.add_argument("--mlflow", metavar="URI", help="also log the run to MLflow at URI (see docs/tracking.md)")
+    g.add_argument("--mlflow-experiment", metavar="NAME", help="its MLflow experiment (default: the problem)")
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
@@ -243,6 +250,7 @@ def parse_cell(cell: Cell, grid: Grid | None = None) -> argparse.Namespace:
     except (GridError, UsageError) as exc:
         raise GridError(grid_message(grid, cell, str(exc))) from None
     args.base_dir = cell.base
+    args.mlflow_tags = {"llmopt.grid": cell.grid, "llmopt.cell": cell.name, "llmopt.config": cell.config}  # with --mlflow
     return args
 
 

@@ -26,6 +26,8 @@ from typing import Any, Callable
 from llmopt.budget import Budget
 from llmopt.experiments.paths import base_dir, beside
 from llmopt.experiments.progress import RunProgress
+from llmopt.experiments.tracking import Tracking, run_tracked
+from llmopt.experiments.tracking import check as check_tracking
 from llmopt.function_problem import FunctionProblem
 from llmopt.llm import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL
@@ -71,7 +73,8 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
              name: str | None = None, resume: bool = False, proposals_per_step: int = 8, max_rounds: int = 3,
              budget: Budget | None = None, structured: str = "auto", metaprompt: MetaPromptConfig | None = None,
              llm_settings: dict[str, Any] | None = None, proposer_options: dict[str, Any] | None = None,
-             progress: bool = True, accept_changed_objective: bool = False, **options: Any) -> RunResult:
+             progress: bool = True, accept_changed_objective: bool = False, mlflow: str | None = None,
+             mlflow_experiment: str | None = None, **options: Any) -> RunResult:
     """One run of a :class:`FunctionProblem`; see :func:`minimize`."""
     budget_options = {k: options.pop(k) for k in BUDGET_KEYWORDS if k in options}
     if budget is not None and (budget_options or steps != 50):
@@ -85,15 +88,26 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
                            proposer_options=proposer_options, **(llm_settings or {}))
     return run_problem(problem, chosen, budget, seed=seed, store=store, name=name, resume=resume,
                        proposals_per_step=proposals_per_step, max_rounds=max_rounds, progress=progress,
-                       accept_changed_objective=accept_changed_objective)
+                       accept_changed_objective=accept_changed_objective,
+                       tracking=tracking_for(mlflow, mlflow_experiment))
+
+
+def tracking_for(mlflow: str | None, experiment: str | None) -> Tracking | None:
+    """The ``mlflow=URI`` (and ``mlflow_experiment=NAME``) keywords as a :class:`Tracking`."""
+    if experiment is not None and not mlflow:
+        raise ValueError("mlflow_experiment= needs mlflow=URI (where to log)")
+    return Tracking(mlflow, experiment) if mlflow else None
 
 
 def run_problem(problem: Problem, proposer: Proposer, budget: Budget, *, seed: int = 0,
                 store: str | os.PathLike[str] | RunStore | None = None, name: str | None = None, resume: bool = False,
                 proposals_per_step: int = 8, max_rounds: int = 3, progress: bool = True, executor: Any = None,
-                accept_changed_objective: bool = False) -> RunResult:
+                accept_changed_objective: bool = False, tracking: Tracking | None = None) -> RunResult:
     """One run of any problem from Python, with its store opened and closed here when given as a path
-    (what :func:`minimize` and :func:`llmopt.experiments.programs.evolve` share)."""
+    (what :func:`minimize` and :func:`llmopt.experiments.programs.evolve` share); logged to MLflow
+    with ``tracking`` (checked first: MLflow missing is an ImportError before anything is created)."""
+    if tracking is not None:
+        check_tracking(tracking, problem.name)
     own_store = store is not None and not isinstance(store, StoreBase)
     run_store = open_store(os.fspath(store)) if own_store else store  # type: ignore[arg-type]
     try:
@@ -102,20 +116,21 @@ def run_problem(problem: Problem, proposer: Proposer, budget: Budget, *, seed: i
         opt = Optimizer(problem, proposer, seed=seed, budget=budget, proposals_per_step=proposals_per_step,
                         max_rounds=max_rounds, store=run_store, name=name, resume=resume,
                         accept_changed_objective=accept_changed_objective)
-        return _run_with_progress(opt, progress, executor)
+        return _run_with_progress(opt, progress, executor, tracking)
     finally:
         if own_store:
             run_store.close()  # type: ignore[union-attr]
 
 
-def _run_with_progress(opt: Optimizer, enabled: bool, executor: Any = None) -> RunResult:
+def _run_with_progress(opt: Optimizer, enabled: bool, executor: Any = None,
+                       tracking: Tracking | None = None) -> RunResult:
     """Run to a stop with the command line's progress bar on stderr (a minute of embedded-model
-    calls is not a silent wait), unless ``enabled`` is False."""
+    calls is not a silent wait), unless ``enabled`` is False; logged to MLflow with ``tracking``."""
     bar = RunProgress(opt.budget.max_steps, enabled=enabled)
     bar.attach(opt)
     bar(opt, force=True)
     try:
-        return opt.run(on_step=bar, executor=executor)
+        return run_tracked(opt, tracking, lambda on_step: opt.run(on_step=on_step, executor=executor), bar)
     finally:
         bar.close()
 
@@ -134,7 +149,8 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     ``LLM.from_model``: temperature, api_base, ...), ``proposer_options`` (the proposer's own options,
     as ``llmopt run --proposer NAME --help`` lists them: ``per_call``, ``samples_per_request``,
     ``population``, ...; one the proposer does not have is refused),
-    ``progress`` (default True: a progress bar on stderr, as the command line draws), and
+    ``progress`` (default True: a progress bar on stderr, as the command line draws), ``mlflow``
+    (an MLflow tracking URI: the run is logged there, see docs/tracking.md) and ``mlflow_experiment``, and
     FunctionProblem's ``initial``,
     ``num_starts``, ``random_solution``, ``optimum``, ``name`` of the problem via ``problem_name``.
     """

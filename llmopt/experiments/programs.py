@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from llmopt.budget import Budget
-from llmopt.experiments.functions import BUDGET_KEYWORDS, make_proposer, run_problem
+from llmopt.experiments.functions import BUDGET_KEYWORDS, make_proposer, run_problem, tracking_for
 from llmopt.experiments.paths import base_dir, beside
 from llmopt.llm import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL
@@ -37,12 +37,13 @@ def evolve(evaluator: str | Stage | Sequence[str | Stage], initial: str, *, desc
            steps: int = 20, seed: int = 0, store: str | os.PathLike[str] | None = None, name: str | None = None,
            resume: bool = False, proposals_per_step: int = 4, max_rounds: int = 3, workers: int = 1,
            budget: Budget | None = None, llm_settings: dict[str, Any] | None = None,
-           proposer_options: dict[str, Any] | None = None, progress: bool = True,
-           **options: Any) -> RunResult:
+           proposer_options: dict[str, Any] | None = None, progress: bool = True, mlflow: str | None = None,
+           mlflow_experiment: str | None = None, **options: Any) -> RunResult:
     """Optimize a program: ``evaluator`` (``"pkg.mod:evaluate"``, ``"path/file.py:evaluate"``, or a
     cascade of them) scores the candidates made from ``initial`` (a program's source). Keywords as
     :func:`llmopt.minimize` (``model``, ``proposer``, ``steps``, ``store``, the budget's ``max_evals``
-    ...), ``workers`` (candidates scored at once), and ProgramProblem's ``replies``, ``limits``,
+    ...), ``workers`` (candidates scored at once), ``mlflow`` and ``mlflow_experiment`` (MLflow
+    tracking), and ProgramProblem's ``replies``, ``limits``,
     ``kwargs`` (of the evaluator), ``optimum``, ``name`` of the problem via ``problem_name``."""
     budget_options = {k: options.pop(k) for k in BUDGET_KEYWORDS if k in options}
     if budget is not None and (budget_options or steps != 20):
@@ -56,7 +57,8 @@ def evolve(evaluator: str | Stage | Sequence[str | Stage], initial: str, *, desc
     with ThreadPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext() as pool:
         return run_problem(problem, chosen, budget or Budget(max_steps=steps, **budget_options), seed=seed,
                            store=store, name=name, resume=resume, proposals_per_step=proposals_per_step,
-                           max_rounds=max_rounds, progress=progress, executor=pool)
+                           max_rounds=max_rounds, progress=progress, executor=pool,
+                           tracking=tracking_for(mlflow, mlflow_experiment))
 
 
 def _kwargs(items: Sequence[str] | None) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from llmopt import plugins
 from llmopt.budget import Budget
 from llmopt.executors import open_executor
 from llmopt.experiments.progress import RunProgress
+from llmopt.experiments.tracking import check as check_tracking
+from llmopt.experiments.tracking import run_tracked, tracking_of
 from llmopt.llm import LLMConfigError
 from llmopt.llm.flags import key_hint, llm_from_args
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
@@ -90,6 +92,17 @@ def check_validation(args: Any, problem: Problem) -> None:
                          "(prompt optimization: --validation-fraction F gives the task a validation split)")
 
 
+def check_tracking_args(args: Any, problem: Problem) -> None:
+    """``--mlflow``: MLflow is installed and its URI takes the experiment (UsageError, one line)."""
+    tracking = tracking_of(args)
+    if tracking is None:
+        return
+    try:
+        check_tracking(tracking, problem.name)
+    except ImportError as exc:  # the install line
+        raise UsageError(str(exc)) from None
+
+
 def prepare_run(args: Any, calls: bool = True) -> tuple[Problem, Proposer, Budget]:
     """Problem, proposer and budget of a parsed ``llmopt run``; bad settings raise UsageError.
 
@@ -106,6 +119,8 @@ def prepare_run(args: Any, calls: bool = True) -> tuple[Problem, Proposer, Budge
             check_credentials(args, problem, proposer)
             check_proposer(problem, proposer, args.seed)
         budget = make_budget(args)
+        if calls:
+            check_tracking_args(args, problem)
         preflight = getattr(args.plugin, "preflight", None)
         if preflight is not None:  # e.g. a cost estimate that may refuse the run
             preflight(args, problem, proposer, budget)
@@ -127,12 +142,13 @@ def open_run(args: Any, store: RunStore, problem: Problem, proposer: Proposer,
 
 def execute(opt: Optimizer, args: Any, progress_bar: bool | None = None) -> RunResult:
     """Run to a stop, with a progress bar (unless --quiet, or ``progress_bar`` says otherwise),
-    scoring on the chosen executor."""
+    scoring on the chosen executor, logged to MLflow with ``--mlflow``."""
     progress = RunProgress(opt.budget.max_steps, enabled=not args.quiet if progress_bar is None else progress_bar)
     progress.attach(opt)
     progress(opt, force=True)
     try:
         with open_executor(args.executor, args.workers or None, args.dask_scheduler) as executor:
-            return opt.run(executor=executor, on_step=progress)
+            return run_tracked(opt, tracking_of(args), lambda on_step: opt.run(executor=executor, on_step=on_step),
+                               progress)
     finally:
         progress.close()
