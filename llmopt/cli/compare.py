@@ -159,17 +159,20 @@ class Comparison:
 
 
 def run_grid(grid: Grid, store: str, *, run: bool = True, jobs: int = 1, executor: str | None = None,
-             address: str | None = None, with_references: bool = True, progress: bool = True) -> Comparison:
+             address: str | None = None, with_references: bool = True, progress: bool = True,
+             events: bool = True) -> Comparison:
     """Run (or only read) a grid into ``store``: one cell after another in this process (``jobs`` 1,
-    no ``executor``), else ``jobs`` cells at once (:mod:`llmopt.experiments.parallel`). The tables
-    are left to the caller (they depend on its statistics options)."""
+    no ``executor``), else ``jobs`` cells at once (:mod:`llmopt.experiments.parallel`). ``progress``:
+    each run's bar, or the grid's state line; ``events``: the line as each cell starts and ends.
+    The tables are left to the caller (they depend on its statistics options)."""
     if not run:
         return Comparison(collect(grid, store, run=False, parse=parse_cell, with_references=with_references))
     if jobs == 1 and executor is None:
-        collected = collect(grid, store, run=True, parse=parse_cell, with_references=with_references, progress=progress)
+        collected = collect(grid, store, run=True, parse=parse_cell, with_references=with_references, progress=progress,
+                            **({} if events else {"log": lambda line: None}))
         return Comparison(collected, interrupted=collected.stopped is StopReason.INTERRUPTED)
     done = run_parallel(grid, store, parse_cell, jobs=jobs, executor=executor or "processes", address=address,
-                        with_references=with_references, progress=progress)
+                        with_references=with_references, progress=progress, events=events)
     assert done.collected is not None
     return Comparison(done.collected, failed=done.failed, interrupted=done.interrupted)
 
@@ -185,9 +188,9 @@ def compare(grid: "str | os.PathLike[str] | Grid | Mapping[str, Any]", store: st
     ``executor="dask"``: cells as tasks of the Dask scheduler at ``address`` (default: a local
     cluster of ``jobs`` workers). ``seeds`` (a count or a list) and ``settings`` (options for every
     run, like ``--set``) override the grid's; ``control``, ``target``, ``target_gap`` ("1%") and
-    ``budget`` ("evals=200") are the statistics flags. Bad input raises :class:`GridError` before
-    anything runs. A script that uses ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
-    guard (the cells' processes import the main module)."""
+    ``budget`` ("evals=200") are the statistics flags; ``progress=False``: nothing on stderr. Bad
+    input raises :class:`GridError` before anything runs. A script that uses ``jobs > 1`` needs the
+    usual ``if __name__ == "__main__":`` guard (the cells' processes import the main module)."""
     if isinstance(grid, Grid):
         loaded = grid
     elif isinstance(grid, Mapping):
@@ -199,7 +202,7 @@ def compare(grid: "str | os.PathLike[str] | Grid | Mapping[str, Any]", store: st
     options = TableOptions(control=control, target=target, target_gap=None if target_gap is None else parse_gap(target_gap),
                            budget=None if budget is None else parse_budget(budget))
     done = run_grid(loaded, store or loaded.store or DEFAULT_STORE, run=run, jobs=jobs, executor=executor,
-                    address=address, with_references=references, progress=progress)
+                    address=address, with_references=references, progress=progress, events=progress)
     done.tables = tables(done.collected, options)
     return done
 

@@ -35,6 +35,7 @@ from llmopt.experiments.progress import GridProgress
 from llmopt.experiments.runs import open_run
 from llmopt.history import TrialState
 from llmopt.llm import LLM
+from llmopt.plugins import entry_points
 from llmopt.store import RunStore
 
 EXECUTORS = ("processes", "dask")
@@ -54,10 +55,11 @@ class GridRun:
 
 def run_parallel(grid: Grid, store: str, parse: CellParser, *, jobs: int = 2, executor: str = "processes",
                  address: str | None = None, with_references: bool = True, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> GridRun:
+                 events: bool = True, log: Callable[[str], None] | None = None) -> GridRun:
     """Run every unfinished cell of ``grid`` on ``jobs`` processes of this machine (``executor``
     "processes") or as tasks of a Dask cluster ("dask": the scheduler at ``address``, else a
-    LocalCluster of ``jobs`` single-threaded worker processes), then read the grid back."""
+    LocalCluster of ``jobs`` single-threaded worker processes), then read the grid back.
+    ``events``: a line on stderr as each cell starts and ends; ``progress``: the grid's state too."""
     if executor not in EXECUTORS:
         raise GridError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     if jobs < 1:
@@ -68,12 +70,12 @@ def run_parallel(grid: Grid, store: str, parse: CellParser, *, jobs: int = 2, ex
         pass
     todo, skipped, begun = _unfinished(store, prepared)
     tasks = _tasks(grid, store, parse, todo, with_references, local=executor == "processes")
-    display = GridProgress(len(prepared), states=progress)
+    display = GridProgress(len(prepared), enabled=events, states=progress)
     for name in skipped:
         display.line(f"{name}: already finished")
     out = GridRun(skipped=skipped)
     if executor == "processes":
-        runner = LocalCells(tasks, jobs, process_context(_preload(parse, [p for _, _, p in todo])))
+        runner = LocalCells(tasks, jobs, process_context(_preload(parse, todo)))
         _loop(runner, display, store, begun, out)
     else:
         with open_executor("dask", workers=jobs, address=address) as client:
@@ -127,11 +129,14 @@ def _tasks(grid: Grid, store: str, parse: CellParser, todo: list[tuple[Cell, Any
     return tasks
 
 
-def _preload(parse: CellParser, prepared: list[Any]) -> list[str]:
-    """What the forkserver imports once for every cell: llmopt's cell code and the parser's module,
-    and litellm when a cell calls a model (its import costs seconds of CPU)."""
-    modules = ["llmopt.experiments.cells", parse.__module__]
-    if any(_calls_models(problem, proposer) for problem, proposer, _ in prepared):
+def _preload(parse: CellParser, todo: list[tuple[Cell, Any, Any]]) -> list[str]:
+    """What the forkserver imports once for every cell: llmopt's cell code, the parser's module, the
+    cells' problem plugins and the registered proposers, and litellm when a cell calls a model (its
+    import costs seconds of CPU)."""
+    modules = ["llmopt.experiments.cells", parse.__module__,
+               *(ep.module for ep in entry_points("llmopt.proposers").values()),
+               *sorted({getattr(args.plugin, "__module__", "llmopt") for _, args, _ in todo})]
+    if any(_calls_models(problem, proposer) for _, _, (problem, proposer, _) in todo):
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # as llmopt imports it: offline
         modules.append("litellm")
     return modules
