@@ -90,6 +90,12 @@ def timed(grid: dict[str, Any], store: Path, **options: Any) -> float:
     return elapsed
 
 
+def speedup_row(label: str, run: str, elapsed: float, t1: float, n: int, same: bool) -> list[str]:
+    """One row of the table: wall seconds, speedup t1/tN as a ratio, speedup per job (the goal's
+    0.8 at N = 4 for the latency-bound grid), and whether the trials equal the sequential grid's."""
+    return [label, run, f"{elapsed:.2f}", f"{t1 / elapsed:.2f}", f"{t1 / elapsed / n:.2f}", "yes" if same else "NO"]
+
+
 def sweep(label: str, grid: dict[str, Any], folder: Path, jobs: list[int]) -> list[list[str]]:
     rows, t1, reference = [], None, None
     for n in jobs:
@@ -98,8 +104,7 @@ def sweep(label: str, grid: dict[str, Any], folder: Path, jobs: list[int]) -> li
         t1 = t1 or elapsed
         mine = trials(store)
         reference = reference or mine
-        rows.append([label, f"jobs {n}", f"{elapsed:.2f}", f"{t1 / elapsed:.2f}", f"{t1 / elapsed / n:.2f}",
-                     "yes" if mine == reference else "NO"])
+        rows.append(speedup_row(label, f"jobs {n}", elapsed, t1, n, mine == reference))
         print(f"  {label} jobs {n}: {elapsed:.2f} s", file=sys.stderr)
     return rows
 
@@ -147,8 +152,7 @@ def main() -> None:
         elapsed = timed(llm_grid(server.api_base, args.cells, args.steps), dask_store, executor="dask", jobs=2)
         t1 = float(rows[0][2])
         same = trials(dask_store) == trials(folder / "latency-bound-1.db")
-        rows.append(["latency-bound", "dask, 2 workers", f"{elapsed:.2f}", f"{t1 / elapsed:.2f}", f"{t1 / elapsed / 2:.2f}",
-                     "yes" if same else "NO"])
+        rows.append(speedup_row("latency-bound", "dask, 2 workers", elapsed, t1, 2, same))
     print(table(rows))
     print(f"\none-time start: import litellm in this process {litellm_s:.1f} s; first --jobs grid (forkserver start: "
           f"llmopt and litellm imported once, then a 1-cell grid) {fork_s:.1f} s")

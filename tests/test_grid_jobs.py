@@ -216,3 +216,15 @@ def test_dask_cells_on_a_local_cluster_give_the_sequential_trials(tmp_path: Path
     assert seq.ok and par.ok and len(par.outcomes) == 4 and all(o.finished for o in par.outcomes)
     assert trials_of(tmp_path / "par.db", "d") == trials_of(tmp_path / "seq.db", "d")
     assert [row[:-1] for row in par.tables["linreg"]] == [row[:-1] for row in seq.tables["linreg"]]  # but wall s
+
+
+def test_the_benchmarks_speedup_is_t1_over_tn_and_per_job_over_n() -> None:
+    """benchmarks/grid_jobs.py's published ratios (docs/results/grid-workers.md)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from grid_jobs import speedup_row
+
+    assert speedup_row("latency-bound", "jobs 4", 5.0, 16.0, 4, True) == [
+        "latency-bound", "jobs 4", "5.00", "3.20", "0.80", "yes"]
+    assert speedup_row("CPU-bound", "jobs 8", 4.0, 8.0, 8, False)[3:] == ["2.00", "0.25", "NO"]
