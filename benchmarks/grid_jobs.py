@@ -6,8 +6,9 @@ Two grids of ``--cells`` cells (one configuration, that many seeds), each run in
 through ``llmopt.compare`` (the command's code) at each ``jobs``:
 
 * latency-bound: OPRO on linear regression against a loopback OpenAI-compatible server
-  (tests/openai_server.py) whose every reply takes ``--delay`` seconds, through litellm. A cell
-  waits on the network almost all the time. Goal (issue 29): speedup >= 0.8 x N at N = 4.
+  (tests/openai_server.py) whose every reply takes ``--delay`` seconds, through litellm; each reply
+  is a fresh random pair, so a step is one round of 4 concurrent calls (no redraws of duplicates).
+  A cell waits on the network most of the time. Goal (issue 29): speedup >= 0.8 x N at N = 4.
 * CPU-bound: random search on a user's function (``llmopt run function --objective``) that burns
   ``--cpu-ms`` of CPU per call. It cannot scale past the machine's cores.
 
@@ -125,7 +126,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2, 4, 8])
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    from fakes import linreg_script
+    import numpy as np
     from openai_server import OpenAIServer
 
     import llmopt
@@ -134,8 +135,10 @@ def main() -> None:
     os.environ["GRID_BENCH_KEY"] = "sk-grid-bench-000000"
 
     def slow(prompt: str, seed: int) -> str:
+        """A fresh pair each reply (so a step is one round of calls, no redraws), after the delay."""
         time.sleep(args.delay)
-        return linreg_script(prompt, seed)
+        w, b = np.random.default_rng(seed).integers(-1000, 1000, size=2)
+        return f"[{w}, {b}]"
 
     with tempfile.TemporaryDirectory() as tmp, OpenAIServer(slow) as server:
         folder = Path(tmp)

@@ -30,7 +30,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any, Protocol
 
 from llmopt.experiments.compare import CellParser, Reference, prepare_cell, run_cell_here
 from llmopt.experiments.grid import Cell, Grid
@@ -113,11 +113,17 @@ def _cell_main(task: CellTask, conn: Any) -> None:
     try:
         message: tuple[str, Any] = ("done", run_cell(task))
     except BaseException as exc:  # SystemExit of a user's objective too: the parent reports it
-        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        at = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
-        message = ("error", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}{at}")
+        message = ("error", _one_line(exc))
     conn.send(message)
     conn.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message (at file:line)``: where the cell failed, in one line."""
+    text = str(exc).strip()
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}{at}"
 
 
 def process_context(preload: list[str]) -> Any:
@@ -267,7 +273,16 @@ def _dask_error(future: Any) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-#: A runner's interface, as the grid's loop uses it.
-Runner = Any
-#: ``make(tasks)``: a runner of those tasks.
-MakeRunner = Callable[[list[CellTask]], Runner]
+class Runner(Protocol):
+    """What the grid's loop needs of :class:`LocalCells` and :class:`DaskCells`."""
+
+    @property
+    def waiting(self) -> list[Any]: ...
+
+    def running(self) -> list[str]: ...
+
+    def start_more(self) -> list[str]: ...
+
+    def poll(self, timeout: float) -> list[Ended]: ...
+
+    def stop(self, grace_s: float = ...) -> list[Ended]: ...

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from llmopt.budget import StopReason
 from llmopt.executors import open_executor
-from llmopt.experiments.cells import CellTask, DaskCells, Ended, LocalCells, open_store, process_context
+from llmopt.experiments.cells import CellTask, DaskCells, Ended, LocalCells, Runner, open_store, process_context
 from llmopt.experiments.compare import (
     CellParser,
     Collected,
@@ -146,7 +146,7 @@ def _calls_models(problem: Any, proposer: Any) -> bool:
     return proposer.uses_llm() or any(isinstance(v, LLM) for v in vars(problem).values())
 
 
-def _loop(runner: Any, display: GridProgress, store: str, begun: set[str], out: GridRun) -> None:
+def _loop(runner: Runner, display: GridProgress, store: str, begun: set[str], out: GridRun) -> None:
     """Start, watch and collect the cells until none is left (or Ctrl-C: every cell stopped cleanly)."""
     done = 0
     try:
