@@ -1,6 +1,6 @@
 """Grid wall time against ``llmopt compare --jobs N`` (1, 2, 4, 8), and on a local Dask cluster.
 
-    python benchmarks/grid_jobs.py [--delay 0.2] [--steps 8] [--cells 8] [--cpu-ms 40]
+    python benchmarks/grid_jobs.py [--delay 0.2] [--steps 20] [--cpu-steps 6] [--cells 8] [--cpu-ms 40]
 
 Two grids of ``--cells`` cells (one configuration, that many seeds), each run into a fresh store
 through ``llmopt.compare`` (the command's code) at each ``jobs``:
@@ -120,7 +120,8 @@ def table(rows: list[list[str]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delay", type=float, default=0.2, help="seconds per model reply (default 0.2)")
-    parser.add_argument("--steps", type=int, default=8, help="steps per cell (default 8)")
+    parser.add_argument("--steps", type=int, default=20, help="steps per latency-bound cell (default 20)")
+    parser.add_argument("--cpu-steps", type=int, default=6, help="steps per CPU-bound cell (default 6)")
     parser.add_argument("--cells", type=int, default=8, help="cells per grid (seeds; default 8)")
     parser.add_argument("--cpu-ms", type=int, default=40, help="CPU milliseconds per objective call (default 40)")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -150,7 +151,7 @@ def main() -> None:
         llmopt.compare(warm, store=str(folder / "warm.db"), jobs=2, progress=False, references=False)
         fork_s = time.perf_counter() - started
         rows = sweep("latency-bound", llm_grid(server.api_base, args.cells, args.steps), folder, args.jobs)
-        rows += sweep("CPU-bound", cpu_grid(folder, args.cells, args.steps, args.cpu_ms), folder, args.jobs)
+        rows += sweep("CPU-bound", cpu_grid(folder, args.cells, args.cpu_steps, args.cpu_ms), folder, args.jobs)
         dask_store = folder / "dask.db"
         elapsed = timed(llm_grid(server.api_base, args.cells, args.steps), dask_store, executor="dask", jobs=2)
         t1 = float(rows[0][2])
@@ -161,9 +162,9 @@ def main() -> None:
           f"llmopt and litellm imported once, then a 1-cell grid) {fork_s:.1f} s")
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if ln.startswith("Model name")), "?")
-    print(f"{args.cells} cells x {args.steps} steps x 4 proposals; reply delay {args.delay} s; objective "
-          f"{args.cpu_ms} ms CPU; {model}, {os.cpu_count()} cores; load average before: {load:.2f}; "
-          f"Python {platform.python_version()}")
+    print(f"{args.cells} cells a grid, 4 proposals a step; latency-bound: {args.steps} steps, reply delay {args.delay} s; "
+          f"CPU-bound: {args.cpu_steps} steps, objective {args.cpu_ms} ms CPU a call; {model}, {os.cpu_count()} cores; "
+          f"load average before: {load:.2f}; Python {platform.python_version()}")
 
 
 if __name__ == "__main__":
