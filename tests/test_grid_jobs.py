@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes import linreg_script
+from harness import spawn, wait_for_trials
 from openai_server import OpenAIServer
 
 import llmopt
@@ -119,6 +121,11 @@ def f_kill(s):
 
 def f_exit(s):
     raise SystemExit("the objective gave up")
+
+def f_slow(s):
+    import time
+    time.sleep(0.05)
+    return f(s)
 ''')
     extra = "".join(f'[problems.fn{p}]\nproblem = "function"\nobjective = "obj.py:f_{p}"\n' for p in problems)
     path = tmp_path / "k.toml"
@@ -179,6 +186,23 @@ def test_a_cell_that_raises_is_reported_and_the_others_finish(tmp_path: Path, ca
         status = {r.name: r.status for r in s.runs()}
     assert status["k/fn/random/seed0"] == status["k/fn/more/seed0"] == "finished"
     assert "fn (function; seeds 0)" in captured.out  # the tables of what finished are printed all the same
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_cell_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+    grid = function_grid(tmp_path)
+    grid.write_text(grid.read_text().replace("steps = 4", "steps = 200").replace("obj.py:f", "obj.py:f_slow"))
+    store = tmp_path / "s.db"
+    proc = spawn("-m", "llmopt.cli", "compare", str(grid), "--store", str(store), "--jobs", "2", "--no-references")
+    wait_for_trials(store, "k/fn/random/seed0", 10, proc)  # it runs: now Ctrl-C
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: run the same command again to resume" in err and "Traceback" not in err
+    with RunStore(store, readonly=True) as s:
+        status = {r.name: (r.status, r.stop_reason) for r in s.runs()}
+    assert status["k/fn/random/seed0"] == ("interrupted", "interrupted"), status  # as Ctrl-C stops a run: resumable
+    assert all(st == ("interrupted", "interrupted") for st in status.values()), status
 
 
 def test_bad_input_is_one_line_before_any_cell_starts(tmp_path: Path, capsys) -> None:
