@@ -148,6 +148,7 @@ class GridProgress:
         print(text, file=self.stream, flush=True)
         if self._shown:
             self._draw(self._shown)
+            self._last = 0.0  # the state line is stale now: redrawn at the next chance
 
     def due(self) -> bool:
         """Whether the grid's state line is due (never with ``states=False``: the events only)."""
