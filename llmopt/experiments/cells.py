@@ -155,6 +155,10 @@ class LocalCells:
     def running(self) -> list[str]:
         return list(self.procs)
 
+    def busy(self) -> bool:
+        """Cells wait or run."""
+        return bool(self.waiting or self.procs)
+
     def start_more(self) -> list[str]:
         """Start cells until ``jobs`` run; their names."""
         started = []
@@ -223,6 +227,10 @@ class DaskCells:
         self.keys = {f.key: name for name, f in self.futures.items()}
         self.started: set[str] = set()
 
+    def busy(self) -> bool:
+        """Cells are not reported yet (waiting, running, or ended since the last poll)."""
+        return bool(self.futures)
+
     def running(self) -> list[str]:
         """The cells a worker is running now (as the scheduler says)."""
         try:
@@ -280,6 +288,8 @@ class Runner(Protocol):
     def waiting(self) -> list[Any]: ...
 
     def running(self) -> list[str]: ...
+
+    def busy(self) -> bool: ...
 
     def start_more(self) -> list[str]: ...
 

@@ -143,14 +143,14 @@ def _preload(parse: CellParser, todo: list[tuple[Cell, Any, Any]]) -> list[str]:
 
 
 def _calls_models(problem: Any, proposer: Any) -> bool:
-    return proposer.uses_llm() or any(isinstance(v, LLM) for v in vars(problem).values())
+    return proposer.uses_llm() or any(isinstance(v, LLM) for v in getattr(problem, "__dict__", {}).values())
 
 
 def _loop(runner: Runner, display: GridProgress, store: str, begun: set[str], out: GridRun) -> None:
     """Start, watch and collect the cells until none is left (or Ctrl-C: every cell stopped cleanly)."""
     done = 0
     try:
-        while runner.waiting or runner.running():
+        while runner.busy():
             for name in runner.start_more():
                 display.line(f"{name}: {'resuming' if name in begun else 'starting'}")
             for ended in runner.poll(0.25):
