@@ -112,6 +112,8 @@ def _cell_main(task: CellTask, conn: Any) -> None:
         os.environ.update(task.env)
     try:
         message: tuple[str, Any] = ("done", run_cell(task))
+    except KeyboardInterrupt:  # stopped before its run began or after it ended: nothing half-written
+        message = ("done", CellDone(task.cell.name, "interrupted", 0, 0.0))
     except BaseException as exc:  # SystemExit of a user's objective too: the parent reports it
         message = ("error", _one_line(exc))
     conn.send(message)
@@ -151,6 +153,7 @@ class LocalCells:
     def __init__(self, tasks: list[CellTask], jobs: int, ctx: Any) -> None:
         self.waiting, self.jobs, self.ctx = list(tasks), max(1, jobs), ctx
         self.procs: dict[str, tuple[Any, Any]] = {}  # cell name -> (process, the parent's end of its pipe)
+        self.stopping = False  # stop() sent the signals: a cell they ended was interrupted, not failed
 
     def running(self) -> list[str]:
         return list(self.procs)
@@ -182,12 +185,12 @@ class LocalCells:
             if proc.is_alive():
                 continue
             proc.join()
-            ended.append(self._ended(name, proc, conn))
+            ended.append(self._ended(name, proc, conn, self.stopping))
             del self.procs[name]
         return ended
 
     @staticmethod
-    def _ended(name: str, proc: Any, conn: Any) -> Ended:
+    def _ended(name: str, proc: Any, conn: Any, stopping: bool = False) -> Ended:
         try:
             kind, payload = conn.recv() if conn.poll() else (None, None)
         except (EOFError, OSError):
@@ -195,12 +198,15 @@ class LocalCells:
         conn.close()
         if kind == "done":
             return Ended(name, done=payload)
+        if kind is None and stopping and proc.exitcode in (-signal.SIGTERM, -signal.SIGKILL):
+            return Ended(name, done=CellDone(name, "interrupted", 0, 0.0))  # stopped by us, resumable
         return Ended(name, error=payload if kind == "error" else _death(proc.exitcode))
 
     def stop(self, grace_s: float = 30.0) -> list[Ended]:
         """Stop every running cell cleanly (SIGTERM: the run records its stop), killing those that
         do not within ``grace_s``; start nothing more. What ended."""
         self.waiting.clear()
+        self.stopping = True
         for proc, _ in self.procs.values():
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)
