@@ -6,6 +6,7 @@ Yang et al., "Large Language Models as Optimizers", arXiv 2309.03409.
 from __future__ import annotations
 
 from llmopt.budget import Budget, StopReason
+from llmopt.cli.compare import Comparison, compare
 from llmopt.experiments.functions import maximize, minimize
 from llmopt.experiments.programs import evolve
 from llmopt.function_problem import FunctionProblem
@@ -21,9 +22,9 @@ from llmopt.store import RunStore, StoreError, load
 __version__ = "0.1.0"
 
 __all__ = [
-    "Budget", "CallEvent", "Candidate", "Completion", "Direction", "Evaluation", "FunctionProblem", "LLM", "LLMConfig",
-    "LLMConfigError", "LLMProposer", "MetaPromptConfig", "Optimizer", "OptunaProposer", "ParseError", "Problem",
-    "ProgramProblem", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Stage",
+    "Budget", "CallEvent", "Candidate", "Comparison", "Completion", "Direction", "Evaluation", "FunctionProblem", "LLM",
+    "LLMConfig", "LLMConfigError", "LLMProposer", "MetaPromptConfig", "Optimizer", "OptunaProposer", "ParseError",
+    "Problem",    "ProgramProblem", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Stage",
     "RunResult", "RunStore", "SolutionHistory", "StopReason", "StoreError", "Trial", "TrialState", "Usage",
-    "build_meta_prompt", "evolve", "load", "maximize", "minimize",
+    "build_meta_prompt", "compare", "evolve", "load", "maximize", "minimize",
 ]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
+import os
 import sys
-from typing import Any, Sequence
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from llmopt.budget import StopReason
 from llmopt.cli.run_options import add_tracking_arguments, parse_cell
-from llmopt.experiments.compare import Collected, collect
+from llmopt.experiments.compare import Collected, Outcome, collect
 from llmopt.experiments.grid import (
     DEFAULT_SEEDS,
     Grid,
@@ -20,6 +25,7 @@ from llmopt.experiments.grid import (
     sweep_configs,
     tomllib,
 )
+from llmopt.experiments.parallel import EXECUTORS, run_parallel
 from llmopt.experiments.plot import write_figures
 from llmopt.experiments.report import format_table, markdown_table
 from llmopt.experiments.tables import TableOptions, parse_budget, parse_gap, tables
@@ -120,6 +126,87 @@ def print_tables(collected: Collected, markdown: bool, options: TableOptions = T
             print(f"{'* ' if markdown else '  '}{note}")
 
 
+@dataclass
+class Comparison:
+    """What ``llmopt compare`` computes, for Python (:func:`compare`).
+
+    ``collected``: every cell's outcome as read back (``outcomes``), the references, the grid;
+    ``tables``: problem label -> rows (the first row is the header), the numbers the command prints
+    (:func:`llmopt.experiments.tables.tables`; ``text()`` formats them as it does); ``failed``: the
+    cells that raised or whose process died, ``(run name, why)``, resumed by the next call;
+    ``interrupted``: Ctrl-C stopped the grid (resumed by the next call too)."""
+
+    collected: Collected
+    tables: dict[str, Any] = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        return self.collected.outcomes
+
+    @property
+    def ok(self) -> bool:
+        """Every cell ran to its stop."""
+        return not self.failed and not self.interrupted
+
+    def text(self, markdown: bool = False, options: TableOptions = TableOptions()) -> str:
+        """The tables as ``llmopt compare`` prints them."""
+        out = io.StringIO()
+        with redirect_stdout(out):
+            print_tables(self.collected, markdown, options)
+        return out.getvalue()
+
+
+def run_grid(grid: Grid, store: str, *, run: bool = True, jobs: int = 1, executor: str | None = None,
+             address: str | None = None, with_references: bool = True, progress: bool = True,
+             events: bool = True) -> Comparison:
+    """Run (or only read) a grid into ``store``: one cell after another in this process (``jobs`` 1,
+    no ``executor``), else ``jobs`` cells at once (:mod:`llmopt.experiments.parallel`). ``progress``:
+    each run's bar, or the grid's state line; ``events``: the line as each cell starts and ends.
+    The tables are left to the caller (they depend on its statistics options)."""
+    if not run:
+        return Comparison(collect(grid, store, run=False, parse=parse_cell, with_references=with_references))
+    if jobs == 1 and executor is None:
+        collected = collect(grid, store, run=True, parse=parse_cell, with_references=with_references, progress=progress,
+                            **({} if events else {"log": lambda line: None}))
+        return Comparison(collected, interrupted=collected.stopped is StopReason.INTERRUPTED)
+    done = run_parallel(grid, store, parse_cell, jobs=jobs, executor=executor or "processes", address=address,
+                        with_references=with_references, progress=progress, events=events)
+    assert done.collected is not None
+    return Comparison(done.collected, failed=done.failed, interrupted=done.interrupted)
+
+
+def compare(grid: "str | os.PathLike[str] | Grid | Mapping[str, Any]", store: str | None = None, *, jobs: int = 1,
+            executor: str | None = None, address: str | None = None, seeds: Any = None,
+            settings: Mapping[str, Any] | None = None, run: bool = True, references: bool = True,
+            control: str | None = None, target: float | None = None, target_gap: str | None = None,
+            budget: str | None = None, progress: bool = True) -> Comparison:
+    """``llmopt compare`` from Python: run a grid (a TOML file's path, a :class:`Grid`, or the
+    file's content as a dict) into ``store`` (default: the grid's, else runs.db) and compute its
+    tables. ``jobs``: cells at once, each in its own process (1: one after another, here);
+    ``executor="dask"``: cells as tasks of the Dask scheduler at ``address`` (default: a local
+    cluster of ``jobs`` workers). ``seeds`` (a count or a list) and ``settings`` (options for every
+    run, like ``--set``) override the grid's; ``control``, ``target``, ``target_gap`` ("1%") and
+    ``budget`` ("evals=200") are the statistics flags; ``progress=False``: nothing on stderr. Bad
+    input raises :class:`GridError` before anything runs. A script that uses ``jobs > 1`` needs the
+    usual ``if __name__ == "__main__":`` guard (the cells' processes import the main module)."""
+    if isinstance(grid, Grid):
+        loaded = grid
+    elif isinstance(grid, Mapping):
+        loaded = grid_from_dict(dict(grid), name=str(grid.get("name", "compare")), source="grid")
+    else:
+        loaded = load_grid(Path(grid))
+    loaded = loaded.with_overrides(seeds=None if seeds is None else parse_seeds(seeds, "seeds"),
+                                   defaults={k.replace("_", "-"): v for k, v in (settings or {}).items()})
+    options = TableOptions(control=control, target=target, target_gap=None if target_gap is None else parse_gap(target_gap),
+                           budget=None if budget is None else parse_budget(budget))
+    done = run_grid(loaded, store or loaded.store or DEFAULT_STORE, run=run, jobs=jobs, executor=executor,
+                    address=address, with_references=references, progress=progress, events=progress)
+    done.tables = tables(done.collected, options)
+    return done
+
+
 class CompareCommand:
     """Run a grid of experiments (problem x configuration x seed) into one store, resuming what
 is done, and print one table per problem: per configuration what ran (proposer, model, a control's
@@ -173,6 +260,15 @@ with the problem's baselines and optimum as rows.
             p.add_argument("--quiet", action="store_true",
                            help="no progress bar of each run (the line naming each cell stays)")
             add_tracking_arguments(p.add_argument_group("tracking (each cell one MLflow run, tagged llmopt.grid)"))
+            p.add_argument("--jobs", type=_jobs_arg, default=1, metavar="N",
+                           help="run N cells at once, each in its own process (default 1: one after another, "
+                                "in this process); with --executor dask, the workers of its local cluster")
+            p.add_argument("--executor", choices=EXECUTORS,
+                           help="where cells run: processes of this machine (the default with --jobs N > 1) or "
+                                "tasks of a Dask cluster (see docs/grids-on-many-workers.md)")
+            p.add_argument("--address", metavar="tcp://HOST:PORT",
+                           help="the Dask scheduler to send cells to (default: a local cluster of --jobs workers); "
+                                "across machines the store must be one they share (PostgreSQL)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -181,20 +277,42 @@ with the problem's baselines and optimum as rows.
             grid = grid.with_overrides(defaults={"mlflow": args.mlflow, "mlflow-experiment": args.mlflow_experiment})
         options = table_options(args)
         store = args.store or grid.store or DEFAULT_STORE
+        if args.address and args.executor != "dask":
+            raise GridError("--address is the Dask scheduler's: give it with --executor dask")
         try:
-            collected = collect(grid, store, run=not args.no_run, parse=parse_cell, with_references=not args.no_references,
-                                progress=not args.quiet)
+            done = run_grid(grid, store, run=not args.no_run, jobs=args.jobs, executor=args.executor,
+                            address=args.address, with_references=not args.no_references, progress=not args.quiet)
         except KeyboardInterrupt:
             print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
             return 130
-        print_tables(collected, args.markdown, options, csv_out=args.csv)
+        print_tables(done.collected, args.markdown, options, csv_out=args.csv)
         if args.plot:
-            for path in write_figures(collected, args.plot):
+            for path in write_figures(done.collected, args.plot):
                 print(f"wrote {path}")
-        if collected.stopped is StopReason.INTERRUPTED:
-            print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
-            return 130
-        return 0
+        return finish(done, store)
+
+
+def finish(done: "Comparison", store: str) -> int:
+    """The end of a grid on stderr: each failed cell in one line, how to resume; the exit status."""
+    for name, why in done.failed:
+        print(f"llmopt: error: cell {name} failed: {why}", file=sys.stderr)
+    if done.failed:
+        print(f"{len(done.failed)} of {len(done.collected.outcomes)} cells failed: run the same command again to "
+              f"resume them (finished cells are not run again; store {store})", file=sys.stderr)
+    if done.interrupted:
+        print(f"\ninterrupted: run the same command again to resume (store {store})", file=sys.stderr)
+        return 130
+    return 1 if done.failed else 0
+
+
+def _jobs_arg(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"a number of cells at once, >= 1, got {text!r}")
+    return jobs
 
 
 def _seeds_arg(text: str) -> Any:

@@ -40,8 +40,7 @@ per configuration with a band over its seeds.
         p.add_argument("--x", nargs="+", choices=X_AXES, default=["step", "evals"], metavar="AXIS",
                        help="x axes of the best-so-far figures: step, evals, tokens, usd, seconds (default: step evals)")
         p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS), metavar="FORMAT",
-                       help="the files each figure is written as: png, svg (default: both; one alone takes half "
-                            "the time)")
+                       help="the files each figure is written as (default: png svg; one alone takes half the time)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:

@@ -200,7 +200,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, parse: CellParser, with_r
     parsed = [(cell, parse(cell, grid)) for cell in grid.cells()]  # every cell's options checked first
     if not run:
         return read_grid(grid, store_path, parsed, parse, with_references=with_references, log=log)
-    prepared = [(cell, args, _prepared(grid, cell, args, True)) for cell, args in parsed]  # then models and keys
+    prepared = [(cell, args, prepare_cell(grid, cell, args, True)) for cell, args in parsed]  # then models and keys
     live: dict[tuple[str, int], tuple[Problem, list[Reference]]] = {}
     out = Collected(grid, [], {},
                     instance=lambda cell: live.get((cell.problem, cell.seed)) or cell_instance(grid, cell, parse))
@@ -209,7 +209,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, parse: CellParser, with_r
             if with_references and cell.seed not in out.references.setdefault(cell.problem, {}):
                 out.references[cell.problem][cell.seed] = references(cell.command, problem)
             live.setdefault((cell.problem, cell.seed), (problem, out.references.get(cell.problem, {}).get(cell.seed, [])))
-            outcome = _run_cell(store, cell, args, (problem, proposer, budget), f"[{i}/{len(prepared)}] {cell.name}",
+            outcome = run_cell_here(store, cell, args, (problem, proposer, budget), f"[{i}/{len(prepared)}] {cell.name}",
                                 out.references[cell.problem].get(cell.seed) if with_references else None, log, progress)
             out.outcomes.append(outcome)
             if outcome.result.stop_reason is StopReason.INTERRUPTED:
@@ -218,7 +218,7 @@ def collect(grid: Grid, store_path: str, *, run: bool, parse: CellParser, with_r
     return out
 
 
-def _run_cell(store: RunStore, cell: Cell, args: Any, prepared: tuple[Problem, Any, Any], tag: str,
+def run_cell_here(store: RunStore, cell: Cell, args: Any, prepared: tuple[Problem, Any, Any], tag: str,
               refs: list[Reference] | None, log: Callable[[str], None], progress: bool) -> Outcome:
     """Run (or resume) one cell and record its facts with it (see :func:`record_facts`)."""
     problem, proposer, budget = prepared
@@ -235,7 +235,7 @@ def _run_cell(store: RunStore, cell: Cell, args: Any, prepared: tuple[Problem, A
                    budget=budget_text(asdict(budget)), record=opt.run_record, live=problem)
 
 
-def _prepared(grid: Grid, cell: Cell, args: Any, calls: bool) -> Any:
+def prepare_cell(grid: Grid, cell: Cell, args: Any, calls: bool) -> Any:
     """:func:`prepare_run` of a cell, its errors in the grid's words (:func:`grid_message`)."""
     try:
         return prepare_run(args, calls=calls)
@@ -246,7 +246,7 @@ def _prepared(grid: Grid, cell: Cell, args: Any, calls: bool) -> Any:
 def cell_problem(grid: Grid, cell: Cell, parse: CellParser) -> Problem:
     """A cell's problem, rebuilt from its options (a TSP instance's optimum solved again): only for what
     needs the problem itself (drawing a solution, scoring on a held-out split, an older store's runs)."""
-    return _prepared(grid, cell, parse(cell, grid), False)[0]
+    return prepare_cell(grid, cell, parse(cell, grid), False)[0]
 
 
 def cell_instance(grid: Grid, cell: Cell, parse: CellParser) -> tuple[Problem, list[Reference]]:
@@ -296,7 +296,7 @@ def _stored_outcome(cell: Cell, stored: StoredRun) -> Outcome:
 def _rebuilt_outcome(grid: Grid, cell: Cell, args: Any, store: RunStore,
                      with_references: bool) -> tuple[Outcome, list[Reference] | None]:
     """A run stored without facts, read as an older llmopt did: its problem and optimizer rebuilt."""
-    problem, proposer, budget = _prepared(grid, cell, args, False)
+    problem, proposer, budget = prepare_cell(grid, cell, args, False)
     args.resume = True
     opt = open_run(args, store, problem, proposer, budget)
     result = opt.result()

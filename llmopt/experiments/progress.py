@@ -8,6 +8,7 @@ readable trace, a short one a line or two.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import Any, TextIO
@@ -118,3 +119,72 @@ class RunProgress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class GridProgress:
+    """One display for a grid whose cells run at once (``llmopt compare --jobs``), on stderr.
+
+    Events (a cell starts, ends or fails) are lines. The grid's state (cells done, running, failed,
+    waiting, and each running cell's step and best so far) is one more line: on a terminal it is
+    redrawn in place under the events, at most twice a second; elsewhere (a log, a test's capture)
+    it is printed every ``LOG_INTERVAL_S`` seconds while cells run, so that a log stays readable.
+    The caller reads each running cell's state (from the store) only when :meth:`due` says so: the
+    display never slows a run. ``states=False`` (``--quiet``): the event lines only."""
+
+    def __init__(self, total: int, *, enabled: bool = True, states: bool = True, stream: TextIO | None = None,
+                 interval_s: float | None = None) -> None:
+        self.total, self.enabled, self.states = total, enabled, states
+        self.stream = stream or sys.stderr
+        self.tty = is_tty(self.stream)
+        self.interval = interval_s if interval_s is not None else (0.5 if self.tty else LOG_INTERVAL_S)
+        self._last = time.monotonic()
+        self._shown = ""  # the status line drawn on the terminal (cleared before an event line)
+
+    def line(self, text: str) -> None:
+        """An event, as a line of its own (above the terminal's status line)."""
+        if not self.enabled:
+            return
+        self._clear()
+        print(text, file=self.stream, flush=True)
+        if self._shown:
+            self._draw(self._shown)
+            self._last = 0.0  # the state line is stale now: redrawn at the next chance
+
+    def due(self) -> bool:
+        """Whether the grid's state line is due (never with ``states=False``: the events only)."""
+        return self.enabled and self.states and time.monotonic() - self._last >= self.interval
+
+    def status(self, done: int, failed: int, waiting: int, running: list[Any]) -> None:
+        """The grid's state now; ``running``: ``(cell name, step, best)`` of each running cell."""
+        if not self.enabled:
+            return
+        self._last = time.monotonic()
+        text = self.text(done, failed, waiting, running)
+        if self.tty:
+            self._draw(text)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def text(self, done: int, failed: int, waiting: int, running: list[Any]) -> str:
+        cells = "; ".join(f"{name} step {'-' if step is None else step} best {'-' if best is None else f'{best:.6g}'}"
+                          for name, step, best in running)
+        return (f"grid: {done}/{self.total} done, {len(running)} running, {failed} failed, {waiting} waiting"
+                + (f" | {cells}" if cells else ""))
+
+    def _draw(self, text: str) -> None:
+        width = shutil.get_terminal_size((120, 20)).columns - 1
+        self._clear()
+        self._shown = text
+        self.stream.write(text[:width])
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.tty and self._shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self._shown:
+            self._clear()
+            print(self._shown, file=self.stream, flush=True)  # the last state stays on screen
+            self._shown = ""
