@@ -38,6 +38,20 @@ class Trial:
     def ok(self) -> bool:
         return self.state is TrialState.COMPLETE
 
+    @property
+    def origin(self) -> dict[str, Any] | None:
+        """Where in a population the trial was made (``{"island": 3}``), as its proposer said; None: a
+        proposer without populations. Kept in the stored metrics, so a resumed proposer reads it back."""
+        return self.metrics.get("origin")
+
+
+def with_origin(metrics: dict[str, Any] | None, origin: dict[str, Any] | None) -> dict[str, Any]:
+    """A trial's metrics with its proposal's origin (see :attr:`Trial.origin`) added, if it has one."""
+    out = dict(metrics or {})
+    if origin:
+        out["origin"] = dict(origin)
+    return out
+
 
 def running_best(values: Iterable[float | None], direction: Direction | str) -> list[float | None]:
     """The best of ``values`` so far after each one (None entries are skipped: not scored; the

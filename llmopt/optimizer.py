@@ -24,7 +24,7 @@ from typing import Any, Callable, Hashable, Iterable
 
 from llmopt.budget import Budget, Spent, StopReason, last_improvement, out_of_spend, round_allowance, stop_reason
 from llmopt.events import Callbacks, CallEvent
-from llmopt.history import SolutionHistory, Trial, TrialState
+from llmopt.history import SolutionHistory, Trial, TrialState, with_origin
 from llmopt.llm import observe_calls
 from llmopt.llm.usage import Usage
 from llmopt.problem import Evaluation, Problem
@@ -50,6 +50,7 @@ class Candidate:
     source: str
     raw: str | None = None
     parents: tuple[int, ...] = ()  # trial numbers it was made from (an evolutionary operator's)
+    origin: dict[str, Any] | None = None  # where in a population it was made (Proposal.origin)
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ class Optimizer:
             error = f"score is {value!r}, not a finite number"
         base = dict(number=candidate.number, step=candidate.step, source=candidate.source,
                     solution=candidate.solution, text=candidate.text, key=candidate.key, raw=candidate.raw,
-                    metrics=dict(metrics or {}), parents=candidate.parents)
+                    metrics=with_origin(metrics, candidate.origin), parents=candidate.parents)
         if error is not None:
             trial = self._record(Trial(state=TrialState.FAILED, error=error[:2000], **base))
         else:
@@ -324,7 +325,8 @@ class Optimizer:
         """Record invalid, failed and duplicate proposals; return the new valid ones as pending."""
         out = []
         for p in proposals:
-            base = dict(number=p.number, step=step, source=p.source, raw=p.raw, parents=tuple(p.parents))
+            base = dict(number=p.number, step=step, source=p.source, raw=p.raw, parents=tuple(p.parents),
+                        metrics=with_origin(None, p.origin))
             if p.error is not None:
                 state = TrialState.FAILED if p.call_failed else TrialState.INVALID
                 self._record(Trial(state=state, error=p.error, **base))
@@ -340,7 +342,7 @@ class Optimizer:
                 self._record(Trial(state=TrialState.DUPLICATE, solution=p.solution, text=text, key=key,
                                    duplicate_of=twin, **base))
                 continue
-            candidate = Candidate(p.number, step, p.solution, text, key, p.source, p.raw, tuple(p.parents))
+            candidate = Candidate(p.number, step, p.solution, text, key, p.source, p.raw, tuple(p.parents), p.origin)
             self._pending[p.number] = candidate
             out.append(candidate)
         return out

@@ -174,3 +174,29 @@ def test_store_holds_every_trial_prompt_and_call(tmp_path) -> None:
     assert run.versions["numpy"] and run.versions["python"]
     raw = {t.number: t.raw for t in store.trials(run.id)}
     assert all(raw[t.number] == t.raw for t in result.history)
+
+
+def test_a_proposals_origin_is_recorded_with_its_trial_and_shown(tmp_path, capsys) -> None:
+    """Where in a population a proposal was made (a proposer's ``origin``) is stored with its trial, read
+    back by a resumed run, and printed by `llmopt show --step`; a proposer without one records none."""
+    import dataclasses
+
+    from llmopt.cli import main
+
+    class Tagged(RandomProposer):
+        def propose(self, problem, prompt, numbers, seed, on_call=None):
+            return [dataclasses.replace(p, origin={"island": p.number % 3, "cell": [1, 2]})
+                    for p in super().propose(problem, prompt, numbers, seed, on_call)]
+
+    with RunStore(tmp_path / "r.db") as store:
+        opt = Optimizer(LinearRegression(seed=0), Tagged(), store=store, name="tagged", proposals_per_step=4,
+                        budget=Budget(max_steps=1, stop_when_solved=False))
+        opt.run()
+        told = {t.number: t.origin for t in opt.history}
+        stored = {t.number: t.origin for t in store.trials(store.get_run("tagged").id)}
+    proposed = {n: o for n, o in told.items() if o is not None}
+    assert len(proposed) == 4 and all(o == {"island": n % 3, "cell": [1, 2]} for n, o in proposed.items())
+    assert stored == told  # starts have none
+    assert main(["show", "tagged", "--store", str(tmp_path / "r.db"), "--step", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"from cell (1, 2), island {min(proposed) % 3} (random)" in out  # names in order

@@ -225,6 +225,7 @@ def step_detail(store: RunStore, run: RunRecord, step: int) -> str:
             continue
         score = "" if t.value is None else f" {t.value:.6g}"
         parents = f" parents {', '.join(f'#{n}' for n in t.parents)}" if t.parents else ""
+        parents += f" from {origin_text(t.origin)}" if t.origin else ""
         twin = f" of #{t.duplicate_of}" if t.duplicate_of is not None else ""
         out += ["", f"--- trial #{t.number}: {t.state.value}{twin}{score}{parents} ({t.source}) ---"]
         if t.number in own:
@@ -272,3 +273,10 @@ def proposer_name(config: dict[str, Any]) -> str:
     if kind == "optuna":
         return f"optuna:{proposer.get('algorithm')}"
     return f"{kind} {model}" if model else kind
+
+
+def origin_text(origin: dict[str, Any]) -> str:
+    """A trial's origin in words: ``island 3``, ``cell (2, 5)``, ``island 1, cell (0, 4)``."""
+    def word(value: Any) -> str:
+        return f"({', '.join(str(v) for v in value)})" if isinstance(value, (list, tuple)) else str(value)
+    return ", ".join(f"{name} {word(value)}" for name, value in origin.items())

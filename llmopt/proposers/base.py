@@ -32,6 +32,9 @@ class Proposal:
     error: str | None = None  # why there is no solution
     call_failed: bool = False  # the call itself failed (FAILED), not the reply (INVALID)
     parents: tuple[int, ...] = ()  # trial numbers it was made from (recorded as the trial's provenance)
+    #: Where in a population it was made (``{"island": 3}``, ``{"cell": [2, 5]}``): recorded with the trial
+    #: (its metrics' ``origin``), shown by ``llmopt show --step``, and read back by a resumed proposer.
+    origin: dict[str, Any] | None = None
 
 
 class Proposer(ABC):
