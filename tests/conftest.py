@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests/harness.py, fakes.py, toy
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from harness import FAKE_RUN, run_script, snapshot  # noqa: E402
+from pg_server import pg_server, pg_url  # noqa: E402, F401  (fixtures: one PostgreSQL server per worker)
 
 settings.register_profile("ci", deadline=None, database=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -48,10 +49,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 SLOW_FIXTURES = frozenset({"embedded_model", "llama_server", "reference_run"})
 #: the tests of the embedded model share one worker under pytest-xdist (one model load a session)
 MODEL_FIXTURES = frozenset({"embedded_model", "llama_server"})
-#: Modules whose module-scoped fixtures take seconds (a store made by runs, a report drawn): their tests
-#: stay on one xdist worker, so the fixture is made once, not once per worker (~15 s of the suite; MLflow
-#: imported once).
-ONE_WORKER_MODULES = frozenset({"test_report_html", "test_faults", "test_stored_read", "test_mlflow_tracking"})
+#: Modules kept on one xdist worker (``--dist loadgroup``), by group: those whose module-scoped fixtures
+#: take seconds (a store made by runs, a report drawn; made once, not once per worker: ~15 s of the
+#: suite; MLflow imported once), and the grids on many processes, which share one forkserver per
+#: worker (it imports llmopt and litellm once).
+ONE_WORKER_GROUPS = {"test_report_html": "report-html", "test_faults": "faults", "test_stored_read": "stored-read",
+                     "test_mlflow_tracking": "mlflow", "test_grid_jobs": "grid-workers",
+                     "test_many_writers": "grid-workers"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -65,8 +69,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = getattr(getattr(item, "module", None), "__name__", "")
         if MODEL_FIXTURES & used or module == "test_local":
             item.add_marker(pytest.mark.xdist_group("embedded-model"))
-        elif module in ONE_WORKER_MODULES:
-            item.add_marker(pytest.mark.xdist_group(module))
+        elif module in ONE_WORKER_GROUPS:
+            item.add_marker(pytest.mark.xdist_group(ONE_WORKER_GROUPS[module]))
         if "live" in item.keywords and not config.getoption("--live"):
             item.add_marker(skip)
     items.sort(key=run_order)

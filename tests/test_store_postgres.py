@@ -3,7 +3,6 @@ run reads back the same as from SQLite, floats exactly; a killed writer's run is
 resumable elsewhere, a live one is never taken; ``store copy`` round trips; readers create nothing
 and fail in one line; the command line works on a URL; many processes write one store at once."""
 
-# ruff: noqa: F811  (the server fixtures are imported by name and taken as arguments)
 from __future__ import annotations
 
 import multiprocessing
@@ -19,7 +18,6 @@ from typing import Any
 import pytest
 from fakes import scripted_llm
 from harness import assert_one_line_error
-from pg_server import pg_server, pg_url  # noqa: F401  (fixtures)
 
 import llmopt
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer
