@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Budget", "CallEvent", "Candidate", "Comparison", "Completion", "Direction", "Evaluation", "FunctionProblem", "LLM",
     "LLMConfig", "LLMConfigError", "LLMProposer", "MetaPromptConfig", "Optimizer", "OptunaProposer", "ParseError",
-    "Problem",    "ProgramProblem", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Stage",
+    "Problem", "ProgramProblem", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Stage",
     "RunResult", "RunStore", "SolutionHistory", "StopReason", "StoreError", "Trial", "TrialState", "Usage",
     "build_meta_prompt", "compare", "evolve", "load", "maximize", "minimize",
 ]
