@@ -150,11 +150,12 @@ def test_processes_killed_mid_run_lose_nothing_and_resume_to_the_uninterrupted_g
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_dask_workers_killed_mid_run_hand_their_cells_to_others_which_resume_them(
-        grid_env: Path, monkeypatch, capsys) -> None:
+        kind: str, grid_env: Path, request, monkeypatch, capsys) -> None:
     pytest.importorskip("dask.distributed")
     grid = write_grid(grid_env, None, seeds=2)  # 4 cells of random search, no model
-    store = str(grid_env / "s.db")
+    store = str(grid_env / "s.db") if kind == "sqlite" else request.getfixturevalue("pg_url")
     err = run_killed_then_resumed(grid, store, str(grid_env / "ref.db"), 2, monkeypatch, capsys,
                                   "--executor", "dask", "--jobs", "2")
     assert sorted(p.name for p in (grid_env / "tokens").iterdir()) == ["kill-0", "kill-1"], err
