@@ -248,7 +248,7 @@ def test_an_interrupted_grid_resumes_to_the_uninterrupted_result(tmp_path: Path,
     grid, store, full = tmp_path / "g.toml", tmp_path / "g.db", tmp_path / "full.db"
     latency = {"s": 0.03}
     with OpenAIServer(slow_script(latency)) as server:
-        grid.write_text(grid_text(server.api_base, seeds=2, steps=4))
+        grid.write_text(grid_text(server.api_base, seeds=2, steps=3))
         command = ["-m", "llmopt.cli", "compare", str(grid)]
         proc = spawn(*command, "--store", str(store), env=KEY)
         wait_until(lambda: store.exists() and len(store_runs(store)) >= 4, "4 runs with trials", proc)
