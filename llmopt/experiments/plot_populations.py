@@ -45,8 +45,8 @@ def archive_figure(trials: Sequence[Trial], direction: Direction | str, spec: Ar
     grid = archive_grid(trials, direction, spec.bins if spec else None)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.8, 5.2), layout="constrained")
-    cmap = plt.get_cmap("viridis_r" if direction is Direction.MINIMIZE else "viridis").copy()
-    cmap.set_bad("#eeeeee")
+    cmap = plt.get_cmap("viridis_r" if direction is Direction.MINIMIZE else "viridis")
+    cmap = cmap.with_extremes(bad="#eeeeee")
     extent = None
     if spec is not None and len(spec.ranges) >= 2:
         (x0, x1), (y0, y1) = spec.ranges[1], spec.ranges[0]
