@@ -199,3 +199,14 @@ def test_the_cli_flag_with_random_search_on_linreg(tmp_path, capsys) -> None:
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--novelty-threshold: expected a number in (0, 1], got '1.5'" in err and err.count("\n") == 1
+
+
+def test_a_program_problem_compares_its_block_without_comments(tmp_path) -> None:
+    from llmopt.programs.problem import ProgramProblem
+
+    (tmp_path / "ev.py").write_text("def evaluate(module):\n    return module.value()\n")
+    initial = "# EVOLVE-BLOCK-START\ndef value():\n    return 1\n# EVOLVE-BLOCK-END\n"
+    problem = ProgramProblem(f"{tmp_path / 'ev.py'}:evaluate", initial, description="make value() large")
+    a = "def value():\n    # the same, said again\n\n    return 1\n"
+    assert problem.similarity_text(a) == problem.similarity_text(problem.template.block) == "def value():\n    return 1"
+    assert most_similar(problem.similarity_text(a), [(0, problem.similarity_text(problem.template.block))], 1.0)
