@@ -27,6 +27,7 @@ from llmopt.events import Callbacks, CallEvent
 from llmopt.history import SolutionHistory, Trial, TrialState, with_origin
 from llmopt.llm import observe_calls
 from llmopt.llm.usage import Usage
+from llmopt.novelty import SIMILARITY, NoveltyFilter
 from llmopt.problem import Evaluation, Problem
 from llmopt.proposers import Proposal, Proposer
 from llmopt.recording import Loaded, RunSpec, open_recorder
@@ -109,8 +110,9 @@ class Optimizer:
                  name: str | None = None, resume: bool = False, starts: bool = True, race: int | None = None,
                  validate_every: int | None = None, validate_top: int | None = 3,
                  validation_patience: int | None = None, accept_changed_objective: bool = False,
-                 command: str | None = None) -> None:
+                 command: str | None = None, novelty_threshold: float | None = None) -> None:
         _check_options(problem, proposals_per_step, max_rounds, resume and store is None, race)
+        self.novelty = NoveltyFilter(novelty_threshold)  # a bad threshold: one line, before anything is written
         settings = ValidationSettings(validate_every, validate_top, validation_patience)
         self.race, self.accept_changed_objective = race, accept_changed_objective
         self.command = command  # the command line that started the run, recorded with it (its resume hint)
@@ -158,7 +160,7 @@ class Optimizer:
                 "proposals_per_step": self.proposals_per_step, "max_rounds": self.max_rounds,
                 "starts": self.starts, "budget": asdict(self.budget), "problem": self.problem.config(),
                 "proposer": self.proposer.config(), **({"race": self.race} if self.race is not None else {}),
-                **({"validation": settings.config()} if settings.every is not None else {})}
+                **({"validation": settings.config()} if settings.every is not None else {}), **self.novelty.config()}
 
     @property
     def name(self) -> str | None:
@@ -269,7 +271,7 @@ class Optimizer:
                                                     attempt=attempt) if todo else []
             if proposals and all(p.call_failed for p in proposals):
                 self._failure = proposals[0].error or "LLM call failed"
-            admitted = self._admit_all(proposals, step.step)
+            admitted = self._admit_all(proposals, step.step, novel=True)
             valid += len(admitted)
             out += admitted
         return out
@@ -321,8 +323,10 @@ class Optimizer:
         finished, self._open = self._open.step, None
         self.validation.step_finished(finished)
 
-    def _admit_all(self, proposals: Iterable[Proposal], step: int) -> list[Candidate]:
-        """Record invalid, failed and duplicate proposals; return the new valid ones as pending."""
+    def _admit_all(self, proposals: Iterable[Proposal], step: int, novel: bool = False) -> list[Candidate]:
+        """Record invalid, failed and duplicate proposals; return the new valid ones as pending.
+        ``novel``: proposals (not starts or suggestions) too similar to a scored or pending solution
+        (``novelty_threshold``) are recorded as duplicates too."""
         out = []
         for p in proposals:
             base = dict(number=p.number, step=step, source=p.source, raw=p.raw, parents=tuple(p.parents),
@@ -338,9 +342,13 @@ class Optimizer:
                 continue
             first = self.history.find(key)
             twin = first.number if first else next((c.number for c in self._pending.values() if c.key == key), None)
-            if twin is not None:
+            similar = None if twin is not None or not novel else self.novelty.similar(
+                self.problem, p.solution, self.history, self._pending.values())
+            if twin is not None or similar is not None:
+                if similar is not None:
+                    base.update(metrics={**base["metrics"], SIMILARITY: similar.similarity}, error=similar.error)
                 self._record(Trial(state=TrialState.DUPLICATE, solution=p.solution, text=text, key=key,
-                                   duplicate_of=twin, **base))
+                                   duplicate_of=twin if similar is None else similar.number, **base))
                 continue
             candidate = Candidate(p.number, step, p.solution, text, key, p.source, p.raw, tuple(p.parents), p.origin)
             self._pending[p.number] = candidate

@@ -255,6 +255,12 @@ class Problem(ABC, Generic[S]):
         """Canonical identity for de-duplication (two solutions with one key are one solution)."""
         return self.encode(solution)
 
+    def similarity_text(self, solution: S) -> str:
+        """The text novelty filtering compares (``--novelty-threshold``, :mod:`llmopt.novelty`): the
+        encoded text; a problem whose texts differ in what does not matter (a program's comments)
+        returns a normalized form, so that only what matters counts as different."""
+        return self.encode(solution)
+
     def render(self, text: str, value: str | None) -> str:
         """One exemplar of the meta-prompt; ``value`` is None when scores are hidden."""
         if value is None:

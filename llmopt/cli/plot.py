@@ -20,8 +20,10 @@ solutions, tokens, dollars or seconds (--x; median over seeds with a 95% bootstr
 baselines as lines), the fixed-target ECDF (the fraction of (run, target) pairs reached against
 evaluations, over the problem's ladder of targets), a histogram of proposal scores per step, for
 runs that ran validations (--eval-every) training against validation score by step
-(<problem>-overfitting, the OPRO paper's Figure 11), and, for a grid, the best solutions drawn
-(TSP tours).
+(<problem>-overfitting, the OPRO paper's Figure 11), for MAP-Elites runs the archive as a heatmap
+(<problem>-archive-<configuration>) and for island runs each island's best so far
+(<problem>-islands-<configuration>), both of each configuration's first seed, and, for a grid, the
+best solutions drawn (TSP tours).
 
   llmopt plot --out figures/                          # every run of llmopt run's store
   llmopt plot --store runs.db linreg-llm-seed0 linreg-random-seed0 --out figures/

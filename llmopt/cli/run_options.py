@@ -14,6 +14,7 @@ from llmopt.executors import EXECUTORS
 from llmopt.experiments.compare import grid_message
 from llmopt.experiments.grid import Cell, Grid, GridError
 from llmopt.experiments.runs import UsageError
+from llmopt.novelty import check_threshold
 from llmopt.plugins import entry_points
 from llmopt.proposers import registry
 from llmopt.store import DEFAULT_STORE
@@ -47,6 +48,10 @@ def add_run_arguments(p: argparse.ArgumentParser, proposer: str = registry.DEFAU
                    "evoprompt-*: their population instead)")
     g.add_argument("--max-rounds", type=positive_int, default=3,
                    help="sampling rounds per step to replace invalid or duplicate replies (default 3)")
+    g.add_argument("--novelty-threshold", type=novelty_threshold, metavar="T",
+                   help="novelty filtering, for any proposer: a proposal whose text is at least T similar (0 < T <= 1; "
+                        "rapidfuzz's normalized similarity; a program's without comments) to a solution already "
+                        "scored, or pending in the step, is recorded as a duplicate and never scored (default: off)")
     g.add_argument("--race", type=positive_int, metavar="K",
                    help="race the scoring: score each step's solutions on a growing sample and stop those whose "
                         "confidence bound cannot reach the K-th best value of the earlier steps (prompt "
@@ -171,6 +176,16 @@ def chosen_proposer(words: list[str]) -> str:
         elif word.startswith("--proposer="):
             chosen = word.split("=", 1)[1]
     return chosen
+
+
+def novelty_threshold(text: str) -> float:
+    """``--novelty-threshold``: a number in (0, 1]."""
+    try:
+        value = float(text)
+        check_threshold(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    return value
 
 
 def validate_top(text: str) -> int | None:

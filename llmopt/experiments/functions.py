@@ -32,6 +32,7 @@ from llmopt.function_problem import FunctionProblem
 from llmopt.llm import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL
 from llmopt.metaprompt import MetaPromptConfig
+from llmopt.novelty import check_threshold
 from llmopt.optimizer import Optimizer, RunResult, default_run_name
 from llmopt.problem import Problem
 from llmopt.proposers import Proposer, registry
@@ -74,8 +75,10 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
              budget: Budget | None = None, structured: str = "auto", metaprompt: MetaPromptConfig | None = None,
              llm_settings: dict[str, Any] | None = None, proposer_options: dict[str, Any] | None = None,
              progress: bool = True, accept_changed_objective: bool = False, mlflow: str | None = None,
-             mlflow_experiment: str | None = None, **options: Any) -> RunResult:
+             mlflow_experiment: str | None = None, novelty_threshold: float | None = None,
+             **options: Any) -> RunResult:
     """One run of a :class:`FunctionProblem`; see :func:`minimize`."""
+    check_threshold(novelty_threshold)  # one line, before the problem or a model is built
     budget_options = {k: options.pop(k) for k in BUDGET_KEYWORDS if k in options}
     if budget is not None and (budget_options or steps != 50):
         raise ValueError("give either budget= or steps= and the budget keywords, not both")
@@ -89,7 +92,7 @@ def optimize(objective: Callable[[Any], float], schema: dict[str, Any], *, direc
     return run_problem(problem, chosen, budget, seed=seed, store=store, name=name, resume=resume,
                        proposals_per_step=proposals_per_step, max_rounds=max_rounds, progress=progress,
                        accept_changed_objective=accept_changed_objective,
-                       tracking=tracking_for(mlflow, mlflow_experiment))
+                       tracking=tracking_for(mlflow, mlflow_experiment), novelty_threshold=novelty_threshold)
 
 
 def tracking_for(mlflow: str | None, experiment: str | None) -> Tracking | None:
@@ -102,7 +105,8 @@ def tracking_for(mlflow: str | None, experiment: str | None) -> Tracking | None:
 def run_problem(problem: Problem, proposer: Proposer, budget: Budget, *, seed: int = 0,
                 store: str | os.PathLike[str] | RunStore | None = None, name: str | None = None, resume: bool = False,
                 proposals_per_step: int = 8, max_rounds: int = 3, progress: bool = True, executor: Any = None,
-                accept_changed_objective: bool = False, tracking: Tracking | None = None) -> RunResult:
+                accept_changed_objective: bool = False, tracking: Tracking | None = None,
+                novelty_threshold: float | None = None) -> RunResult:
     """One run of any problem from Python, with its store opened and closed here when given as a path
     (what :func:`minimize` and :func:`llmopt.experiments.programs.evolve` share); logged to MLflow
     with ``tracking`` (checked first: MLflow missing is an ImportError before anything is created)."""
@@ -115,7 +119,7 @@ def run_problem(problem: Problem, proposer: Proposer, budget: Budget, *, seed: i
             name = default_run_name(problem, proposer, seed)
         opt = Optimizer(problem, proposer, seed=seed, budget=budget, proposals_per_step=proposals_per_step,
                         max_rounds=max_rounds, store=run_store, name=name, resume=resume,
-                        accept_changed_objective=accept_changed_objective)
+                        accept_changed_objective=accept_changed_objective, novelty_threshold=novelty_threshold)
         return _run_with_progress(opt, progress, executor, tracking)
     finally:
         if own_store:
@@ -149,6 +153,8 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     ``LLM.from_model``: temperature, api_base, ...), ``proposer_options`` (the proposer's own options,
     as ``llmopt run --proposer NAME --help`` lists them: ``per_call``, ``samples_per_request``,
     ``population``, ...; one the proposer does not have is refused),
+    ``novelty_threshold`` (0 < T <= 1: a proposal at least T similar to a scored solution is recorded as a
+    duplicate, never scored; see docs/populations.md),
     ``progress`` (default True: a progress bar on stderr, as the command line draws), ``mlflow``
     (an MLflow tracking URI: the run is logged there, see docs/tracking.md) and ``mlflow_experiment``, and
     FunctionProblem's ``initial``,

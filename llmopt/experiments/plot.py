@@ -21,7 +21,10 @@ from the stored trials alone. Per problem:
   the run's chosen solution (best on validation) marked;
 * ``<problem>-solutions``: for problems that can draw a solution (TSP tours on the plane), each
   configuration's best solution of the first seed beside the best baseline's (grids only: drawing
-  needs the problem itself, which a grid rebuilds from its options).
+  needs the problem itself, which a grid rebuilds from its options);
+* ``<problem>-archive-<configuration>`` and ``<problem>-islands-<configuration>``: a MAP-Elites
+  run's archive as a heatmap, an island run's islands' best so far
+  (:mod:`llmopt.experiments.plot_populations`).
 
 Titles name the seeds actually plotted, not those a grid plans.
 
@@ -45,6 +48,7 @@ from llmopt.experiments.curves import overfitting_curves as overfitting_curves
 from llmopt.experiments.curves import seeds_plotted as seeds_plotted
 from llmopt.experiments.grouping import _grid_label as _grid_label  # where tests and callers found them before
 from llmopt.experiments.grouping import collect_runs as collect_runs
+from llmopt.experiments.plot_populations import population_figures
 from llmopt.experiments.stats import median_band
 from llmopt.history import TrialState
 from llmopt.problem import Direction
@@ -317,4 +321,6 @@ def write_figures(collected: "Collected", out_dir: str | Path, x_axes: Sequence[
         figure = solutions_figure(collected, label)
         if figure is not None:
             written += save(figure, out / f"{stem}-solutions")
+        for suffix, figure in population_figures(collected, label):  # MAP-Elites archives, islands
+            written += save(figure, out / f"{stem}-{suffix}")
     return written

@@ -26,6 +26,7 @@ from llmopt.experiments.functions import BUDGET_KEYWORDS, make_proposer, run_pro
 from llmopt.experiments.paths import base_dir, beside
 from llmopt.llm import LLM
 from llmopt.llm.embedded import DEFAULT_MODEL
+from llmopt.novelty import check_threshold
 from llmopt.optimizer import RunResult
 from llmopt.programs.problem import ProgramProblem, Stage
 from llmopt.programs.sandbox import Limits, isolation
@@ -38,18 +39,21 @@ def evolve(evaluator: str | Stage | Sequence[str | Stage], initial: str, *, desc
            resume: bool = False, proposals_per_step: int = 4, max_rounds: int = 3, workers: int = 1,
            budget: Budget | None = None, llm_settings: dict[str, Any] | None = None,
            proposer_options: dict[str, Any] | None = None, progress: bool = True, mlflow: str | None = None,
-           mlflow_experiment: str | None = None, **options: Any) -> RunResult:
+           mlflow_experiment: str | None = None, novelty_threshold: float | None = None,
+           **options: Any) -> RunResult:
     """Optimize a program: ``evaluator`` (``"pkg.mod:evaluate"``, ``"path/file.py:evaluate"``, or a
     cascade of them) scores the candidates made from ``initial`` (a program's source). Keywords as
     :func:`llmopt.minimize` (``model``, ``proposer``, ``steps``, ``store``, the budget's ``max_evals``
     ...), ``workers`` (candidates scored at once), ``mlflow`` and ``mlflow_experiment`` (MLflow
-    tracking), and ProgramProblem's ``replies``, ``limits``,
+    tracking), ``novelty_threshold`` (a candidate whose block, comments aside, is that similar to a
+    scored one is not scored; docs/populations.md), and ProgramProblem's ``replies``, ``limits``,
     ``kwargs`` (of the evaluator), ``optimum``, ``name`` of the problem via ``problem_name``."""
     budget_options = {k: options.pop(k) for k in BUDGET_KEYWORDS if k in options}
     if budget is not None and (budget_options or steps != 20):
         raise ValueError("give either budget= or steps= and the budget keywords, not both")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1 (candidates scored at once), got {workers!r}")
+    check_threshold(novelty_threshold)  # one line, before the problem is built
     problem_name = options.pop("problem_name", "program")
     problem = ProgramProblem(evaluator, initial, description=description, direction=direction, name=problem_name,
                              **options)
@@ -58,7 +62,7 @@ def evolve(evaluator: str | Stage | Sequence[str | Stage], initial: str, *, desc
         return run_problem(problem, chosen, budget or Budget(max_steps=steps, **budget_options), seed=seed,
                            store=store, name=name, resume=resume, proposals_per_step=proposals_per_step,
                            max_rounds=max_rounds, progress=progress, executor=pool,
-                           tracking=tracking_for(mlflow, mlflow_experiment))
+                           tracking=tracking_for(mlflow, mlflow_experiment), novelty_threshold=novelty_threshold)
 
 
 def _kwargs(items: Sequence[str] | None) -> dict[str, Any]:

@@ -6,9 +6,10 @@ import json
 import re
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from llmopt.history import SolutionHistory, Trial, TrialState
+from llmopt.novelty import similar_count
 from llmopt.optimizer import RunResult
 from llmopt.problem import Direction, Problem, gap_pct
 from llmopt.programs.source import diff
@@ -65,7 +66,7 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
         ["best", "-" if best is None else f"{shown_text(best.text)}  (value {best.value:.6g}, step {best.step})"],
         *_chosen_rows(result),
         ["trials", f"{sum(c.values())}: {c['COMPLETE']} complete, {c['INVALID']} invalid, "
-                   f"{c['DUPLICATE']} duplicate, {c['FAILED']} failed"],
+                   f"{c['DUPLICATE']} duplicate{_similar_words(result.history)}, {c['FAILED']} failed"],
         *_failure_rows(result.history),
         ["LLM calls", calls],
         ["tokens", tokens],
@@ -80,6 +81,12 @@ def run_summary(result: RunResult, problem: Problem) -> Table:
     ]
     rows += [[k, "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)] for k, v in result.metrics.items()]
     return rows
+
+
+def _similar_words(trials: Iterable[Trial]) -> str:
+    """`` (N too similar)``: the duplicates that novelty filtering rejected, if any."""
+    count = similar_count(trials)
+    return f" ({count} too similar)" if count else ""
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -185,8 +192,10 @@ def steps_table(store: RunStore, run: RunRecord) -> Table:
     optimum = run.optimum
     history = stored_history(store, run)
     raced = any("race" in t.metrics for t in history)  # a --race run: how many were scored in part
+    similar = similar_count(history) > 0  # a --novelty-threshold run: how many duplicates were only similar
     rows: Table = [["step", "complete", "invalid", "duplicate", "failed", "step best", "best so far", "calls"]
-                   + (["raced out"] if raced else []) + (["gap %"] if optimum else [])]
+                   + (["raced out"] if raced else []) + (["too similar"] if similar else [])
+                   + (["gap %"] if optimum else [])]
     calls_per_step = Counter(call.step for call in store.calls(run.id) if call.choice == 0)
     best_after = dict(history.best_so_far("step"))
     per_step: dict[int, list[Trial]] = {}
@@ -202,6 +211,7 @@ def steps_table(store: RunStore, run: RunRecord) -> Table:
                      count[TrialState.FAILED], "-" if step_best is None else f"{step_best:.6g}",
                      "-" if best is None else f"{best:.6g}", calls_per_step.get(step, 0)]
                     + ([sum(1 for t in trials if "race" in t.metrics)] if raced else [])
+                    + ([similar_count(trials)] if similar else [])
                     + (["-" if gap is None else f"{gap:.2f}"] if optimum else []))
     return rows
 

@@ -137,7 +137,8 @@ def open_run(args: Any, store: RunStore, problem: Problem, proposer: Proposer,
                      validate_every=getattr(args, "eval_every", None), validate_top=getattr(args, "validate_top", 3),
                      validation_patience=args.patience if _early_stop(args) else None,
                      accept_changed_objective=getattr(args, "accept_changed_objective", False),
-                     command=getattr(args, "command_line", None))
+                     command=getattr(args, "command_line", None),
+                     novelty_threshold=getattr(args, "novelty_threshold", None))
 
 
 def execute(opt: Optimizer, args: Any, progress_bar: bool | None = None) -> RunResult:

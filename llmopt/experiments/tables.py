@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from llmopt.experiments.compare import AXES, Collected, Outcome, Reference
+from llmopt.experiments.diversity import ArchiveSpec, coverage, has_cells, qd_score
 from llmopt.experiments.grid import GridError
 from llmopt.experiments.report import Table
 from llmopt.experiments.stats import (
@@ -27,6 +28,7 @@ from llmopt.experiments.stats import (
     summarize,
     wilson,
 )
+from llmopt.novelty import similar_count
 from llmopt.problem import Direction, gap_pct
 
 # --- tables ---------------------------------------------------------------------------------
@@ -145,12 +147,34 @@ NUMERIC = {  # column: (number of an outcome, format)
     "best": (lambda o: o.best(), "{:.4g}"),
     "gap %": (lambda o: o.gap_pct(), "{:.2f}"),
     "unique proposed": (lambda o: o.unique(), "{:.1f}"),
+    "similar": (lambda o: _similar(o), "{:.1f}"),
+    "coverage %": (lambda o: _coverage_pct(o), "{:.1f}"),
+    "QD-score": (lambda o: qd_score(o.result.history.trials, o.problem.direction) if _archived(o) else None, "{:.4g}"),
     "valid %": (lambda o: o.valid_pct(), "{:.0f}"),
     "calls": (lambda o: o.result.usage.calls, "{:.0f}"),
     "tokens": (lambda o: o.result.usage.tokens, "{:.0f}"),
     "wall s": (lambda o: o.result.elapsed_s, "{:.1f}"),
     "evals": (lambda o: o.evaluations(), "{:.0f}"),
 }
+
+
+def _similar(o: Outcome) -> int | None:
+    """Proposals novelty filtering rejected (None: a run without the filter)."""
+    count = similar_count(o.proposed())
+    on = o.record is not None and o.record.config.get("novelty_threshold") is not None
+    return count if count or on else None
+
+
+def _archived(o: Outcome) -> bool:
+    return has_cells(o.result.history)
+
+
+def _coverage_pct(o: Outcome) -> float | None:
+    """A MAP-Elites run's archive coverage, in percent (None: no archive, or its grid not recorded)."""
+    spec = ArchiveSpec.of_config(o.record.config.get("proposer")) if o.record is not None else None
+    if spec is None or not _archived(o):
+        return None
+    return 100.0 * coverage(o.result.history, spec, o.problem.direction)
 
 
 def _target_of(o: Outcome, options: TableOptions) -> float | None:
@@ -281,7 +305,8 @@ def comparison_table(label: str, configs: dict[str, list[Outcome]], planned: int
               "best", "beat starts", "gap %", f"vs {control} at equal evals (Holm p)" if control_row else None,
               f"best at {budget_label}" if budget_label else None,
               f"{vs} at {budget_label}" if control_row and budget_label else None,
-              "unique proposed", "valid %", "calls", "tokens", "cost (all runs)", "wall s"]
+              "unique proposed", "similar", "coverage %", "QD-score", "valid %", "calls", "tokens", "cost (all runs)",
+              "wall s"]
     table: Table = [[h for h in header if h is not None]]
     for r in rows:
         solved = "-"
@@ -306,7 +331,8 @@ def comparison_table(label: str, configs: dict[str, list[Outcome]], planned: int
             format_summary(r.columns.get("budget"), "{:.4g}") if budget_label else None,
             (("control" if r is control_row else format_comparison(r.versus_budget, options.alpha))
              if control_row and budget_label else None),
-            *(format_summary(r.columns[c], fmt[c]) for c in ("unique proposed", "valid %", "calls", "tokens")),
+            *(format_summary(r.columns[c], fmt[c]) for c in ("unique proposed", "similar", "coverage %", "QD-score",
+                                                             "valid %", "calls", "tokens")),
             _dollars(r.done) if r.done else "-",
             format_summary(r.columns["wall s"], fmt["wall s"]),
         ]
@@ -330,6 +356,12 @@ _COLUMN_NOTES = {
     "budget": "budget: each row's stopping limits, which differ between rows: the test against the control is at "
               "equal evaluations, every other column at each row's own budget",
     "solved": "solved: runs (95% Wilson interval)",
+    "unique proposed": "unique proposed: distinct solutions among the proposals (duplicates and novelty's rejections "
+                       "included once each)",
+    "similar": "similar: proposals novelty filtering rejected (--novelty-threshold; counted among the duplicates too)",
+    "coverage %": "coverage %: occupied cells of the MAP-Elites archive over all its cells",
+    "QD-score": "QD-score: sum over the archive's occupied cells of the elite's improvement on the run's worst "
+                "starting value, clipped at 0 (higher is better; see docs/populations.md)",
     "beat starts": "beat starts: runs in which a proposal scored better than every starting solution (the others "
                    "ended at a starting solution, where rows tie whatever their method)",
 }

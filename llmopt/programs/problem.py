@@ -29,7 +29,7 @@ import numpy as np
 
 from llmopt.problem import Direction, Evaluation, ParseError, Problem
 from llmopt.programs.sandbox import Limits, check_evaluator, evaluate_in_sandbox
-from llmopt.programs.source import Template, apply_edits, canonical, code_in, edits_in, syntax_error
+from llmopt.programs.source import Template, apply_edits, canonical, code_in, edits_in, normalized, syntax_error
 
 REPLIES = ("full", "edits")
 
@@ -142,6 +142,10 @@ class ProgramProblem(Problem[str]):
 
     def key(self, solution: str) -> Hashable:
         return canonical(self.template.program(solution))
+
+    def similarity_text(self, solution: str) -> str:
+        """The block without comments, blank lines or layout (the fixed part would only add sameness)."""
+        return normalized(solution)
 
     def program(self, solution: str) -> str:
         """The whole program of a solution (its block in the fixed part)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+import textwrap
 from dataclasses import dataclass
 
 from llmopt.problem import ParseError
@@ -171,6 +172,18 @@ def canonical(program: str) -> str:
         return ast.dump(ast.parse(program))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return program
+
+
+def normalized(block: str) -> str:
+    """A block as novelty filtering compares it (:mod:`llmopt.novelty`): its syntax tree unparsed,
+    so comments, blank lines and layout do not count (a block indented as a function's body is
+    dedented first); a block that does not parse alone loses its comment lines and blank lines."""
+    text = textwrap.dedent(block)
+    try:
+        return ast.unparse(ast.parse(text))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        lines = [line.rstrip() for line in text.splitlines()]
+        return "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
 def diff(parent: str, child: str, *, names: tuple[str, str] = ("parent", "candidate")) -> str:
