@@ -21,5 +21,6 @@ from llmopt.proposers.islands import Islands
 from llmopt.proposers.opro import STRUCTURED, LLMProposer, SamplingProposer, Structured
 from llmopt.proposers.random import RandomProposer
 
-__all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "EvoPromptDE", "EvoPromptGA", "EvolutionProposer", "Islands", "LLMProposer",
-           "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Structured", "decode_reply"]
+__all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "EvoPromptDE", "EvoPromptGA", "EvolutionProposer", "Islands",
+           "LLMProposer", "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Structured",
+           "decode_reply"]

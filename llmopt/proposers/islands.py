@@ -436,8 +436,7 @@ def _spec() -> ProposerSpec:
         NO_CACHE,
     )
     return ProposerSpec("islands", _build, uses_llm=True, options=options,
-                        help="FunSearch's islands: best-shot prompts of score-clustered samples of one island, the "
-                             "worse half of the islands reset every --reset-every steps")
+                        help="FunSearch's islands")
 
 
 ISLANDS = _spec()
