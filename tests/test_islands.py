@@ -294,3 +294,13 @@ def test_cli_runs_islands_on_linreg_tsp_and_a_grid_and_show_prints_the_island(tm
     err = capsys.readouterr().err
     assert code != 0 and "--population 4: not an option of --proposer islands" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_describe_names_the_settings_that_differ_from_funsearchs_and_the_estimate_counts_every_request() -> None:
+    llm, problem = ScriptedLLM(linreg_script), LinearRegression(seed=0)
+    assert Islands(llm).describe(problem) == "islands scripted/model"
+    assert Islands(llm, islands=4, reset_every=0).describe(problem) == "islands scripted/model (4 islands, no resets)"
+    proposer = Islands(llm, shown=3)
+    proposer.bind(problem, 0)
+    cost = proposer.step_cost(problem, 8, 3)
+    assert cost is not None and cost.calls == 24 and cost.prompt_tokens > 24 * 3 * len(problem.typical_text().split())

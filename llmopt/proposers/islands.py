@@ -296,7 +296,17 @@ class Islands(Proposer):
         return f"llm:{self.llm.model}"
 
     def describe(self, problem: Problem) -> str:
-        return f"islands {self.llm.model}"
+        """``islands <model>``, with the settings that differ from FunSearch's defaults (ours for the
+        reset period), so that a table's row says what ran: ``islands m (4 islands, reset every 5)``."""
+        settings = [(self.islands, NUM_ISLANDS, f"{self.islands} islands"), (self.shown, SHOWN, f"{self.shown} shown"),
+                    (self.reset_every, RESET_EVERY, f"reset every {self.reset_every}" if self.reset_every
+                     else "no resets"),
+                    (self.temperature, TEMPERATURE, f"cluster temperature {self.temperature:g}"),
+                    (self.period, PERIOD, f"period {self.period}"),
+                    (self.samples_per_prompt, SAMPLES_PER_PROMPT, f"{self.samples_per_prompt} samples per prompt"),
+                    (self.score_scale, "raw", f"{self.score_scale} scores")]
+        changed = [words for value, default, words in settings if value != default]
+        return f"islands {self.llm.model}" + (f" ({', '.join(changed)})" if changed else "")
 
     def uses_llm(self) -> bool:
         return True
