@@ -304,3 +304,19 @@ def test_describe_names_the_settings_that_differ_from_funsearchs_and_the_estimat
     proposer.bind(problem, 0)
     cost = proposer.step_cost(problem, 8, 3)
     assert cost is not None and cost.calls == 24 and cost.prompt_tokens > 24 * 3 * len(problem.typical_text().split())
+
+
+def test_a_child_sigkilled_inside_a_step_resumes_to_the_uninterrupted_run(tmp_path: Path, reference_run) -> None:
+    """The same as above with a real SIGKILL of a child process (tests/scripts/fake_run.py), at the
+    80th store write: inside step 3, after the reset that follows step 2."""
+    import signal
+
+    from harness import run_script
+
+    reference, _ = reference_run("--proposer", "islands")
+    store = tmp_path / "runs.db"
+    killed = run_script(store, "--proposer", "islands", "--kill-at", "80")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed = run_script(store, "--proposer", "islands", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert snapshot(store) == snapshot(reference)
