@@ -234,7 +234,7 @@ def versions_prompt(problem: Problem, shown: Sequence[Trial], config: MetaPrompt
         values = [float(t.value) for t in shown]  # type: ignore[arg-type]
         low, high = min(values), max(values)
         decimals = significant_decimals(values, config.digits) if config.scores == "significant" else None
-        parts.append(f"Below are versions of a {noun}, from the worst to the best, each with its {value} "
+        parts.append(f"Below are versions of {_a(noun)}, from the worst to the best, each with its {value} "
                      f"({better} is better).")
         parts += [f"version {i}:\n" + problem.render(t.text or "", format_value(v, config, low, high, decimals))
                   for i, (t, v) in enumerate(zip(shown, values))]
@@ -242,12 +242,17 @@ def versions_prompt(problem: Problem, shown: Sequence[Trial], config: MetaPrompt
         ask = (f"Write version {k}, an improved version of version {k - 1}: a new {noun}, different from the "
                f"versions above, with a {value} {better} than theirs.")
     else:
-        ask = f"Write version 0: a {noun} whose {value} is as {'low' if better == 'lower' else 'high'} as possible."
+        ask = f"Write version 0: {_a(noun)} whose {value} is as {'low' if better == 'lower' else 'high'} as possible."
     if context:
         parts.append(context)
     fmt = problem.structured_answer_format() if config.structured else problem.answer_format()
     parts.append(f"{ask} {fmt}".strip())
     return "\n\n".join(p for p in parts if p)
+
+
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article (an instruction, a trace)."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _check(islands: int, shown: int, reset_every: int, temperature: float, period: int, samples_per_prompt: int,
