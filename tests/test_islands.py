@@ -253,6 +253,9 @@ def test_python_minimize_takes_islands_and_refuses_an_option_it_does_not_have() 
     with pytest.raises(ValueError, match="--population 4: not an option of --proposer islands"):
         llmopt.minimize(lambda s: s["x"] ** 2, schema, model=llm, proposer="islands", steps=1,
                         proposer_options={"population": 4})
+    with pytest.raises(ValueError, match="--show 3: islands shows --shown N solutions per prompt"):  # OPRO's word
+        llmopt.minimize(lambda s: s["x"] ** 2, schema, model=llm, proposer="islands", steps=1,
+                        proposer_options={"show": 3})
 
 
 def test_cli_runs_islands_on_linreg_tsp_and_a_grid_and_show_prints_the_island(tmp_path: Path, capsys,

@@ -451,6 +451,7 @@ def _spec() -> ProposerSpec:
         NO_CACHE,
     )
     return ProposerSpec("islands", _build, uses_llm=True, options=options,
+                        hints={"show": "islands shows --shown N solutions per prompt (default 2)"},
                         help="FunSearch's islands")
 
 
