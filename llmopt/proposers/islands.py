@@ -38,7 +38,7 @@ shown once; ``score_scale="normalized"`` (not the default) maps an island's clus
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -75,9 +75,14 @@ class Island:
 
     members: list[int]
     joined: int = 0
+    seen: set[int] = field(default_factory=set, repr=False)  # the members, for a constant-time test
+
+    def __post_init__(self) -> None:
+        self.seen = set(self.members)
 
     def add(self, number: int) -> None:
-        if number not in self.members:
+        if number not in self.seen:
+            self.seen.add(number)
             self.members.append(number)
             self.joined += 1
 
