@@ -33,6 +33,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "llm-scs": {"show": 3},
     "evoprompt-ga": {"population": 4},  # the smallest population with crossover from step 2 on
     "evoprompt-de": {"population": 4},  # DE's minimum: a member and three donors
+    "islands": {"islands": 4, "reset-every": 2, "samples-per-prompt": 2},  # resets (after step 2) inside the runs
 }
 BUILT_IN = sorted(name for name, ep in registry.entry_points().items() if ep.value.startswith("llmopt."))
 
@@ -54,7 +55,7 @@ def pool() -> Iterator[Executor]:
 
 def test_the_table_names_every_built_in_proposer() -> None:
     assert set(BUILT_IN) >= {"llm", "llm-iid", "llm-scs", "random", "optuna:tpe", "optuna:cmaes", "evoprompt-ga",
-                             "evoprompt-de"}
+                             "evoprompt-de", "islands"}
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))

@@ -6,7 +6,8 @@ history (independent samples, ``llm-iid``) or with the latest solutions and no s
 (``llm-scs``). :class:`RandomProposer` is the control every LLM result must be judged against.
 :class:`OptunaProposer` runs optuna's TPE or CMA-ES sampler on a problem's search space: the
 classical black-box baselines on the same loop. :class:`EvoPromptGA` and :class:`EvoPromptDE` are
-EvoPrompt's genetic algorithm and differential evolution with the LLM as their operators.
+EvoPrompt's genetic algorithm and differential evolution with the LLM as their operators;
+:class:`Islands` is FunSearch's programs database (islands, score-clustered best-shot prompts).
 All number their proposals with the trial numbers
 the optimizer hands them, so a resumed run proposes exactly what the original did.
 """
@@ -16,8 +17,10 @@ from __future__ import annotations
 from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
 from llmopt.proposers.classical import ALGORITHMS, OptunaProposer
 from llmopt.proposers.evoprompt import EvolutionProposer, EvoPromptDE, EvoPromptGA
+from llmopt.proposers.islands import Islands
 from llmopt.proposers.opro import STRUCTURED, LLMProposer, SamplingProposer, Structured
 from llmopt.proposers.random import RandomProposer
 
-__all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "EvoPromptDE", "EvoPromptGA", "EvolutionProposer", "LLMProposer",
-           "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Structured", "decode_reply"]
+__all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "EvoPromptDE", "EvoPromptGA", "EvolutionProposer", "Islands",
+           "LLMProposer", "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Structured",
+           "decode_reply"]

@@ -16,7 +16,7 @@ from fakes import evo_script, linreg_script, many_script, scripted_llm  # noqa: 
 from harness import arm_kill  # noqa: E402
 
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore  # noqa: E402
-from llmopt.proposers import EvoPromptDE, EvoPromptGA  # noqa: E402
+from llmopt.proposers import EvoPromptDE, EvoPromptGA, Islands  # noqa: E402
 from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 
@@ -43,6 +43,8 @@ def main() -> None:
     evolution = {"evoprompt-ga": EvoPromptGA, "evoprompt-de": EvoPromptDE}
     if args.proposer in evolution:
         proposer = evolution[args.proposer](llm, population=6)
+    elif args.proposer == "islands":  # through a reset (after step 2), two replies a prompt
+        proposer = Islands(llm, islands=3, reset_every=2, samples_per_prompt=2, score_scale="normalized")
     else:
         proposer = LLMProposer(llm, **cost) if args.proposer == "llm" else RandomProposer()
     store = RunStore(args.store)
