@@ -101,8 +101,9 @@ def test_help_shows_the_chosen_proposers_options_only(capsys) -> None:
     assert {"--objective", "--steps", "--proposer", "--local-threads"} <= shown  # the problem's and the run's
     assert {"--show", "--per-call", "--structured", "--temperature"} <= default and "--population" not in default
     assert all(name in default_help for name in BUILTIN)  # the names are listed
-    # 204 lines before; each proposer registered since adds its name to the --proposer list and its help line
-    assert len(random_help.splitlines()) < 130 and len(default_help.splitlines()) < 215
+    # one proposer's help is much shorter than the default's (OPRO's meta-prompt options): 132 and 217 lines
+    # with the run options of 2026-12-03 (204 lines for every option of every proposer before the registry)
+    assert len(random_help.splitlines()) < 0.65 * len(default_help.splitlines())
     with pytest.raises(SystemExit):
         main(["run", "linreg", "--proposer", "evoprompt-de", "--help"])
     de = options_shown(capsys.readouterr().out)
