@@ -60,6 +60,7 @@ def make_proposer(proposer: str | Proposer, model: str | LLM, problem: Problem, 
         options.setdefault("structured", structured)
     if metaprompt is not None:
         options["metaprompt"] = metaprompt  # refused in one line by a proposer without a meta-prompt
+    spec.check_options(options, problem)  # one line before the model is built and checked
     llm = None
     if spec.uses_llm:
         llm = model if isinstance(model, LLM) else LLM.from_model(model, **llm_settings)

@@ -176,9 +176,13 @@ def differential(o: Options, llm: LLM | None, problem: Problem) -> Proposer:
     return EvoPromptDE(llm, donor=o["donor"], **_evolution(o))
 
 
+def _check_features(o: Options, problem: Problem) -> None:
+    """An unknown feature name: one line, before the model is built."""
+    choose_features(problem, o["features"])
+
+
 def map_elites(o: Options, llm: LLM | None, problem: Problem) -> Proposer:
     assert llm is not None
-    choose_features(problem, o["features"])  # an unknown name: one line, before the model is even asked
     return MapElites(llm, features=o["features"], bins=o["bins"], exploration=o["exploration"],
                      inspirations=o["inspirations"], islands=o["islands"], migrate_every=o["migrate_every"],
                      structured=o["structured"], use_store_cache=not o["no_cache"])
@@ -212,4 +216,5 @@ EVOPROMPT_DE = ProposerSpec(
     help="EvoPrompt's DE, the model as operators, a generation per step")
 MAP_ELITES = ProposerSpec(
     "map-elites", map_elites, uses_llm=True, options=MAP_ELITES_OPTIONS,
+    check=_check_features,
     help="MAP-Elites: the best solution per cell of the problem's features, parents from occupied cells")

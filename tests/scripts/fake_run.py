@@ -17,6 +17,7 @@ from harness import arm_kill  # noqa: E402
 
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore  # noqa: E402
 from llmopt.proposers import EvoPromptDE, EvoPromptGA  # noqa: E402
+from llmopt.proposers.map_elites import MapElites  # noqa: E402
 from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 
@@ -43,6 +44,8 @@ def main() -> None:
     evolution = {"evoprompt-ga": EvoPromptGA, "evoprompt-de": EvoPromptDE}
     if args.proposer in evolution:
         proposer = evolution[args.proposer](llm, population=6)
+    elif args.proposer == "map-elites":
+        proposer = MapElites(llm)
     else:
         proposer = LLMProposer(llm, **cost) if args.proposer == "llm" else RandomProposer()
     store = RunStore(args.store)
