@@ -27,6 +27,7 @@ from llmopt.programs.problem import ProgramProblem
 from llmopt.proposers import archive
 from llmopt.proposers.map_elites import MapElites
 from llmopt.testing import proposer_contract as contract
+from llmopt.testing.scripted import ScriptedLLM
 from llmopt.testing.strategies import solutions
 from problems.cap_set.cli import CLI as CapSetCLI
 from problems.circle_packing import DESCRIPTION, initial_program
@@ -219,3 +220,21 @@ def test_bad_settings_are_one_line_before_anything_is_spent(tmp_path: Path, caps
         code = exc.code
     err = capsys.readouterr().err.strip()
     assert code == 2 and fragment in err and "\n" not in err and not store.exists()
+
+
+def test_a_programs_edits_apply_to_the_parent_shown() -> None:
+    problem = ProgramProblem(CapSetCLI.EVALUATOR, CapSetCLI.initial(), description=CapSetCLI.DESCRIPTION,
+                             replies="edits")
+    edit = "<<<<<<< SEARCH\n    return 0.0\n=======\n    return float(sum(el))\n>>>>>>> REPLACE"
+    seen: list[str] = []
+    proposer = MapElites(ScriptedLLM(lambda prompt, seed: seen.append(prompt) or edit))
+    proposer.bind(problem, 0)
+    start = Trial(number=0, step=0, state=TrialState.COMPLETE, source="start", solution=problem.template.block,
+                  text=problem.template.block, key=0, value=5.0)
+    proposer.begin_step(problem, SolutionHistory(problem.direction, [start]), 1)
+    (child,) = proposer.propose_round(problem, None, [1], [1], 0)
+    assert child.error is None and "return float(sum(el))" in child.solution and child.parents == (0,)
+    assert child.origin == {"cell": list(proposer.grid.cell(problem.features(start.solution))),
+                            "child_cell": list(proposer.grid.cell(problem.features(child.solution))),
+                            "features": [float(v) for v in problem.features(child.solution)[:2]]}
+    assert "The program to improve:" in seen[0] and "apply to the program to improve" in seen[0]
