@@ -217,4 +217,4 @@ EVOPROMPT_DE = ProposerSpec(
 MAP_ELITES = ProposerSpec(
     "map-elites", map_elites, uses_llm=True, options=MAP_ELITES_OPTIONS,
     check=_check_features,
-    help="MAP-Elites: the best solution per cell of the problem's features, parents from occupied cells")
+    help="MAP-Elites over the problem's features")
