@@ -409,7 +409,9 @@ class Problem(ABC, Generic[S]):
         them (a larger value is clamped to ``high``). Fixed per instance (recorded with a run). By
         default: up to four times the typical solution's length (at least 100 characters), and up to
         100 distinct characters."""
-        return ((0.0, float(max(100, 4 * len(self.typical_text())))), (0.0, 100.0))
+        if getattr(self, "_text_range", None) is None:  # typical_text() draws the starts: once per instance
+            self._text_range = float(max(100, 4 * len(self.typical_text())))
+        return ((0.0, self._text_range), (0.0, 100.0))
 
     def features(self, solution: S) -> tuple[float, ...]:
         """Cheap measures of ``solution`` itself (no evaluation), one per :meth:`feature_names`, each

@@ -176,7 +176,9 @@ class ProgramProblem(Problem[str]):
     def feature_ranges(self) -> tuple[tuple[float, float], ...]:
         """Up to four times the initial block's count of each (at least 40 lines, 16 branches and
         loops, 32 calls): room for programs that grow, bins that still separate small ones."""
-        lines, flow, calls = _shape(self.template, self.template.block)
+        if getattr(self, "_initial_shape", None) is None:  # parsed once per instance
+            self._initial_shape = _shape(self.template, self.template.block)
+        lines, flow, calls = self._initial_shape
         return ((0.0, float(max(40, 4 * lines))), (0.0, float(max(16, 4 * flow))), (0.0, float(max(32, 4 * calls))))
 
     def features(self, solution: str) -> tuple[float, ...]:

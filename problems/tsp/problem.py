@@ -179,8 +179,11 @@ class TravellingSalesman(Problem[Tour]):
         return self._rank_cache  # type: ignore[no-any-return]
 
     def _median(self) -> float:
-        upper = self.instance.dist[np.triu_indices(self.n, k=1)]
-        return float(np.median(upper)) if upper.size else 0.0
+        """The median distance between two cities, computed once."""
+        if getattr(self, "_median_cache", None) is None:
+            upper = self.instance.dist[np.triu_indices(self.n, k=1)]
+            self._median_cache = float(np.median(upper)) if upper.size else 0.0
+        return self._median_cache  # type: ignore[return-value]
 
     def _crossings(self, order: np.ndarray) -> int:
         """Pairs of non-adjacent edges of the closed tour that cross (proper crossings), capped at n."""
