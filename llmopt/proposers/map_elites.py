@@ -155,7 +155,7 @@ class MapElites(Proposer):
         if len(self.bins) not in (1, len(wanted)):
             raise ValueError(f"--bins: give one number, or one per feature ({len(wanted)}), got {list(self.bins)}")
         self._index = tuple(names.index(n) for n in wanted)
-        self._direction = problem.direction
+        self._direction, self._features = problem.direction, {}  # a new problem: nothing cached holds
         bins = self.bins * len(wanted) if len(self.bins) == 1 else self.bins
         self.grid = Grid(tuple(wanted), tuple((float(ranges[i][0]), float(ranges[i][1])) for i in self._index), bins)
         schema, mode = problem.answer_schema(), self.structured
