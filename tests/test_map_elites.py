@@ -26,6 +26,7 @@ from llmopt.problem import Direction, Problem
 from llmopt.programs.problem import ProgramProblem
 from llmopt.proposers import archive
 from llmopt.proposers.map_elites import MapElites
+from llmopt.testing import ContractViolation
 from llmopt.testing import proposer_contract as contract
 from llmopt.testing.scripted import ScriptedLLM
 from llmopt.testing.strategies import solutions
@@ -238,3 +239,22 @@ def test_a_programs_edits_apply_to_the_parent_shown() -> None:
                             "child_cell": list(proposer.grid.cell(problem.features(child.solution))),
                             "features": [float(v) for v in problem.features(child.solution)[:2]]}
     assert "The program to improve:" in seen[0] and "apply to the program to improve" in seen[0]
+
+
+class OutOfRange(LinearRegression):
+    """w itself as a feature, with a range it can leave (a planted bug)."""
+
+    def feature_ranges(self) -> tuple[tuple[float, float], ...]:
+        return ((0.0, 12.0), (0.0, 30.0))
+
+    def features(self, solution: Any) -> tuple[float, ...]:
+        return (float(solution[0]), 1.0)
+
+
+def test_the_problem_contract_checks_features() -> None:
+    from llmopt.testing.contract import FEATURES, check_features
+
+    check_features(LinearRegression(), max_examples=10)
+    with pytest.raises(ContractViolation) as caught:
+        check_features(OutOfRange(), max_examples=10)
+    assert caught.value.prop == FEATURES and "inside feature_ranges" in str(caught.value)
