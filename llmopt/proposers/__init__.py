@@ -23,4 +23,5 @@ from llmopt.proposers.opro import STRUCTURED, LLMProposer, SamplingProposer, Str
 from llmopt.proposers.random import RandomProposer
 
 __all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "EvoPromptDE", "EvoPromptGA", "EvolutionProposer", "LLMProposer",
-           "MapElites", "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Structured", "decode_reply"]
+           "MapElites", "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Structured",
+           "decode_reply"]
