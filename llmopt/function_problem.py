@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from llmopt.problem import Direction, ParseError, Problem
+from llmopt.problem import Direction, ParseError, Problem, clamp
 from llmopt.space import SpaceError, check_schema, check_space, draw, pointer
 
 #: Replies are searched for JSON in their last this-many characters (LLM replies are capped far below).
@@ -144,6 +144,57 @@ def fingerprint(fn: Callable[..., Any]) -> str | None:
     return hashlib.sha256("\n".join(parts).encode("utf-8", "replace")).hexdigest()[:16]
 
 
+def _bounds(schema: Any) -> tuple[float, float] | None:
+    """(minimum, maximum) of a bounded numeric schema, else None."""
+    if not isinstance(schema, dict) or schema.get("type") not in ("integer", "number"):
+        return None
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+        return None
+    return (float(low), float(high)) if low < high else None
+
+
+def numeric_variables(schema: dict[str, Any]) -> list[tuple[str, tuple[Any, ...], tuple[float, float]]]:
+    """(name, path, bounds) of the bounded numeric variables a schema names, in its order: a
+    number itself, an object's properties, a fixed-length array's items."""
+    if _bounds(schema) is not None:
+        return [("value", (), _bounds(schema))]  # type: ignore[list-item]
+    props = schema.get("properties")
+    if schema.get("type") == "object" and isinstance(props, dict):
+        return [(str(k), (k,), b) for k, v in props.items() if (b := _bounds(v)) is not None
+                and k in schema.get("required", ())]
+    items, size = schema.get("items"), schema.get("minItems")
+    if schema.get("type") == "array" and _bounds(items) is not None and size and size == schema.get("maxItems"):
+        return [(f"x[{i}]", (i,), _bounds(items)) for i in range(int(size))]  # type: ignore[misc]
+    return []
+
+
+def _at(value: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        value = value[part]
+    return value
+
+
+def _user_features(fn: Any, names: Sequence[str] | None,
+                   ranges: Sequence[tuple[float, float]] | None) -> tuple[Callable[[Any], Sequence[float]],
+                                                                          tuple[str, ...], tuple[tuple[float, float], ...]]:
+    """A user's ``features=`` function with its names and ranges, checked (one-line errors)."""
+    if not callable(fn):
+        raise ValueError(f"features must be a function of a solution returning numbers, got {type(fn).__name__}")
+    if ranges is None:
+        raise ValueError("features= needs feature_ranges=[(low, high), ...], one per feature (bins need bounds)")
+    try:
+        bounds = tuple((float(lo), float(hi)) for lo, hi in ranges)
+    except (TypeError, ValueError):
+        raise ValueError(f"feature_ranges must be (low, high) pairs, got {ranges!r}"[:300]) from None
+    if not bounds or any(not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) for lo, hi in bounds):
+        raise ValueError(f"feature_ranges must be finite (low, high) pairs with low < high, got {ranges!r}"[:300])
+    labels = tuple(str(n) for n in names) if names is not None else tuple(f"f{i}" for i in range(len(bounds)))
+    if len(labels) != len(bounds) or len(set(labels)) != len(labels):
+        raise ValueError(f"feature_names must be {len(bounds)} distinct names, one per feature range, got {names!r}")
+    return fn, labels, bounds
+
+
 class FunctionProblem(Problem[Any]):
     """Optimize ``objective(value) -> float`` over the JSON values ``schema`` admits. See the module docstring.
 
@@ -157,7 +208,9 @@ class FunctionProblem(Problem[Any]):
                  random_solution: Callable[[np.random.Generator], Any] | None = None,
                  initial: Sequence[Any] | None = None, num_starts: int = 5, optimum: float | None = None,
                  solution_noun: str = "solution", solution_plural: str = "solutions",
-                 value_noun: str = "value") -> None:
+                 value_noun: str = "value", features: Callable[[Any], Sequence[float]] | None = None,
+                 feature_names: Sequence[str] | None = None,
+                 feature_ranges: Sequence[tuple[float, float]] | None = None) -> None:
         if not callable(objective):
             raise ValueError(f"objective must be a function of one JSON value, got {type(objective).__name__}")
         if not isinstance(description, str) or not description.strip():
@@ -181,6 +234,10 @@ class FunctionProblem(Problem[Any]):
         self._validator = jsonschema.Draft202012Validator(schema)
         self.fingerprint = fingerprint(objective)  # read now: the source as it is when the run begins
         self.initial = None if initial is None else [self._checked(v, f"initial[{i}]") for i, v in enumerate(initial)]
+        self._features = _user_features(features, feature_names, feature_ranges) if features is not None else None
+        if features is None and (feature_names is not None or feature_ranges is not None):
+            raise ValueError("feature_names= and feature_ranges= describe a features= function: give it too")
+        self._numeric = numeric_variables(schema)
 
     def _checked(self, value: Any, label: str) -> Any:
         """A JSON value of the schema in canonical form, else a one-line ValueError naming ``label``."""
@@ -302,10 +359,34 @@ class FunctionProblem(Problem[Any]):
     def optimum(self) -> float | None:
         return None if self._optimum is None else float(self._optimum)
 
+    # --- features (MAP-Elites) -----------------------------------------------------------
+    def feature_names(self) -> tuple[str, ...]:
+        """The user's (``features=``), else the schema's bounded numeric variables (MAP-Elites bins
+        the first two), else the generic measures of the text."""
+        if self._features is not None:
+            return self._features[1]
+        return tuple(name for name, _, _ in self._numeric) or super().feature_names()
+
+    def feature_ranges(self) -> tuple[tuple[float, float], ...]:
+        if self._features is not None:
+            return self._features[2]
+        return tuple(bounds for _, _, bounds in self._numeric) or super().feature_ranges()
+
+    def features(self, solution: Any) -> tuple[float, ...]:
+        if self._features is not None:
+            values = tuple(self._features[0](solution))
+            if len(values) != len(self._features[1]):
+                raise ValueError(f"features() returned {len(values)} values, feature_names has {len(self._features[1])}")
+            return clamp([float(v) for v in values], self.feature_ranges())
+        if not self._numeric:
+            return super().features(solution)
+        return clamp([float(_at(solution, path)) for _, path, _ in self._numeric], self.feature_ranges())
+
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "objective": callable_name(self.objective), "fingerprint": self.fingerprint,
                 "schema": self.schema,
                 "description": self.description, "direction": self.direction.value, "num_starts": self.num_starts,
                 "initial": self.initial,
                 "random_solution": None if self._random is None else callable_name(self._random),
-                "optimum": self.optimum}
+                "optimum": self.optimum,
+                **({"features": callable_name(self._features[0])} if self._features is not None else {})}

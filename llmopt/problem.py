@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Generic, Hashable, TypeVar
+from typing import Any, Generic, Hashable, Sequence, TypeVar
 
 import numpy as np
 
@@ -118,6 +119,13 @@ def gap_pct(value: float, optimum: float | None, direction: Direction | str) -> 
     optimum = float(optimum)
     shortfall = value - optimum if Direction(direction) is Direction.MINIMIZE else optimum - value
     return 100.0 * shortfall / abs(optimum)
+
+
+def clamp(values: Sequence[float], ranges: Sequence[tuple[float, float]]) -> tuple[float, ...]:
+    """``values`` each clamped into its (low, high) of ``ranges``; a non-finite value becomes its
+    range's low end (a feature is always a finite number inside its range)."""
+    return tuple(min(max(float(v), lo), hi) if math.isfinite(float(v)) else float(lo)
+                 for v, (lo, hi) in zip(values, ranges))
 
 
 class Problem(ABC, Generic[S]):
@@ -394,6 +402,30 @@ class Problem(ABC, Generic[S]):
     def metrics(self, history: Any) -> dict[str, Any]:
         """Problem-specific summary numbers of a finished run (steps to optimum, gap, ...)."""
         return {}
+
+    # --- features (quality-diversity: ``--proposer map-elites``) --------------------------------
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the measures :meth:`features` returns, in order (MAP-Elites bins the first two
+        unless told which). By default two generic measures of the encoded text: its length in
+        characters and the number of distinct characters in it; problems name their own."""
+        return ("chars", "distinct_chars")
+
+    def feature_ranges(self) -> tuple[tuple[float, float], ...]:
+        """(low, high) of each feature, so that bins mean something: :meth:`features` never leaves
+        them (a larger value is clamped to ``high``). Fixed per instance (recorded with a run). By
+        default: up to four times the typical solution's length (at least 100 characters), and up to
+        100 distinct characters."""
+        if getattr(self, "_text_range", None) is None:  # typical_text() draws the starts: once per instance
+            self._text_range = float(max(100, 4 * len(self.typical_text())))
+        return ((0.0, self._text_range), (0.0, 100.0))
+
+    def features(self, solution: S) -> tuple[float, ...]:
+        """Cheap measures of ``solution`` itself (no evaluation), one per :meth:`feature_names`, each
+        finite and inside its :meth:`feature_ranges`: where a solution sits in a MAP-Elites archive.
+        A pure function of the solution, so it is computed when a proposal is made and again from
+        stored trials on resume, with the same result."""
+        text = self.encode(solution)
+        return clamp((float(len(text)), float(len(set(text)))), self.feature_ranges())
 
     def revise(self, text: str, parent: S | None) -> S:
         """The solution a reply makes of ``parent``, the solution the proposer showed the model as the

@@ -61,6 +61,7 @@ def make_proposer(proposer: str | Proposer, model: str | LLM, problem: Problem, 
         options.setdefault("structured", structured)
     if metaprompt is not None:
         options["metaprompt"] = metaprompt  # refused in one line by a proposer without a meta-prompt
+    spec.check_options(options, problem)  # one line before the model is built and checked
     llm = None
     if spec.uses_llm:
         llm = model if isinstance(model, LLM) else LLM.from_model(model, **llm_settings)
@@ -144,7 +145,7 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
 
     Keywords: ``description`` (opens the meta-prompt), ``model`` (default: the embedded model,
     offline), ``proposer`` (a registered name: "llm", "llm-iid", "llm-scs", "evoprompt-ga",
-    "evoprompt-de", "random", "optuna:tpe", "optuna:cmaes", a plugin's; or a Proposer), ``steps``
+    "evoprompt-de", "map-elites", "random", "optuna:tpe", "optuna:cmaes", a plugin's; or a Proposer), ``steps``
     (default 50), ``seed``, ``store`` (a SQLite path, a postgresql:// URL or an open store: the run is kept and resumable;
     default: none), ``name``, ``resume`` (refused when the objective's code changed since the run
     began, unless ``accept_changed_objective=True``), ``proposals_per_step``, ``max_rounds``, the budget's
@@ -158,7 +159,8 @@ def minimize(objective: Callable[[Any], float], schema: dict[str, Any], **option
     ``progress`` (default True: a progress bar on stderr, as the command line draws), ``mlflow``
     (an MLflow tracking URI: the run is logged there, see docs/tracking.md) and ``mlflow_experiment``, and
     FunctionProblem's ``initial``,
-    ``num_starts``, ``random_solution``, ``optimum``, ``name`` of the problem via ``problem_name``.
+    ``num_starts``, ``random_solution``, ``optimum``, ``features`` (with ``feature_ranges`` and
+    ``feature_names``: the measures ``proposer="map-elites"`` bins), ``name`` of the problem via ``problem_name``.
     """
     return optimize(objective, schema, direction="minimize", **options)
 

@@ -42,6 +42,7 @@ def make_proposer(args: Any, problem: Problem) -> Proposer:
     spec = registry.get(args.proposer)
     spec.check_model_settings([k for k in spec.decides if getattr(args, k, None) is not None], lambda k: f"--{k}")
     options = {o.key: getattr(args, o.key) for o in spec.options if o.cli and hasattr(args, o.key)}
+    spec.check_options(options, problem)  # one line before the model is built and checked
     return spec.build(options, llm_from_args(args) if spec.uses_llm else None, problem)
 
 

@@ -21,13 +21,14 @@ the last stage it reached; ``metrics["stage"]`` records which, and every stage's
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from llmopt.problem import Direction, Evaluation, ParseError, Problem
+from llmopt.problem import Direction, Evaluation, ParseError, Problem, clamp
 from llmopt.programs.sandbox import Limits, check_evaluator, evaluate_in_sandbox
 from llmopt.programs.source import Template, apply_edits, canonical, code_in, edits_in, normalized, syntax_error
 
@@ -60,6 +61,25 @@ def _stages(evaluator: str | Stage | Sequence[str | Stage], kwargs: Mapping[str,
     for stage in out:
         check_evaluator(stage.evaluator)
     return out
+
+
+_FLOW = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With, ast.AsyncWith, ast.IfExp, ast.ListComp,
+         ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _shape(template: Template, block: str) -> tuple[int, int, int]:
+    """(non-blank lines, branches and loops, calls) of ``block``, counted on the nodes of the whole
+    program that start inside the block (the fixed part does not count); a program that does not
+    parse counts its lines only."""
+    lines = sum(1 for line in block.splitlines() if line.strip())
+    try:
+        tree = ast.parse(template.program(block))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return lines, 0, 0
+    first = template.prefix.count("\n") + 1
+    last = first + max(block.count("\n"), 1) - 1
+    inside = [node for node in ast.walk(tree) if first <= getattr(node, "lineno", 0) <= last]
+    return lines, sum(isinstance(n, _FLOW) for n in inside), sum(isinstance(n, ast.Call) for n in inside)
 
 
 class ProgramProblem(Problem[str]):
@@ -150,6 +170,23 @@ class ProgramProblem(Problem[str]):
     def program(self, solution: str) -> str:
         """The whole program of a solution (its block in the fixed part)."""
         return self.template.program(solution)
+
+    # --- features (MAP-Elites) -----------------------------------------------------------------------
+    def feature_names(self) -> tuple[str, ...]:
+        """The block's length in non-blank lines, its branches and loops (if, for, while, try, with,
+        conditional expressions, comprehensions), and its calls."""
+        return ("lines", "control_flow", "calls")
+
+    def feature_ranges(self) -> tuple[tuple[float, float], ...]:
+        """Up to four times the initial block's count of each (at least 40 lines, 16 branches and
+        loops, 32 calls): room for programs that grow, bins that still separate small ones."""
+        if getattr(self, "_initial_shape", None) is None:  # parsed once per instance
+            self._initial_shape = _shape(self.template, self.template.block)
+        lines, flow, calls = self._initial_shape
+        return ((0.0, float(max(40, 4 * lines))), (0.0, float(max(16, 4 * flow))), (0.0, float(max(32, 4 * calls))))
+
+    def features(self, solution: str) -> tuple[float, ...]:
+        return clamp(_shape(self.template, solution), self.feature_ranges())
 
     # --- scoring -----------------------------------------------------------------------------------
     def score(self, solution: str) -> float:

@@ -7,7 +7,9 @@ history (independent samples, ``llm-iid``) or with the latest solutions and no s
 :class:`OptunaProposer` runs optuna's TPE or CMA-ES sampler on a problem's search space: the
 classical black-box baselines on the same loop. :class:`EvoPromptGA` and :class:`EvoPromptDE` are
 EvoPrompt's genetic algorithm and differential evolution with the LLM as their operators;
-:class:`Islands` is FunSearch's programs database (islands, score-clustered best-shot prompts).
+:class:`Islands` is FunSearch's programs database (islands, score-clustered best-shot prompts);
+:class:`MapElites` keeps the best solution per cell of the problem's features and improves parents
+drawn from the occupied cells.
 All number their proposals with the trial numbers
 the optimizer hands them, so a resumed run proposes exactly what the original did.
 """
@@ -18,9 +20,10 @@ from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
 from llmopt.proposers.classical import ALGORITHMS, OptunaProposer
 from llmopt.proposers.evoprompt import EvolutionProposer, EvoPromptDE, EvoPromptGA
 from llmopt.proposers.islands import Islands
+from llmopt.proposers.map_elites import MapElites
 from llmopt.proposers.opro import STRUCTURED, LLMProposer, SamplingProposer, Structured
 from llmopt.proposers.random import RandomProposer
 
 __all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "EvoPromptDE", "EvoPromptGA", "EvolutionProposer", "Islands",
-           "LLMProposer", "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer", "Structured",
-           "decode_reply"]
+           "LLMProposer", "MapElites", "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer",
+           "Structured", "decode_reply"]

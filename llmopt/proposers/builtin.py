@@ -15,6 +15,7 @@ from llmopt.problem import Problem
 from llmopt.proposers.base import Proposer
 from llmopt.proposers.classical import OptunaProposer
 from llmopt.proposers.evoprompt import DONORS, INITS, POPULATION, SELECTIONS, TEMPERATURE, EvoPromptDE, EvoPromptGA
+from llmopt.proposers.map_elites import BINS, EXPLORATION, INSPIRATIONS, MIGRATE_EVERY, MapElites, choose_features
 from llmopt.proposers.opro import STRUCTURED, LLMProposer, SamplingProposer
 from llmopt.proposers.random import RandomProposer
 from llmopt.proposers.registry import Option, ProposerSpec, non_negative, non_negative_int, positive_int
@@ -78,6 +79,49 @@ DONOR = Option("donor", str, "best", choices=DONORS,
                help="DE's third donor: the population's best, or a random member (default best)")
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    """Feature names: ``a,b`` (the command line) or a list of names (a grid file, Python)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(str(n).strip() for n in items if str(n).strip())
+    if not names:
+        raise ValueError(f"expected names of the problem's features (a,b), got {value!r}")
+    return names
+
+
+def _bins(value: Any) -> tuple[int, ...]:
+    """Bins per feature: one number for every feature, or one per feature (``10,5``)."""
+    items = str(value).split(",") if isinstance(value, (str, int)) else list(value)
+    out = tuple(positive_int(str(v).strip()) for v in items)
+    if any(b > 1000 for b in out):
+        raise ValueError(f"must be at most 1000 cells per feature, got {value}")
+    return out
+
+
+def _share(value: Any) -> float:
+    out = float(value)
+    if not 0.0 <= out <= 1.0:
+        raise ValueError(f"must be in [0, 1], got {value}")
+    return out
+
+
+MAP_ELITES_OPTIONS = (
+    Option("features", _names, None, metavar="A,B",
+           help="the problem's features the archive's grid uses, by name (default: its first two; an unknown name is "
+                "refused with the list of the problem's)"),
+    Option("bins", _bins, (BINS,), metavar="N",
+           help=f"cells per feature: one number, or one per feature (N,M) (default {BINS})"),
+    Option("exploration", _share, EXPLORATION, metavar="R",
+           help=f"share of parents drawn uniformly from the occupied cells; the rest from the best 10%% of them "
+                f"(default {EXPLORATION})"),
+    Option("inspirations", non_negative_int, INSPIRATIONS, metavar="K",
+           help=f"elites of other cells shown beside the parent (default {INSPIRATIONS})"),
+    Option("islands", positive_int, 1, metavar="K", help="separate archives, trial n on island n %% K (default 1: none)"),
+    Option("migrate-every", positive_int, MIGRATE_EVERY, metavar="M",
+           help=f"with islands: every M steps each island's best joins the next island (default {MIGRATE_EVERY})"),
+    STRUCTURED_OPTION, NO_CACHE,
+)
+
+
 def _metaprompt(value: Any) -> MetaPromptConfig:
     if not isinstance(value, MetaPromptConfig):
         raise ValueError(f"expected a MetaPromptConfig, got {type(value).__name__}")
@@ -132,6 +176,18 @@ def differential(o: Options, llm: LLM | None, problem: Problem) -> Proposer:
     return EvoPromptDE(llm, donor=o["donor"], **_evolution(o))
 
 
+def _check_features(o: Options, problem: Problem) -> None:
+    """An unknown feature name: one line, before the model is built."""
+    choose_features(problem, o["features"])
+
+
+def map_elites(o: Options, llm: LLM | None, problem: Problem) -> Proposer:
+    assert llm is not None
+    return MapElites(llm, features=o["features"], bins=o["bins"], exploration=o["exploration"],
+                     inspirations=o["inspirations"], islands=o["islands"], migrate_every=o["migrate_every"],
+                     structured=o["structured"], use_store_cache=not o["no_cache"])
+
+
 # --- the specs (the entry points of pyproject.toml name these) -------------------------------------
 LLM_OPRO = ProposerSpec(
     "llm", opro, uses_llm=True, options=(STRUCTURED_OPTION, NO_CACHE, *COST, *METAPROMPT),
@@ -158,3 +214,7 @@ EVOPROMPT_DE = ProposerSpec(
     "evoprompt-de", differential, uses_llm=True, options=(*EVOLUTION, DONOR),
     decides={"temperature": "its calls sample at --evolution-temperature"},
     help="EvoPrompt's DE, the model as operators, a generation per step")
+MAP_ELITES = ProposerSpec(
+    "map-elites", map_elites, uses_llm=True, options=MAP_ELITES_OPTIONS,
+    check=_check_features,
+    help="MAP-Elites over the problem's features")

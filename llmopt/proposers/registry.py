@@ -119,6 +119,9 @@ class ProposerSpec:
     #: Model settings this proposer decides itself (EvoPrompt's temperature), each with why: a user's
     #: value for one is refused in one line (:meth:`check_model_settings`), never silently replaced.
     decides: Mapping[str, str] = field(default_factory=dict)
+    #: ``check(options, problem)``: refuse options that do not fit the problem (MAP-Elites' feature names)
+    #: in one line, before the model is built or asked anything (:meth:`check_options`).
+    check: Callable[[Mapping[str, Any], "Problem"], None] | None = None
 
     def option(self, name: str) -> Option | None:
         key = name.replace("_", "-")
@@ -142,6 +145,13 @@ class ProposerSpec:
         for name in given:
             if name in self.decides:
                 raise ValueError(f"{flag(name)} does not apply to {self.name}: {self.decides[name]}")
+
+    def check_options(self, options: Mapping[str, Any] | None, problem: Problem) -> None:
+        """Refuse, in one line (ValueError), options the proposer does not have or that do not fit
+        ``problem``; callers run it before building the model (whose check may take seconds)."""
+        resolved = self.resolve(options)
+        if self.check is not None:
+            self.check(resolved, problem)
 
     def build(self, options: Mapping[str, Any] | None, llm: LLM | None, problem: Problem) -> Proposer:
         """The proposer, from ``options`` (see :meth:`resolve`); ``llm`` is needed iff :attr:`uses_llm`."""

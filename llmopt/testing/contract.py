@@ -28,8 +28,8 @@ from llmopt.testing import strategies
 from llmopt.testing.strategies import ContractViolation
 
 __all__ = ["ContractViolation", "ProblemContract", "check_answer_schema", "check_config", "check_decode",
-           "check_finite_scores", "check_problem", "check_reproducible", "check_round_trip", "check_search_space",
-           "check_text"]
+           "check_features", "check_finite_scores", "check_problem", "check_reproducible", "check_round_trip",
+           "check_search_space", "check_text"]
 
 ROUND_TRIP = "round trip"
 DECODE = "decode raises only ParseError"
@@ -40,6 +40,7 @@ CONFIG = "config survives JSON"
 TEXT = "text hooks are non-empty"
 ANSWER_SCHEMA = "answers follow answer_schema"
 SEARCH_SPACE = "search space round trip"
+FEATURES = "features are finite, in range and a function of the solution"
 
 #: Seeds of the deterministic checks (starting solutions per seed, random draws per seed).
 SEEDS = (0, 1, 2)
@@ -348,6 +349,46 @@ def check_search_space(problem: Problem, solutions: st.SearchStrategy | None = N
     _explore(SEARCH_SPACE, _or_derived(problem, solutions), solution_round_trip, max_examples)
 
 
+# --- features (MAP-Elites) --------------------------------------------------------------------------
+def _features_of(problem: Problem, solution: Any, ranges: tuple[tuple[float, float], ...]) -> tuple[float, ...]:
+    try:
+        values = tuple(problem.features(solution))
+    except Exception as exc:
+        raise ContractViolation(FEATURES, f"features({_short(solution)}) raised {type(exc).__name__}: "
+                                          f"{_clip(str(exc), 300)}") from exc
+    if len(values) != len(ranges):
+        raise ContractViolation(FEATURES, f"features({_short(solution)}) gave {len(values)} values for "
+                                          f"{len(ranges)} feature_ranges")
+    for value, (low, high) in zip(values, ranges):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= float(value) <= high:
+            raise ContractViolation(FEATURES, f"features({_short(solution)}) = {_short(values)}: not numbers "
+                                              f"inside feature_ranges {_short(ranges)}")
+    return values
+
+
+def _features(problem: Problem, solution: Any, ranges: tuple[tuple[float, float], ...]) -> None:
+    values = _features_of(problem, solution, ranges)
+    again = _features_of(problem, problem.from_text(problem.encode(solution)), ranges)
+    if again != values:
+        raise ContractViolation(FEATURES, f"features({_short(solution)}) = {_short(values)}, but {_short(again)} "
+                                          "for the solution read back from its text (a resumed run would place it "
+                                          "elsewhere)")
+
+
+def check_features(problem: Problem, solutions: st.SearchStrategy | None = None, *, max_examples: int = 200) -> None:
+    """``feature_names()`` and ``feature_ranges()`` agree (distinct names, finite ranges with low <
+    high), and every valid solution's ``features`` are numbers inside their ranges, the same for the
+    solution read back from its text (what ``--proposer map-elites`` bins)."""
+    with _named(FEATURES):
+        names, ranges = tuple(problem.feature_names()), tuple(problem.feature_ranges())
+    if not names or len(names) != len(ranges) or len(set(names)) != len(names):
+        raise ContractViolation(FEATURES, f"feature_names() {_short(names)} and feature_ranges() {_short(ranges)}: "
+                                          "distinct names, one (low, high) range each")
+    if not all(math.isfinite(lo) and math.isfinite(hi) and lo < hi for lo, hi in ranges):
+        raise ContractViolation(FEATURES, f"feature_ranges() {_short(ranges)}: each finite, with low < high")
+    _explore(FEATURES, _or_derived(problem, solutions), lambda s: _features(problem, s, ranges), max_examples)
+
+
 def _or_derived(problem: Problem, solutions: st.SearchStrategy | None) -> st.SearchStrategy:
     return strategies.solutions(problem) if solutions is None else solutions
 
@@ -366,6 +407,7 @@ def check_problem(problem: Problem, solutions: st.SearchStrategy | None = None, 
     check_decode(problem, solutions, max_examples=max_examples)
     check_answer_schema(problem, solutions, max_examples=max_examples)
     check_search_space(problem, solutions, max_examples=max_examples)
+    check_features(problem, solutions, max_examples=max_examples)
 
 
 class ProblemContract:
@@ -402,3 +444,6 @@ class ProblemContract:
 
     def test_search_space_round_trip(self) -> None:
         check_search_space(self.problem, self.solutions, max_examples=self.max_examples)
+
+    def test_features(self) -> None:
+        check_features(self.problem, self.solutions, max_examples=self.max_examples)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from llmopt.history import SolutionHistory, TrialState
-from llmopt.problem import Direction, ParseError, Problem, json_objects
+from llmopt.problem import Direction, ParseError, Problem, clamp, json_objects
 from llmopt.seeding import stream
 
 Pair = tuple[int, int]
@@ -137,6 +137,22 @@ class LinearRegression(Problem[Pair]):
 
     def key(self, solution: Pair) -> Pair:
         return (int(solution[0]), int(solution[1]))
+
+    # --- features (MAP-Elites) -------------------------------------------------------------
+    def feature_names(self) -> tuple[str, ...]:
+        """The pair itself: w and b."""
+        return ("w", "b")
+
+    def feature_ranges(self) -> tuple[tuple[float, float], ...]:
+        """The random-search box widened by its span on each side (at least 10 wide), where the
+        model's proposals land; a pair beyond it sits in an edge cell."""
+        low, high = self.random_range
+        span = max(high - low, 10)
+        axis = (float(low - span), float(high + span))
+        return (axis, axis)
+
+    def features(self, solution: Pair) -> tuple[float, ...]:
+        return clamp((float(solution[0]), float(solution[1])), self.feature_ranges())
 
     # --- search space --------------------------------------------------------------------
     def score(self, solution: Pair) -> float:

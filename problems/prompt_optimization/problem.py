@@ -25,7 +25,7 @@ import numpy as np
 
 from llmopt.experiments.stats import wilson
 from llmopt.history import SolutionHistory
-from llmopt.problem import CallCost, Direction, Evaluation, ParseError, Problem, json_objects
+from llmopt.problem import CallCost, Direction, Evaluation, ParseError, Problem, clamp, json_objects
 from llmopt.seeding import stream
 from problems.prompt_optimization.data import Example, Task
 from problems.prompt_optimization.scorer import Position, Scorer, scorer_prompt
@@ -47,6 +47,7 @@ RANDOM_FRAGMENTS: tuple[str, ...] = (
 _INS = re.compile(r"<INS>(.*?)</INS>", re.DOTALL | re.IGNORECASE)
 _START = re.compile(r"<Start>(.*?)</Start>", re.DOTALL | re.IGNORECASE)
 _BRACKETS = re.compile(r"\[(.*?)\]", re.DOTALL)
+_SENTENCE_END = re.compile(r"[.!?]+(?:\s+|$)")
 
 
 #: Racing (``Optimizer(race=k)``): examples scored before the first look, then doubled at each
@@ -257,6 +258,20 @@ class PromptOptimization(Problem[str]):
 
     def key(self, solution: str) -> str:
         return normalise(solution)
+
+    # --- features (MAP-Elites) -------------------------------------------------------------
+    def feature_names(self) -> tuple[str, ...]:
+        """The instruction's length in words (capped at 100) and its sentences (capped at 10): a
+        one-line nudge, a paragraph of advice, a list of steps."""
+        return ("words", "sentences")
+
+    def feature_ranges(self) -> tuple[tuple[float, float], ...]:
+        return ((0.0, 100.0), (0.0, 10.0))
+
+    def features(self, solution: str) -> tuple[float, ...]:
+        text = normalise(solution)
+        sentences = len([s for s in _SENTENCE_END.split(text) if s.strip()])
+        return clamp((float(len(text.split())), float(sentences)), self.feature_ranges())
 
     # --- scoring -------------------------------------------------------------------------
     def bind_cache(self, cache: Any) -> None:

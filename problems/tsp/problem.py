@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from llmopt.history import SolutionHistory
-from llmopt.problem import Direction, ParseError, Problem, json_objects
+from llmopt.problem import Direction, ParseError, Problem, clamp, json_objects
 from problems.tsp.instances import TSPInstance, tour_length
 
 Tour = tuple[int, ...]
@@ -148,6 +148,57 @@ class TravellingSalesman(Problem[Tour]):
 
     def random_space(self) -> str:
         return f"all tours ({self.n} cities, from city 0)"
+
+    # --- features (MAP-Elites) -------------------------------------------------------------
+    def feature_names(self) -> tuple[str, ...]:
+        """The tour's self-crossings (capped at n; a 2-opt local optimum has none) where the cities
+        have coordinates, its mean neighbour rank (0: every step goes to the nearest city, 1: the
+        farthest), and its share of long edges (longer than the median distance between cities)."""
+        base = ("neighbour_rank", "long_edges")
+        return base if self.instance.coords is None else ("crossings", *base)
+
+    def feature_ranges(self) -> tuple[tuple[float, float], ...]:
+        unit = ((0.0, 1.0), (0.0, 1.0))
+        return unit if self.instance.coords is None else ((0.0, float(self.n)), *unit)
+
+    def features(self, solution: Tour) -> tuple[float, ...]:
+        order = np.asarray(solution, dtype=int)
+        nxt = np.roll(order, -1)
+        ranks = self._ranks()
+        rank = float((ranks[order, nxt] + ranks[nxt, order]).mean() / (2 * max(self.n - 2, 1)))
+        dist = self.instance.dist
+        long = float((dist[order, nxt] > self._median()).mean())
+        values = (rank, long) if self.instance.coords is None else (float(self._crossings(order)), rank, long)
+        return clamp(values, self.feature_ranges())
+
+    def _ranks(self) -> np.ndarray:
+        """ranks[a, b]: b's place among a's other cities by distance (0: the nearest), computed once."""
+        if getattr(self, "_rank_cache", None) is None:
+            dist = self.instance.dist + np.diag(np.full(self.n, np.inf))
+            self._rank_cache = np.argsort(np.argsort(dist, axis=1, kind="stable"), axis=1, kind="stable")
+        return self._rank_cache  # type: ignore[no-any-return]
+
+    def _median(self) -> float:
+        """The median distance between two cities, computed once."""
+        if getattr(self, "_median_cache", None) is None:
+            upper = self.instance.dist[np.triu_indices(self.n, k=1)]
+            self._median_cache = float(np.median(upper)) if upper.size else 0.0
+        return self._median_cache  # type: ignore[return-value]
+
+    def _crossings(self, order: np.ndarray) -> int:
+        """Pairs of non-adjacent edges of the closed tour that cross (proper crossings), capped at n."""
+        pts = np.asarray(self.instance.coords, dtype=float)[order]
+        a, b = pts, np.roll(pts, -1, axis=0)
+        i, j = np.triu_indices(len(order), k=2)
+        keep = ~((i == 0) & (j == len(order) - 1))  # the first and last edges share city order[0]
+        i, j = i[keep], j[keep]
+
+        def side(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+            return np.sign((q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0]))
+
+        cross = ((side(a[i], b[i], a[j]) * side(a[i], b[i], b[j]) < 0)
+                 & (side(a[j], b[j], a[i]) * side(a[j], b[j], b[i]) < 0))
+        return min(int(cross.sum()), self.n)
 
     @property
     def optimum(self) -> float | None:

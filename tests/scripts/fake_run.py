@@ -17,6 +17,7 @@ from harness import arm_kill  # noqa: E402
 
 from llmopt import Budget, LLMProposer, Optimizer, RandomProposer, RunStore  # noqa: E402
 from llmopt.proposers import EvoPromptDE, EvoPromptGA, Islands  # noqa: E402
+from llmopt.proposers.map_elites import MapElites  # noqa: E402
 from problems.linear_regression.problem import LinearRegression  # noqa: E402
 
 
@@ -45,6 +46,8 @@ def main() -> None:
         proposer = evolution[args.proposer](llm, population=6)
     elif args.proposer == "islands":  # through a reset (after step 2), two replies a prompt
         proposer = Islands(llm, islands=3, reset_every=2, samples_per_prompt=2, score_scale="normalized")
+    elif args.proposer == "map-elites":
+        proposer = MapElites(llm)
     else:
         proposer = LLMProposer(llm, **cost) if args.proposer == "llm" else RandomProposer()
     store = RunStore(args.store)
