@@ -29,6 +29,8 @@ import numpy as np
 
 from llmopt.history import Trial, TrialState
 from llmopt.problem import Direction
+from llmopt.proposers.archive import qd_score as archive_qd_score
+from llmopt.proposers.archive import stored_archive
 
 Cell = tuple[int, ...]
 
@@ -78,22 +80,16 @@ def has_cells(trials: Iterable[Trial]) -> bool:
 
 
 def archive(trials: Iterable[Trial], direction: Direction | str) -> dict[Cell, Trial]:
-    """The elite of each cell: the best scored trial that landed there (ties: the earlier)."""
-    direction = Direction(direction)
-    out: dict[Cell, Trial] = {}
-    for t in trials:
-        cell = child_cell(t)
-        if cell is None or t.state is not TrialState.COMPLETE or t.value is None:
-            continue
-        if cell not in out or direction.better(float(t.value), float(out[cell].value)):  # type: ignore[arg-type]
-            out[cell] = t
-    return out
+    """The elite of each cell: the best scored trial that landed there (ties: the earlier); the
+    proposer's own rule (:func:`llmopt.proposers.archive.stored_archive`), so readers and the
+    proposer agree cell for cell."""
+    return stored_archive(trials, direction)
 
 
 def coverage(trials: Iterable[Trial], spec: ArchiveSpec, direction: Direction | str = Direction.MINIMIZE) -> float:
     """Occupied cells over all cells of ``spec``, in [0, 1] (cells outside the grid are not counted)."""
-    inside = [c for c in archive(trials, direction)
-              if len(c) == len(spec.bins) and all(0 <= i < b for i, b in zip(c, spec.bins))]
+    inside = {c: t for c, t in archive(trials, direction).items()
+              if len(c) == len(spec.bins) and all(0 <= i < b for i, b in zip(c, spec.bins))}
     return len(inside) / spec.cells
 
 
@@ -114,8 +110,7 @@ def qd_score(trials: Sequence[Trial], direction: Direction | str, offset: float 
     offset = qd_offset(trials, direction) if offset is None else offset
     if offset is None:
         return None
-    sign = 1.0 if direction is Direction.MINIMIZE else -1.0
-    return float(sum(max(0.0, sign * (offset - float(t.value))) for t in archive(trials, direction).values()))  # type: ignore[arg-type]
+    return archive_qd_score(archive(trials, direction), direction, offset)
 
 
 def archive_grid(trials: Iterable[Trial], direction: Direction | str, bins: Sequence[int] | None = None,
