@@ -189,3 +189,30 @@ def test_the_figures_from_trials_alone(tmp_path: Path) -> None:
     fig = islands_figure([_t(1, 2.0, {"island": 0}), _t(2, 1.0, {"island": 3})], "minimize")
     assert len(fig.axes[0].get_lines()) == 2 and "2 islands" in fig.axes[0].get_title()
     plt.close(fig)
+
+
+def test_real_population_runs_give_the_columns_and_figures(tmp_path: Path) -> None:
+    """A MAP-Elites run and an islands run of the real proposers (a scripted model), read back from the
+    store with nothing rebuilt: the archive's coverage and QD-score from what MAP-Elites recorded, and
+    each figure drawn."""
+    from fakes import scripted_llm
+
+    from llmopt import Budget, Optimizer
+    from llmopt.proposers import Islands, MapElites
+    from problems.linear_regression.problem import LinearRegression
+
+    with RunStore(tmp_path / "r.db") as store:
+        for name, proposer in (("g/lin/me/seed0", MapElites(scripted_llm()[0], bins=4)),
+                               ("g/lin/isl/seed0", Islands(scripted_llm()[0], islands=2))):
+            Optimizer(LinearRegression(seed=0), proposer, seed=0, store=store, name=name, proposals_per_step=4,
+                      budget=Budget(max_steps=3, stop_when_solved=False)).run()
+        collected = collect_runs(store)
+        me = next(o for o in collected.outcomes if o.cell.config == "me")
+        cells = {tuple(t.origin["child_cell"]) for t in me.result.history if t.ok and t.origin}
+    assert cells  # the proposer recorded where each child landed
+    by_config = {o.cell.config: [o] for o in collected.outcomes}
+    table = comparison_table("lin", by_config, 1, {})
+    rows = {r[0]: dict(zip(table[0], r)) for r in table[1:]}
+    assert float(rows["me"]["coverage %"]) == pytest.approx(100 * len(cells) / 16, abs=0.051)  # printed to 0.1
+    assert rows["isl"]["coverage %"] == "-" and float(rows["me"]["QD-score"]) >= 0
+    assert set(dict(population_figures(collected, "lin"))) == {"archive-me", "islands-isl"}
