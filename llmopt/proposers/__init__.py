@@ -16,7 +16,7 @@ the optimizer hands them, so a resumed run proposes exactly what the original di
 
 from __future__ import annotations
 
-from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
+from llmopt.proposers.base import CallHook, ModelProposer, Proposal, Proposer, answer_format, decode_reply
 from llmopt.proposers.classical import ALGORITHMS, OptunaProposer
 from llmopt.proposers.evoprompt import EvolutionProposer, EvoPromptDE, EvoPromptGA
 from llmopt.proposers.islands import Islands
@@ -25,5 +25,5 @@ from llmopt.proposers.opro import STRUCTURED, LLMProposer, SamplingProposer, Str
 from llmopt.proposers.random import RandomProposer
 
 __all__ = ["ALGORITHMS", "STRUCTURED", "CallHook", "EvoPromptDE", "EvoPromptGA", "EvolutionProposer", "Islands",
-           "LLMProposer", "MapElites", "OptunaProposer", "Proposal", "Proposer", "RandomProposer", "SamplingProposer",
-           "Structured", "decode_reply"]
+           "LLMProposer", "MapElites", "ModelProposer", "OptunaProposer", "Proposal", "Proposer", "RandomProposer",
+           "SamplingProposer", "Structured", "answer_format", "decode_reply"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from llmopt.history import SolutionHistory, Trial
-from llmopt.llm.client import ResponseCache
+from llmopt.llm.client import LLM, ResponseCache, response_format
 from llmopt.problem import CallCost, ParseError, Problem
 
 #: Called as each LLM call finishes: (trial number, model, completion); a proposer whose calls
@@ -140,3 +140,32 @@ def decode_reply(problem: Problem, number: int, source: str, text: str, parent: 
     except Exception as exc:  # a decoder bug must not kill a paid-for run; the contract tests catch it
         return Proposal(number, source, raw=text,
                         error=f"decode raised {type(exc).__name__} (should raise ParseError): {exc}"[:1000])
+
+
+class ModelProposer(Proposer):
+    """A proposer whose proposals are a model's replies (OPRO, its LLM controls, EvoPrompt, islands,
+    MAP-Elites): what they share about their model, so that none of them writes it again."""
+
+    llm: LLM
+    #: Whether the run store's response cache answers repeated requests (``--no-cache``: False).
+    use_store_cache: bool = True
+
+    def uses_llm(self) -> bool:
+        return True
+
+    def validate(self) -> None:
+        self.llm.validate()
+
+    def bind_cache(self, cache: ResponseCache) -> None:
+        if self.use_store_cache and self.llm.cache is None:
+            self.llm = self.llm.with_cache(cache)
+
+
+def answer_format(schema: dict[str, Any] | None, llm: LLM, structured: str) -> dict[str, Any] | None:
+    """The ``response_format`` of a model proposer's requests: structured output (``structured``: auto,
+    json_schema, json_object or off) where the problem has an answer ``schema`` and, for "auto", the
+    model supports it; None: free text."""
+    mode = ("json_schema" if llm.supports_structured() else "off") if structured == "auto" else structured
+    if schema is None or mode == "off":
+        return None
+    return response_format(schema, "json_object" if mode == "json_object" else "json_schema")

@@ -44,9 +44,9 @@ from typing import Any, Literal
 import numpy as np
 
 from llmopt.history import SolutionHistory, Trial
-from llmopt.llm.client import LLM, Completion, ResponseCache
+from llmopt.llm.client import LLM, Completion
 from llmopt.problem import CallCost, Direction, Problem
-from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
+from llmopt.proposers.base import CallHook, ModelProposer, Proposal, decode_reply
 from llmopt.proposers.evoprompt_templates import Words, child_text, de_prompt, ga_prompt, paraphrase_prompt, words
 from llmopt.seeding import derive_seed, stream
 
@@ -76,7 +76,7 @@ def _paraphrases(w: Words, parents: list[Trial], size: int) -> list[_Child]:
             for i in range(size)]
 
 
-class EvolutionProposer(Proposer):
+class EvolutionProposer(ModelProposer):
     """What EvoPrompt's GA and DE share: the population, the initial paraphrases, the calls."""
 
     kind = "evoprompt"
@@ -113,9 +113,6 @@ class EvolutionProposer(Proposer):
     def label(self) -> str:
         return self.kind
 
-    def uses_llm(self) -> bool:
-        return True
-
     def step_cost(self, problem: Problem, proposals: int, max_rounds: int) -> CallCost | None:
         """One operator request per child (``population`` a generation, no redraws), each as long as
         this proposer's longest operator prompt over the problem's typical solutions."""
@@ -127,13 +124,6 @@ class EvolutionProposer(Proposer):
     def operator_prompt(self, w: Words, text: str) -> str:
         """The operator's prompt over solutions like ``text`` (GA's crossover and mutation)."""
         return ga_prompt(w, text, text)
-
-    def validate(self) -> None:
-        self.llm.validate()
-
-    def bind_cache(self, cache: ResponseCache) -> None:
-        if self.use_store_cache and self.llm.cache is None:
-            self.llm = self.llm.with_cache(cache)
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
         """Rebuild the population from the trials of the steps before ``step``; plan its size."""

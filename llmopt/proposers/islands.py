@@ -44,10 +44,10 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from llmopt.history import SolutionHistory, Trial, TrialState
-from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
+from llmopt.llm.client import LLM, Completion
 from llmopt.metaprompt import MetaPromptConfig, format_value, significant_decimals
 from llmopt.problem import CallCost, Direction, Problem
-from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
+from llmopt.proposers.base import CallHook, ModelProposer, Proposal, Proposer, answer_format, decode_reply
 from llmopt.proposers.builtin import NO_CACHE, STRUCTURED_OPTION
 from llmopt.proposers.registry import Option, ProposerSpec, non_negative, non_negative_int, positive_int
 from llmopt.seeding import derive_seed, stream
@@ -278,7 +278,7 @@ def _check(islands: int, shown: int, reset_every: int, temperature: float, perio
             raise ValueError(message)
 
 
-class Islands(Proposer):
+class Islands(ModelProposer):
     """FunSearch's islands on any problem (see the module docstring): ``islands`` sub-populations,
     best-shot prompts of ``shown`` solutions sampled by score cluster at ``temperature`` (falling over
     ``period`` solutions of an island), ``samples_per_prompt`` replies per prompt, the worse half of
@@ -318,24 +318,10 @@ class Islands(Proposer):
         changed = [words for value, default, words in settings if value != default]
         return f"islands {self.llm.model}" + (f" ({', '.join(changed)})" if changed else "")
 
-    def uses_llm(self) -> bool:
-        return True
-
-    def validate(self) -> None:
-        self.llm.validate()
-
-    def bind_cache(self, cache: ResponseCache) -> None:
-        if self.use_store_cache and self.llm.cache is None:
-            self.llm = self.llm.with_cache(cache)
-
     def prepare(self, problem: Problem) -> None:
         """Structured output where the problem has a schema and the model supports it (as OPRO's);
         scores shown as the problem shows them in OPRO's meta-prompt."""
-        schema, mode = problem.answer_schema(), self.structured
-        if mode == "auto":
-            mode = "json_schema" if self.llm.supports_structured() else "off"
-        self._format = None if schema is None or mode == "off" else response_format(
-            schema, "json_object" if mode == "json_object" else "json_schema")
+        self._format = answer_format(problem.answer_schema(), self.llm, self.structured)
         self._meta = MetaPromptConfig(structured=self._format is not None).for_problem(problem)
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:

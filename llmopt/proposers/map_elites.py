@@ -51,12 +51,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from llmopt.history import SolutionHistory, Trial, TrialState
-from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
+from llmopt.llm.client import LLM, Completion
 from llmopt.metaprompt import MetaPromptConfig, format_value, significant_decimals
 from llmopt.problem import CallCost, Direction, Problem
 from llmopt.proposers import archive as grid_archive
 from llmopt.proposers.archive import Cell, Grid
-from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
+from llmopt.proposers.base import CallHook, ModelProposer, Proposal, answer_format, decode_reply
 from llmopt.seeding import derive_seed, stream
 
 #: Share of the occupied cells (the best by score, at least one) that exploitation draws from.
@@ -92,7 +92,7 @@ class _Child:
     prompt: str
 
 
-class MapElites(Proposer):
+class MapElites(ModelProposer):
     """MAP-Elites on the problem's features with the model as mutation; see the module docstring."""
 
     kind = "map-elites"
@@ -137,16 +137,6 @@ class MapElites(Proposer):
         isl = f", {self.islands} islands" if self.islands > 1 else ""
         return f"map-elites {self.llm.model}{shape}{isl}"
 
-    def uses_llm(self) -> bool:
-        return True
-
-    def validate(self) -> None:
-        self.llm.validate()
-
-    def bind_cache(self, cache: ResponseCache) -> None:
-        if self.use_store_cache and self.llm.cache is None:
-            self.llm = self.llm.with_cache(cache)
-
     def prepare(self, problem: Problem) -> None:
         """Choose the features and make the grid (one-line errors before anything is spent); decide
         structured output as OPRO does."""
@@ -158,11 +148,7 @@ class MapElites(Proposer):
         self._direction, self._features = problem.direction, {}  # a new problem: nothing cached holds
         bins = self.bins * len(wanted) if len(self.bins) == 1 else self.bins
         self.grid = Grid(tuple(wanted), tuple((float(ranges[i][0]), float(ranges[i][1])) for i in self._index), bins)
-        schema, mode = problem.answer_schema(), self.structured
-        if mode == "auto":
-            mode = "json_schema" if self.llm.supports_structured() else "off"
-        self._format = None if schema is None or mode == "off" else response_format(
-            schema, "json_object" if mode == "json_object" else "json_schema")
+        self._format = answer_format(problem.answer_schema(), self.llm, self.structured)
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
         """Rebuild the islands' archives from the trials of the steps before ``step``."""

@@ -15,10 +15,10 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from llmopt.history import SolutionHistory, Trial, TrialState
-from llmopt.llm.client import LLM, Completion, ResponseCache, response_format
+from llmopt.llm.client import LLM, Completion
 from llmopt.metaprompt import SCORES, MetaPromptConfig, build_meta_prompt, build_sampling_prompt
 from llmopt.problem import CallCost, Problem
-from llmopt.proposers.base import CallHook, Proposal, Proposer, decode_reply
+from llmopt.proposers.base import CallHook, ModelProposer, Proposal, answer_format, decode_reply
 from llmopt.seeding import derive_seed
 
 #: Structured output: auto (where supported), on / json_schema (OpenAI style), json_object
@@ -32,7 +32,7 @@ def _drop_if(recorded: dict[str, Any], key: str, value: Any) -> None:
         del recorded[key]
 
 
-class LLMProposer(Proposer):
+class LLMProposer(ModelProposer):
     """OPRO: render the meta-prompt once per step, sample one reply per proposal."""
 
     kind = "llm"
@@ -81,25 +81,12 @@ class LLMProposer(Proposer):
             self.metaprompt = replace(self.metaprompt, scores=shown["scores"], decimals=shown.get("decimals", 0),
                                       digits=shown.get("digits", MetaPromptConfig.digits))
 
-    def validate(self) -> None:
-        self.llm.validate()
-
-    def uses_llm(self) -> bool:
-        return True
-
-    def bind_cache(self, cache: ResponseCache) -> None:
-        if self.use_store_cache and self.llm.cache is None:
-            self.llm = self.llm.with_cache(cache)
-
     def prepare(self, problem: Problem) -> None:
         """Decide structured output: on where the problem has a schema and the model supports it."""
-        schema, mode = problem.answer_schema(), self.structured
+        schema = problem.answer_schema()
         if schema is not None and self.per_call > 1:
             schema = problem.answers_schema(self.per_call)
-        if mode == "auto":
-            mode = "json_schema" if self.llm.supports_structured() else "off"
-        self._format = None if schema is None or mode == "off" else response_format(
-            schema, "json_object" if mode == "json_object" else "json_schema")
+        self._format = answer_format(schema, self.llm, self.structured)
         self.metaprompt = replace(self.metaprompt.for_problem(problem), structured=self._format is not None)
 
     def begin_step(self, problem: Problem, history: SolutionHistory, step: int) -> str | None:
