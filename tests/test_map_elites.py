@@ -258,3 +258,47 @@ def test_the_problem_contract_checks_features() -> None:
     with pytest.raises(ContractViolation) as caught:
         check_features(OutOfRange(), max_examples=10)
     assert caught.value.prop == FEATURES and "inside feature_ranges" in str(caught.value)
+
+
+def test_cli_runs_map_elites_on_linreg_tsp_and_a_grid_with_novelty_and_show_prints_the_cell(
+        tmp_path: Path, capsys, openai_server) -> None:
+    """The command line, a grid file and `show --step` for map-elites, with novelty filtering beside it
+    (the run option every proposer takes); the compare table gains the archive's coverage."""
+    import textwrap
+
+    from fakes import evo_script
+
+    server = openai_server(evo_script)
+    store = str(tmp_path / "runs.db")
+    base = ["--model", "openai/scripted", "--api-base", server.api_base, "--api-key-env", "LLMOPT_TEST_FAKE_KEY",
+            "--store", store, "--quiet", "--steps", "3", "--proposals", "4", "--no-stop-when-solved"]
+    assert main(["run", "linreg", "--proposer", "map-elites", "--bins", "5", "--novelty-threshold", "0.95", *base]) == 0
+    assert main(["run", "tsp", "--n", "7", "--proposer", "map-elites", "--exploration", "1", *base]) == 0
+    grid = tmp_path / "grid.toml"
+    grid.write_text(textwrap.dedent(f"""
+        name = "me"
+        seeds = 1
+        [defaults]
+        steps = 2
+        no-stop-when-solved = true
+        model = "openai/scripted"
+        api-base = "{server.api_base}"
+        api-key-env = "LLMOPT_TEST_FAKE_KEY"
+        [problems.linreg]
+        [configs.me]
+        proposer = "map-elites"
+        bins = 4
+        """))
+    assert main(["compare", str(grid), "--store", store, "--no-references"]) == 0
+    table = capsys.readouterr().out
+    assert "coverage %" in table and "QD-score" in table
+    with RunStore(store) as s:
+        linreg, tsp = s.get_run("linreg-map-elites-seed0"), s.get_run("tsp-map-elites-seed0")
+        assert linreg.config["proposer"]["bins"] == [5, 5] and linreg.config["novelty_threshold"] == 0.95
+        assert tsp.config["proposer"]["exploration"] == 1.0 and s.get_run("me/linreg/me/seed0").config[
+            "proposer"]["bins"] == [4, 4]
+    assert main(["show", "--store", store, "tsp-map-elites-seed0", "--step", "2"]) == 0
+    assert "from cell (" in capsys.readouterr().out
+    code = main(["run", "linreg", "--proposer", "map-elites", "--population", "4", *base])
+    err = capsys.readouterr().err
+    assert code != 0 and "--population 4: not an option of --proposer map-elites" in err
