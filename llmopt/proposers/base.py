@@ -160,6 +160,11 @@ class ModelProposer(Proposer):
         if self.use_store_cache and self.llm.cache is None:
             self.llm = self.llm.with_cache(cache)
 
+    def request_cost(self, prompt: str, calls: int) -> CallCost:
+        """The estimate of ``calls`` requests like ``prompt``, each answered in full (``max_tokens``)."""
+        return CallCost("optimizer", self.llm, calls, calls * self.llm.count_tokens(prompt),
+                        calls * self.llm.config.max_tokens)
+
 
 def answer_format(schema: dict[str, Any] | None, llm: LLM, structured: str) -> dict[str, Any] | None:
     """The ``response_format`` of a model proposer's requests: structured output (``structured``: auto,

@@ -345,9 +345,7 @@ class Islands(ModelProposer):
         shown = [Trial(number=i, step=0, state=TrialState.COMPLETE, source="estimate", text=text, value=float(i))
                  for i in range(self.shown)]
         prompt = versions_prompt(problem, shown, self._meta, None)
-        calls = max_rounds * proposals
-        return CallCost("optimizer", self.llm, calls, calls * self.llm.count_tokens(prompt),
-                        calls * self.llm.config.max_tokens)
+        return self.request_cost(prompt, max_rounds * proposals)
 
     def propose(self, problem: Problem, prompt: str | None, numbers: list[int], seed: int,
                 on_call: CallHook | None = None) -> list[Proposal]:

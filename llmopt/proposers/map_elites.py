@@ -168,9 +168,7 @@ class MapElites(ModelProposer):
         names = self.grid.names if self.grid is not None else ("feature",)
         values = {t.number: tuple(0.0 for _ in names) for t in shown}
         prompt = self._prompt(problem, shown[-1], tuple(shown[:-1]), values, names)
-        calls = max_rounds * proposals
-        return CallCost("optimizer", self.llm, calls, calls * self.llm.count_tokens(prompt),
-                        calls * self.llm.config.max_tokens)
+        return self.request_cost(prompt, max_rounds * proposals)
 
     def propose(self, problem: Problem, prompt: str | None, numbers: list[int], seed: int,
                 on_call: CallHook | None = None) -> list[Proposal]:
