@@ -22,7 +22,7 @@ from llmopt.experiments.diversity import (
 from llmopt.experiments.plot import collect_runs, write_figures
 from llmopt.experiments.plot_populations import archive_figure, islands_figure, population_figures
 from llmopt.experiments.tables import TableOptions, comparison_table
-from llmopt.history import Trial, TrialState
+from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.problem import Direction
 
 ME = {"kind": "map-elites", "features": ["length", "depth"], "ranges": [[0, 10], [0, 5]], "bins": [2, 3]}
@@ -79,13 +79,46 @@ def test_an_archive_spec_from_a_recorded_config() -> None:
     assert coverage(outside, ArchiveSpec.of_config(ME)) == 0.0  # a cell outside the grid is not counted
 
 
-def test_archive_grid_and_island_curves() -> None:
+def test_archive_grid() -> None:
     grid = archive_grid(TRIALS, Direction.MINIMIZE, bins=(2, 3))
     assert grid.shape == (2, 3) and grid[0, 0] == 5.0 and grid[1, 2] == 9.0 and grid[1, 1] == 12.0
     assert int(np.isnan(grid).sum()) == 3
-    islands = [_t(1, 9.0, {"island": 0}, step=1), _t(2, 7.0, {"island": 1}, step=1), _t(3, 8.0, {"island": 0}, step=1),
-               _t(4, 9.5, {"island": 0}, step=2), _t(5, 3.0, {"island": 1}, step=3), _t(6, 1.0, source="start")]
-    assert island_curves(islands, "minimize") == {0: [(1, 8.0), (2, 8.0)], 1: [(1, 7.0), (3, 3.0)]}
+
+
+def _history(trials: list[Trial], direction: str = "minimize") -> SolutionHistory:
+    return SolutionHistory(Direction(direction), sorted(trials, key=lambda t: t.number))
+
+
+def test_island_curves_replay_the_database() -> None:
+    """Every island starts with the starting solutions (step 0) and gains what was proposed from it;
+    the island count comes from the recorded config, so an island that found nothing still has its line."""
+    trials = [_t(0, 10.0, source="start"), _t(1, 9.0, {"island": 0}, step=1), _t(2, 7.0, {"island": 1}, step=1),
+              _t(3, 8.0, {"island": 0}, step=1), _t(4, 9.5, {"island": 0}, step=2), _t(5, 3.0, {"island": 1}, step=3)]
+    curves = island_curves(_history(trials), {"islands": 3, "reset_every": 0}, seed=0)
+    assert curves.resets == ()
+    assert curves.curves == {0: [(0, 10.0), (1, 8.0), (2, 8.0), (3, 8.0)],
+                             1: [(0, 10.0), (1, 7.0), (2, 7.0), (3, 3.0)],
+                             2: [(0, 10.0), (1, 10.0), (2, 10.0), (3, 10.0)]}
+    # no recorded count: the islands the trials name
+    assert set(island_curves(_history(trials), {}, seed=0).curves) == {0, 1}
+
+
+def test_island_curves_show_a_reset_as_the_proposer_made_it() -> None:
+    """Two islands, reset after every step from step 1 on: the worse island is emptied and seeded with
+    the better one's best, so its line jumps there, exactly as the proposer's own rebuild has it."""
+    from llmopt.proposers.islands import best_member, build_islands
+
+    trials = [_t(0, 10.0, source="start"), _t(1, 4.0, {"island": 0}, step=1), _t(2, 9.0, {"island": 1}, step=1),
+              _t(3, 6.0, {"island": 1}, step=2)]
+    history = _history(trials)
+    curves = island_curves(history, {"islands": 2, "reset_every": 1}, seed=7)
+    assert curves.resets == (1, 2)
+    # after step 1: island 1 (best 9) was the worse and restarts from island 0's best, 4
+    assert curves.curves[1][1] == (1, 4.0) and curves.curves[0][1] == (1, 4.0)
+    islands, _ = build_islands(history, 3, 2, 1, 7)
+    by_number = {t.number: t for t in trials}
+    assert [c[-1][1] for c in curves.curves.values()] == [best_member(i, by_number, Direction.MINIMIZE).value
+                                                         for i in islands]
 
 
 def _store_run(store: RunStore, name: str, seed: int, proposer: dict[str, Any], trials: list[Trial],
@@ -186,8 +219,9 @@ def test_the_figures_from_trials_alone(tmp_path: Path) -> None:
     fig = archive_figure(TRIALS, "minimize")  # no recorded grid: the cells the trials reach
     assert "3 cells occupied" in fig.axes[0].get_title()
     plt.close(fig)
-    fig = islands_figure([_t(1, 2.0, {"island": 0}), _t(2, 1.0, {"island": 3})], "minimize")
-    assert len(fig.axes[0].get_lines()) == 2 and "2 islands" in fig.axes[0].get_title()
+    fig = islands_figure(_history([_t(0, 3.0, source="start"), _t(1, 2.0, {"island": 0}), _t(2, 1.0, {"island": 3})]),
+                         {"islands": 4, "reset_every": 1}, 0)
+    assert len(fig.axes[0].get_lines()) == 4 + 1 and "4 islands; resets after step 1" in fig.axes[0].get_title()
     plt.close(fig)
 
 

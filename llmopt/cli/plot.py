@@ -21,7 +21,7 @@ baselines as lines), the fixed-target ECDF (the fraction of (run, target) pairs 
 evaluations, over the problem's ladder of targets), a histogram of proposal scores per step, for
 runs that ran validations (--eval-every) training against validation score by step
 (<problem>-overfitting, the OPRO paper's Figure 11), for MAP-Elites runs the archive as a heatmap
-(<problem>-archive-<configuration>) and for island runs each island's best so far
+(<problem>-archive-<configuration>) and for island runs each island's best by step, resets marked
 (<problem>-islands-<configuration>), both of each configuration's first seed, and, for a grid, the
 best solutions drawn (TSP tours).
 

@@ -13,7 +13,8 @@ diversity columns and of the population figures (:mod:`llmopt.experiments.plot_p
   (of all its scored solutions when it had none). A starting solution records no cell, so it counts
   in the archive only through the proposals that landed in its cell.
 * An island run's islands: each trial of an islands proposer records ``origin = {"island": i}``;
-  :func:`island_curves` is each island's best so far by step.
+  :func:`island_curves` replays the database from the trials and the recorded settings, as the
+  proposer itself rebuilds it, and gives each island's best by step and the steps of the resets.
 
 Everything here is a pure function of trials (anything with ``state``, ``value``, ``step``,
 ``source`` and ``metrics["origin"]``) and of the recorded proposer config: reading rebuilds nothing.
@@ -23,14 +24,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from llmopt.history import Trial, TrialState
+from llmopt.history import SolutionHistory, Trial, TrialState
 from llmopt.problem import Direction
 from llmopt.proposers.archive import qd_score as archive_qd_score
 from llmopt.proposers.archive import stored_archive
+from llmopt.proposers.islands import RESET_EVERY, Island, best_member, build_islands
 
 Cell = tuple[int, ...]
 
@@ -145,20 +147,35 @@ def has_islands(trials: Iterable[Trial]) -> bool:
     return any(island_of(t) is not None for t in trials)
 
 
-def island_curves(trials: Iterable[Trial], direction: Direction | str) -> dict[int, list[tuple[int, float]]]:
-    """Each island's best value so far, by step: ``{island: [(step, best), ...]}``, one point per step
-    in which the island had a scored trial."""
-    direction = Direction(direction)
+@dataclass(frozen=True)
+class IslandCurves:
+    """Each island's best value as each step ended, ``{island: [(step, best), ...]}`` (an island
+    with no solution yet has no point), and the steps after which the worse islands were reset."""
+
+    curves: dict[int, list[tuple[int, float]]]
+    resets: tuple[int, ...]
+
+
+def island_curves(history: SolutionHistory, proposer: Mapping[str, Any], seed: int) -> IslandCurves:
+    """The islands' database replayed from a run's trials (the proposer's own rebuild,
+    :func:`llmopt.proposers.islands.build_islands`) with the settings the run recorded (``proposer``:
+    its proposer config; ``seed``: the run's): every island starts with the starting solutions, gains
+    the solutions proposed from it, and a reset island jumps to its founder's best, as the proposer
+    saw them. Without a recorded island count, the islands the trials name."""
+    count = proposer.get("islands")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        count = 1 + max((i for t in history if (i := island_of(t)) is not None), default=0)
+    reset_every = proposer.get("reset_every", RESET_EVERY)
+    reset_every = reset_every if isinstance(reset_every, int) and not isinstance(reset_every, bool) else RESET_EVERY
+    trials = {t.number: t for t in history}
     out: dict[int, list[tuple[int, float]]] = {}
-    for t in trials:
-        island = island_of(t)
-        if island is None or t.state is not TrialState.COMPLETE or t.value is None:
-            continue
-        curve = out.setdefault(island, [])
-        value = float(t.value)
-        best = value if not curve or direction.better(value, curve[-1][1]) else curve[-1][1]
-        if curve and curve[-1][0] == t.step:
-            curve[-1] = (t.step, best)
-        else:
-            curve.append((t.step, best))
-    return dict(sorted(out.items()))
+
+    def observe(step: int, islands: list[Island]) -> None:
+        for i, island in enumerate(islands):
+            best = best_member(island, trials, history.direction)
+            if best is not None:
+                out.setdefault(i, []).append((step, float(best.value)))  # type: ignore[arg-type]
+
+    last = max((t.step for t in history), default=-1)
+    _, resets = build_islands(history, last + 1, count, max(0, reset_every), int(seed), observe)
+    return IslandCurves(dict(sorted(out.items())), tuple(r.step for r in resets))

@@ -23,7 +23,8 @@ from the stored trials alone. Per problem:
   configuration's best solution of the first seed beside the best baseline's (grids only: drawing
   needs the problem itself, which a grid rebuilds from its options);
 * ``<problem>-archive-<configuration>`` and ``<problem>-islands-<configuration>``: a MAP-Elites
-  run's archive as a heatmap, an island run's islands' best so far
+  run's archive as a heatmap, an island run's islands' best by step (the database replayed as the
+  proposer saw it, resets marked)
   (:mod:`llmopt.experiments.plot_populations`).
 
 Titles name the seeds actually plotted, not those a grid plans.

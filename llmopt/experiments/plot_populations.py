@@ -14,13 +14,13 @@ recorded proposer config; nothing is rebuilt. matplotlib is imported where a fig
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from llmopt.experiments.compare import Collected, Outcome
 from llmopt.experiments.diversity import ArchiveSpec, archive, archive_grid, has_cells, has_islands, island_curves
-from llmopt.history import Trial
+from llmopt.history import SolutionHistory, Trial
 from llmopt.problem import Direction
 
 
@@ -64,27 +64,32 @@ def archive_figure(trials: Sequence[Trial], direction: Direction | str, spec: Ar
     return fig
 
 
-def islands_figure(trials: Sequence[Trial], direction: Direction | str, title: str = "islands") -> Any:
-    """Each island's best value so far against step, one line per island."""
-    direction = Direction(direction)
-    curves = island_curves(trials, direction)
+def islands_figure(history: SolutionHistory, proposer: Mapping[str, Any], seed: int, title: str = "islands") -> Any:
+    """Each island's best value against step, one line per island, the database replayed as the
+    proposer saw it (:func:`island_curves`): islands that share the starting solutions share a line
+    until one of them finds better; a dotted vertical line marks each reset of the worse half."""
+    curves = island_curves(history, proposer, seed)
+    direction = history.direction
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
-    for island, points in curves.items():
+    for island, points in curves.curves.items():
         xs = [s for s, _ in points]
         ys = [v for _, v in points]
         ax.step(xs, ys, where="post", marker="o", markersize=3, linewidth=1.3, label=f"island {island}")
-    values = [v for points in curves.values() for _, v in points]
+    for step in curves.resets:
+        ax.axvline(step + 0.5, color="0.5", linestyle=":", linewidth=1.0)
+    values = [v for points in curves.curves.values() for _, v in points]
     if values and min(values) > 0 and max(values) / min(values) > 100:
         ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel(f"best value so far ({_better_words(direction)})")
+    ax.set_ylabel(f"island's best value ({_better_words(direction)})")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_title(f"{title} ({len(curves)} islands)", fontsize=9)
+    resets = f"; resets after step {', '.join(map(str, curves.resets))}" if curves.resets else ""
+    ax.set_title(f"{title} ({len(curves.curves)} islands{resets})", fontsize=9)
     ax.grid(True, alpha=0.3)
-    if curves:
+    if curves.curves:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
-                  ncol=1 if len(curves) <= 16 else 2)
+                  ncol=1 if len(curves.curves) <= 16 else 2)
     return fig
 
 
@@ -111,6 +116,8 @@ def population_figures(collected: Collected, label: str) -> list[tuple[str, Any]
                                                           _spec(run), title)))
         run = _first_seed(mine, has_islands)
         if run is not None:
-            title = f"{label}, {config}, seed {run.cell.seed}: each island's best so far"
-            out.append((f"islands-{name}", islands_figure(run.result.history.trials, run.problem.direction, title)))
+            title = f"{label}, {config}, seed {run.cell.seed}: each island's best"
+            recorded = run.record.config if run.record is not None else {}
+            out.append((f"islands-{name}", islands_figure(run.result.history, recorded.get("proposer") or {},
+                                                          recorded.get("seed", run.cell.seed), title)))
     return out

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -150,10 +150,11 @@ def reset(islands: list[Island], trials: dict[int, Trial], direction: Direction,
     return Reset(step, tuple(seeded))
 
 
-def build_islands(history: SolutionHistory, step: int, count: int, reset_every: int,
-                  seed: int) -> tuple[list[Island], list[Reset]]:
+def build_islands(history: SolutionHistory, step: int, count: int, reset_every: int, seed: int,
+                  observe: Callable[[int, list[Island]], None] | None = None) -> tuple[list[Island], list[Reset]]:
     """The islands as step ``step`` begins: the trials of steps before it, replayed step by step,
-    with a reset after every ``reset_every``-th step (0: never). Pure: a resumed run rebuilds them."""
+    with a reset after every ``reset_every``-th step (0: never). Pure: a resumed run rebuilds them.
+    ``observe(s, islands)``, if given, sees the islands as each step ``s`` ends (after its reset)."""
     trials = {t.number: t for t in history}
     by_step: dict[int, list[Trial]] = {}
     for t in history:
@@ -166,6 +167,8 @@ def build_islands(history: SolutionHistory, step: int, count: int, reset_every: 
             _admit(islands, t, trials)
         if reset_every and s >= 1 and s % reset_every == 0 and count >= 2:
             resets.append(reset(islands, trials, history.direction, stream(seed, "islands-reset", s), s))
+        if observe is not None:
+            observe(s, islands)
     return islands, resets
 
 
