@@ -106,6 +106,14 @@ def test_a_skewed_columns_interval_contains_the_median_it_annotates() -> None:
     assert format_summary(s, "{:.4g}") == "59.3 [51.38, 3800] (50 to 3e+04)"  # quartiles by numpy's interpolation
 
 
+def test_a_value_that_rounds_to_zero_prints_unsigned() -> None:
+    # an exact solver's gap to the optimum: 0 up to float noise, both signs (printed "-0.00" before)
+    s = summarize([-1.4e-14, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2e-14])
+    assert format_summary(s, "{:.2f}") == "0.00"
+    assert format_summary(summarize([-1e-14, -1e-14, 0.5, 1.0, 2.0]), "{:.2f}") == "0.50 [0.00, 1.00]"
+    assert format_summary(summarize([-0.5, -0.3, -0.1]), "{:.1f}") == "-0.3 [-0.4, -0.2]"  # real negatives keep their sign
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=40))
 def test_every_interval_contains_its_median(values: list[float]) -> None:

@@ -99,12 +99,17 @@ def format_summary(s: Summary | None, fmt: str = "{:.3g}") -> str:
     """``median [q1, q3] (CI low to high)``, the CI the median's; one value is printed alone."""
     if s is None:
         return "-"
-    shown = {fmt.format(v) for v in (s.median, s.q1, s.q3, s.ci_low, s.ci_high) if v is not None}
+
+    def f(v: float) -> str:  # a value that rounds to zero prints as 0, not -0 (a gap of -1e-13 %)
+        text = fmt.format(v)
+        return fmt.format(0.0) if v < 0 and text.lstrip("-").strip("0.") == "" else text
+
+    shown = {f(v) for v in (s.median, s.q1, s.q3, s.ci_low, s.ci_high) if v is not None}
     if s.n == 1 or len(shown) == 1:
-        return fmt.format(s.median)  # one value, or every run the same as printed
-    text = f"{fmt.format(s.median)} [{fmt.format(s.q1)}, {fmt.format(s.q3)}]"
+        return f(s.median)  # one value, or every run the same as printed
+    text = f"{f(s.median)} [{f(s.q1)}, {f(s.q3)}]"
     if s.ci_low is not None and s.ci_high is not None:
-        text += f" ({fmt.format(s.ci_low)} to {fmt.format(s.ci_high)})"
+        text += f" ({f(s.ci_low)} to {f(s.ci_high)})"
     return text
 
 
